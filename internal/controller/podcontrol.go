@@ -1,0 +1,124 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+)
+
+// Event reasons recorded by PodControl, as upstream.
+const (
+	SuccessfulCreatePodReason = "SuccessfulCreate"
+	FailedCreatePodReason     = "FailedCreate"
+	SuccessfulDeletePodReason = "SuccessfulDelete"
+	FailedDeletePodReason     = "FailedDelete"
+)
+
+// PodControl creates, deletes and patches pods on behalf of a controller.
+type PodControl interface {
+	// CreatePod creates a pod from template in namespace, owned by owner
+	// through ref (a controller reference).
+	CreatePod(ctx context.Context, namespace string, template *v1.PodTemplateSpec, owner runtime.Object, ref *metav1.OwnerReference) error
+	// DeletePod deletes the named pod; owner receives the event.
+	DeletePod(ctx context.Context, namespace, name string, owner runtime.Object) error
+	// PatchPod applies a strategic merge patch to the named pod.
+	PatchPod(ctx context.Context, namespace, name string, patch []byte) error
+}
+
+// RealPodControl is the PodControl that talks to the API server.
+type RealPodControl struct {
+	Client   kubernetes.Interface
+	Recorder record.EventRecorder
+}
+
+var _ PodControl = RealPodControl{}
+
+// NewControllerRef returns the owner reference a controller puts on what it
+// creates: controller=true and blockOwnerDeletion=true.
+func NewControllerRef(owner metav1.Object, gvk schema.GroupVersionKind) *metav1.OwnerReference {
+	t := true
+	return &metav1.OwnerReference{
+		APIVersion:         gvk.GroupVersion().String(),
+		Kind:               gvk.Kind,
+		Name:               owner.GetName(),
+		UID:                owner.GetUID(),
+		Controller:         &t,
+		BlockOwnerDeletion: &t,
+	}
+}
+
+// PodFromTemplate builds the pod a controller creates from template: labels,
+// annotations, finalizers and spec copied, generateName "<owner>-".
+func PodFromTemplate(template *v1.PodTemplateSpec, owner metav1.Object, ref *metav1.OwnerReference) *v1.Pod {
+	t := template.DeepCopy()
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: owner.GetName() + "-",
+			Namespace:    owner.GetNamespace(),
+			Labels:       t.Labels,
+			Annotations:  t.Annotations,
+			Finalizers:   t.Finalizers,
+		},
+		Spec: t.Spec,
+	}
+	if ref != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*ref}
+	}
+	return pod
+}
+
+func (c RealPodControl) event(obj runtime.Object, typ, reason, format string, args ...any) {
+	if c.Recorder != nil && obj != nil {
+		c.Recorder.Eventf(obj, typ, reason, format, args...)
+	}
+}
+
+// CreatePod implements PodControl.
+func (c RealPodControl) CreatePod(ctx context.Context, namespace string, template *v1.PodTemplateSpec, owner runtime.Object, ref *metav1.OwnerReference) error {
+	meta, ok := owner.(metav1.Object)
+	if !ok {
+		return fmt.Errorf("creating pod: owner %T has no object metadata", owner)
+	}
+	pod := PodFromTemplate(template, meta, ref)
+	if len(pod.Labels) == 0 {
+		return fmt.Errorf("creating pod: template of %s has no labels", meta.GetName())
+	}
+	created, err := c.Client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		if !apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) {
+			c.event(owner, v1.EventTypeWarning, FailedCreatePodReason, "Error creating: %v", err)
+		}
+		return fmt.Errorf("creating pod for %s/%s: %w", namespace, meta.GetName(), err)
+	}
+	c.event(owner, v1.EventTypeNormal, SuccessfulCreatePodReason, "Created pod: %v", created.Name)
+	return nil
+}
+
+// DeletePod implements PodControl.
+func (c RealPodControl) DeletePod(ctx context.Context, namespace, name string, owner runtime.Object) error {
+	if err := c.Client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return err
+		}
+		c.event(owner, v1.EventTypeWarning, FailedDeletePodReason, "Error deleting: %v", err)
+		return fmt.Errorf("deleting pod %s/%s: %w", namespace, name, err)
+	}
+	c.event(owner, v1.EventTypeNormal, SuccessfulDeletePodReason, "Deleted pod: %v", name)
+	return nil
+}
+
+// PatchPod implements PodControl.
+func (c RealPodControl) PatchPod(ctx context.Context, namespace, name string, patch []byte) error {
+	if _, err := c.Client.CoreV1().Pods(namespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("patching pod %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package etcd3 implements storage.Interface on etcd v3.
+//
+// Contract (beyond storage.Interface):
+//   - Objects are stored encoded with Config.Codec and without
+//     resourceVersion; the resourceVersion of a returned object is the
+//     key's mod revision (for a deleted object: the revision it was at
+//     before the delete; in watch DELETED events: the delete revision).
+//   - Returned objects are freshly decoded and owned by the caller, with
+//     apiVersion/kind set.
+//   - Create and GuaranteedUpdate mutate the object passed in: its
+//     resourceVersion is cleared before encoding and set to the new revision
+//     afterwards, and that same object is returned (no re-decode).
+//   - List pages are consistent snapshots: the continue token carries the
+//     revision of the first page; when that revision is compacted the next
+//     page fails with ErrCodeResourceExpired.
+//   - Watch with AllowBookmarks asks etcd for progress notifications and
+//     turns them into BOOKMARK events; RequestWatchProgress asks for one now.
+//   - A watch whose start revision is compacted ends with an ERROR event
+//     carrying a 410 metav1.Status (reason Expired) and the channel closes.
+package etcd3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"skiff.dev/skiff/internal/storage"
+)
+
+// Config is what a Store needs.
+type Config struct {
+	Client *clientv3.Client
+	// Codec encodes objects for etcd and decodes them into NewFunc().
+	Codec runtime.Codec
+	// NewFunc returns an empty object of the resource.
+	NewFunc func() runtime.Object
+}
+
+// Store is the etcd-backed storage.Interface.
+type Store struct {
+	client  *clientv3.Client
+	codec   runtime.Codec
+	newFunc func() runtime.Object
+}
+
+var (
+	_ storage.Interface              = (*Store)(nil)
+	_ storage.WatchProgressRequester = (*Store)(nil)
+)
+
+// New returns a Store.
+func New(cfg Config) *Store {
+	return &Store{client: cfg.Client, codec: cfg.Codec, newFunc: cfg.NewFunc}
+}
+
+// maxPageFetch bounds how many keys one range request fetches while
+// filling a filtered page.
+const maxPageFetch = 10000
+
+// revisionKey is read with count-only to learn the current revision.
+const revisionKey = "/registry/\x00skiff-revision"
+
+func (s *Store) decode(key string, data []byte, rv int64) (runtime.Object, error) {
+	into := s.newFunc()
+	obj, gvk, err := s.codec.Decode(data, nil, into)
+	if err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, rv, fmt.Sprintf("decoding stored object: %v", err))
+	}
+	if gvk != nil && obj.GetObjectKind().GroupVersionKind().Empty() {
+		obj.GetObjectKind().SetGroupVersionKind(*gvk)
+	}
+	if err := storage.SetResourceVersion(obj, rv); err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, rv, err.Error())
+	}
+	return obj, nil
+}
+
+// encode clears obj's resourceVersion and encodes it.
+func (s *Store) encode(key string, obj runtime.Object) ([]byte, error) {
+	if err := storage.SetResourceVersion(obj, 0); err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, 0, err.Error())
+	}
+	var buf bytes.Buffer
+	if err := s.codec.Encode(obj, &buf); err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, 0, fmt.Sprintf("encoding object: %v", err))
+	}
+	if buf.Len() > storage.MaxObjectSize {
+		return nil, storage.NewError(storage.ErrCodeTooLarge, key, 0,
+			fmt.Sprintf("object is %d bytes, more than the limit of %d", buf.Len(), storage.MaxObjectSize))
+	}
+	return buf.Bytes(), nil
+}
+
+// Create implements storage.Interface.
+func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	data, err := s.encode(key, obj)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(data))).
+		Commit()
+	if err != nil {
+		return nil, wrapEtcdError(key, 0, "creating", err)
+	}
+	if !resp.Succeeded {
+		return nil, storage.NewError(storage.ErrCodeKeyExists, key, 0, "key already exists")
+	}
+	rev := resp.Header.Revision
+	if err := storage.SetResourceVersion(obj, rev); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// Get implements storage.Interface.
+func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (runtime.Object, error) {
+	minRV, err := storage.ParseResourceVersion(opts.ResourceVersion)
+	if err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, 0, err.Error())
+	}
+	var ops []clientv3.OpOption
+	if opts.ResourceVersion == "0" {
+		ops = append(ops, clientv3.WithSerializable())
+	}
+	resp, err := s.client.Get(ctx, key, ops...)
+	if err != nil {
+		return nil, wrapEtcdError(key, 0, "getting", err)
+	}
+	if minRV > resp.Header.Revision {
+		return nil, tooLargeRV(key, minRV, resp.Header.Revision)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, storage.NewError(storage.ErrCodeKeyNotFound, key, resp.Header.Revision, "not found")
+	}
+	kv := resp.Kvs[0]
+	return s.decode(key, kv.Value, kv.ModRevision)
+}
+
+func tooLargeRV(key string, want, have int64) error {
+	return storage.NewError(storage.ErrCodeTooLargeResourceVersion, key, want,
+		fmt.Sprintf("too large resource version: %d, current: %d", want, have))
+}
+
+// GuaranteedUpdate implements storage.Interface.
+func (s *Store) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc) (runtime.Object, error) {
+	getResp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, wrapEtcdError(key, 0, "getting", err)
+	}
+	kvs := getResp.Kvs
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("updating %s: %w", key, err)
+		}
+		var (
+			cur     runtime.Object
+			curData []byte
+			curRev  int64
+		)
+		if len(kvs) > 0 {
+			curData, curRev = kvs[0].Value, kvs[0].ModRevision
+			if cur, err = s.decode(key, curData, curRev); err != nil {
+				return nil, err
+			}
+		} else if !ignoreNotFound {
+			return nil, storage.NewError(storage.ErrCodeKeyNotFound, key, 0, "not found")
+		}
+		updated, err := tryUpdate(cur)
+		if err != nil {
+			if errors.Is(err, storage.ErrNoChange) && cur != nil {
+				return s.decode(key, curData, curRev)
+			}
+			return nil, err
+		}
+		data, err := s.encode(key, updated)
+		if err != nil {
+			return nil, err
+		}
+		if cur != nil && bytes.Equal(data, curData) {
+			if err := storage.SetResourceVersion(updated, curRev); err != nil {
+				return nil, err
+			}
+			return updated, nil
+		}
+		resp, err := s.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", curRev)).
+			Then(clientv3.OpPut(key, string(data))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return nil, wrapEtcdError(key, curRev, "updating", err)
+		}
+		if resp.Succeeded {
+			if err := storage.SetResourceVersion(updated, resp.Header.Revision); err != nil {
+				return nil, err
+			}
+			return updated, nil
+		}
+		kvs = resp.Responses[0].GetResponseRange().Kvs
+	}
+}
+
+// Delete implements storage.Interface.
+func (s *Store) Delete(ctx context.Context, key string, check func(runtime.Object) error) (runtime.Object, error) {
+	getResp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, wrapEtcdError(key, 0, "getting", err)
+	}
+	kvs := getResp.Kvs
+	for {
+		if len(kvs) == 0 {
+			return nil, storage.NewError(storage.ErrCodeKeyNotFound, key, 0, "not found")
+		}
+		kv := kvs[0]
+		cur, err := s.decode(key, kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(cur); err != nil {
+				return nil, err
+			}
+			// check may have mutated its copy: return a fresh one.
+			if cur, err = s.decode(key, kv.Value, kv.ModRevision); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := s.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+			Then(clientv3.OpDelete(key)).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return nil, wrapEtcdError(key, kv.ModRevision, "deleting", err)
+		}
+		if resp.Succeeded {
+			return cur, nil
+		}
+		kvs = resp.Responses[0].GetResponseRange().Kvs
+	}
+}
+
+// CurrentRevision implements storage.Interface with a linearizable
+// count-only read of one key: its header carries the current revision.
+func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
+	resp, err := s.client.Get(ctx, revisionKey, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, wrapEtcdError(revisionKey, 0, "reading current revision", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Count implements storage.Interface.
+func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, wrapEtcdError(prefix, 0, "counting", err)
+	}
+	return resp.Count, nil
+}
+
+// RequestWatchProgress implements storage.WatchProgressRequester: every
+// synced watch opened with AllowBookmarks receives a bookmark soon.
+func (s *Store) RequestWatchProgress(ctx context.Context) error {
+	if err := s.client.RequestProgress(watchContext(ctx)); err != nil {
+		return fmt.Errorf("requesting watch progress: %w", err)
+	}
+	return nil
+}
+
+func wrapEtcdError(key string, rv int64, doing string, err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted):
+		return storage.NewError(storage.ErrCodeResourceExpired, key, rv,
+			fmt.Sprintf("too old resource version: %d", rv))
+	case errors.Is(err, rpctypes.ErrFutureRev):
+		return storage.NewError(storage.ErrCodeTooLargeResourceVersion, key, rv,
+			fmt.Sprintf("too large resource version: %d", rv))
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s %s: %w", doing, key, err)
+	}
+	return storage.NewError(storage.ErrCodeUnreachable, key, rv, fmt.Sprintf("%s: %v", doing, err))
+}
+

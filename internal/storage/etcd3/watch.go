@@ -1,0 +1,230 @@
+package etcd3
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"skiff.dev/skiff/internal/storage"
+)
+
+// InitialEventsAnnotation marks the bookmark that ends the initial events
+// of a watch with SendInitialEvents.
+const InitialEventsAnnotation = "k8s.io/initial-events-end"
+
+// watchResultBuffer is the result channel's capacity: enough to decouple
+// etcd's stream from the consumer for short bursts.
+const watchResultBuffer = 100
+
+// watchContext gives every watch (and progress request) the same gRPC
+// metadata, so they share one etcd watch stream and RequestProgress reaches
+// all of them.
+func watchContext(ctx context.Context) context.Context {
+	return clientv3.WithRequireLeader(ctx)
+}
+
+type watcher struct {
+	s      *Store
+	prefix string
+	opts   storage.WatchOptions
+	rv     int64
+	ctx    context.Context
+	cancel context.CancelFunc
+	result chan watch.Event
+}
+
+// Watch implements storage.Interface.
+func (s *Store) Watch(ctx context.Context, prefix string, opts storage.WatchOptions) (watch.Interface, error) {
+	rv, err := storage.ParseResourceVersion(opts.ResourceVersion)
+	if err != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, prefix, 0, err.Error())
+	}
+	wctx, cancel := context.WithCancel(watchContext(ctx))
+	w := &watcher{s: s, prefix: prefix, opts: opts, rv: rv, ctx: wctx, cancel: cancel,
+		result: make(chan watch.Event, watchResultBuffer)}
+	go w.run()
+	return w, nil
+}
+
+func (w *watcher) Stop()                          { w.cancel() }
+func (w *watcher) ResultChan() <-chan watch.Event { return w.result }
+
+func (w *watcher) send(ev watch.Event) bool {
+	select {
+	case w.result <- ev:
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+func (w *watcher) sendError(err error) {
+	var status *apierrors.StatusError
+	switch {
+	case storage.IsGone(err):
+		status = apierrors.NewResourceExpired(err.Error())
+	default:
+		status = apierrors.NewInternalError(err)
+	}
+	st := status.Status()
+	w.send(watch.Event{Type: watch.Error, Object: &st})
+}
+
+func (w *watcher) matches(obj runtime.Object) bool {
+	return w.opts.Predicate == nil || w.opts.Predicate(obj)
+}
+
+func (w *watcher) bookmark(rv int64, initialEnd bool) bool {
+	obj := w.s.newFunc()
+	if err := storage.SetResourceVersion(obj, rv); err != nil {
+		w.sendError(err)
+		return false
+	}
+	if initialEnd {
+		if m, err := meta.Accessor(obj); err == nil {
+			m.SetAnnotations(map[string]string{InitialEventsAnnotation: "true"})
+		}
+	}
+	return w.send(watch.Event{Type: watch.Bookmark, Object: obj})
+}
+
+func (w *watcher) run() {
+	defer close(w.result)
+	defer w.cancel()
+	initial := w.rv == 0
+	if w.opts.SendInitialEvents != nil {
+		initial = *w.opts.SendInitialEvents
+	}
+	startRev := int64(0)
+	if w.rv > 0 {
+		startRev = w.rv + 1
+	}
+	if initial {
+		rev, ok := w.sendInitial()
+		if !ok {
+			return
+		}
+		startRev = rev + 1
+	}
+	ops := []clientv3.OpOption{clientv3.WithPrevKV()}
+	if startRev > 0 {
+		ops = append(ops, clientv3.WithRev(startRev))
+	}
+	if w.opts.Recursive {
+		ops = append(ops, clientv3.WithPrefix())
+	}
+	if w.opts.AllowBookmarks {
+		ops = append(ops, clientv3.WithProgressNotify())
+	}
+	for resp := range w.s.client.Watch(w.ctx, w.prefix, ops...) {
+		if resp.CompactRevision != 0 {
+			w.sendError(storage.NewError(storage.ErrCodeResourceExpired, w.prefix, startRev-1,
+				fmt.Sprintf("too old resource version: %d (%d)", startRev-1, resp.CompactRevision)))
+			return
+		}
+		if err := resp.Err(); err != nil {
+			w.sendError(fmt.Errorf("watching %s: %w", w.prefix, err))
+			return
+		}
+		if resp.IsProgressNotify() {
+			if w.opts.AllowBookmarks && !w.bookmark(resp.Header.Revision, false) {
+				return
+			}
+			continue
+		}
+		for _, ev := range resp.Events {
+			out, ok, err := w.convert(ev)
+			if err != nil {
+				w.sendError(err)
+				return
+			}
+			if ok && !w.send(out) {
+				return
+			}
+		}
+	}
+}
+
+// sendInitial sends the current state as ADDED events and returns the
+// revision it was read at.
+func (w *watcher) sendInitial() (int64, bool) {
+	var ops []clientv3.OpOption
+	if w.opts.Recursive {
+		ops = append(ops, clientv3.WithPrefix())
+	}
+	resp, err := w.s.client.Get(w.ctx, w.prefix, ops...)
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.sendError(wrapEtcdError(w.prefix, 0, "listing initial state", err))
+		}
+		return 0, false
+	}
+	if w.rv > resp.Header.Revision {
+		w.sendError(tooLargeRV(w.prefix, w.rv, resp.Header.Revision))
+		return 0, false
+	}
+	for _, kv := range resp.Kvs {
+		obj, err := w.s.decode(string(kv.Key), kv.Value, kv.ModRevision)
+		if err != nil {
+			w.sendError(err)
+			return 0, false
+		}
+		if w.matches(obj) && !w.send(watch.Event{Type: watch.Added, Object: obj}) {
+			return 0, false
+		}
+	}
+	if w.opts.SendInitialEvents != nil && *w.opts.SendInitialEvents {
+		if !w.bookmark(resp.Header.Revision, true) {
+			return 0, false
+		}
+	}
+	return resp.Header.Revision, true
+}
+
+// convert turns an etcd event into the watch event this watcher's client
+// sees: predicate transitions become ADDED/DELETED, and an object that left
+// the selection is reported with its previous content at the new revision.
+func (w *watcher) convert(ev *clientv3.Event) (watch.Event, bool, error) {
+	key := string(ev.Kv.Key)
+	rev := ev.Kv.ModRevision
+	if ev.Type == clientv3.EventTypeDelete {
+		if ev.PrevKv == nil {
+			return watch.Event{}, false, nil
+		}
+		prev, err := w.s.decode(key, ev.PrevKv.Value, rev)
+		if err != nil {
+			return watch.Event{}, false, err
+		}
+		return watch.Event{Type: watch.Deleted, Object: prev}, w.matches(prev), nil
+	}
+	cur, err := w.s.decode(key, ev.Kv.Value, rev)
+	if err != nil {
+		return watch.Event{}, false, err
+	}
+	curOK := w.matches(cur)
+	if ev.IsCreate() || ev.PrevKv == nil {
+		return watch.Event{Type: watch.Added, Object: cur}, curOK, nil
+	}
+	if w.opts.Predicate == nil {
+		return watch.Event{Type: watch.Modified, Object: cur}, true, nil
+	}
+	prev, err := w.s.decode(key, ev.PrevKv.Value, rev)
+	if err != nil {
+		return watch.Event{}, false, err
+	}
+	prevOK := w.matches(prev)
+	switch {
+	case curOK && prevOK:
+		return watch.Event{Type: watch.Modified, Object: cur}, true, nil
+	case curOK:
+		return watch.Event{Type: watch.Added, Object: cur}, true, nil
+	case prevOK:
+		return watch.Event{Type: watch.Deleted, Object: prev}, true, nil
+	}
+	return watch.Event{}, false, nil
+}

@@ -288,4 +288,3 @@ func wrapEtcdError(key string, rv int64, doing string, err error) error {
 	}
 	return storage.NewError(storage.ErrCodeUnreachable, key, rv, fmt.Sprintf("%s: %v", doing, err))
 }
-

@@ -1,0 +1,28 @@
+// Package openapi builds and serves skiff's OpenAPI documents: the v2
+// document at /openapi/v2 (JSON, and the protobuf form kubectl asks for)
+// and the v3 discovery document at /openapi/v3 with one document per
+// group version at /openapi/v3/api/v1 and /openapi/v3/apis/<group>/<version>.
+//
+// Definitions are generated at run time by reflection over the Go types
+// in the scheme, named as upstream names them
+// (io.k8s.api.apps.v1.Deployment). Descriptions come from the types'
+// SwaggerDoc methods; patch strategy and merge key from the
+// patchStrategy/patchMergeKey struct tags; list types, list map keys and
+// map types from the structured-merge-diff schema client-go ships for
+// server-side apply (the markers behind them are comments that reflection
+// cannot see). Paths and operations are derived from the
+// registry.Resource descriptors, with the operation ids, the
+// x-kubernetes-action and x-kubernetes-group-version-kind extensions, the
+// patch content types and the query parameters (fieldValidation among
+// them) kubectl looks for.
+//
+// Contract: New is cheap; nothing is built until the first request (or a
+// call to Documents), after which the documents are immutable and cached
+// for the life of the Service. Serving, content negotiation, ETags and
+// Cache-Control are kube-openapi's handler and handler3, as upstream.
+// The v3 documents are converted from the v2 one (refs with siblings are
+// wrapped in allOf, Quantity and IntOrString use oneOf, as upstream).
+//
+// Not described: connect-style subresources (log, exec, attach,
+// portforward, proxy), default values and enum lists.
+package openapi

@@ -1,0 +1,17 @@
+// Package replicaset implements the ReplicaSet controller and the
+// ReplicationController manager: keep spec.replicas active pods matching the
+// selector, adopting orphans and releasing pods that stopped matching, and
+// report replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
+// observedGeneration and the ReplicaFailure condition in status.
+//
+// Both kinds share one Controller; a ReplicationController is converted to
+// an apps/v1 ReplicaSet on read (its map selector becomes matchLabels) and
+// its status converted back on write, so the logic exists once.
+//
+// Contract: Sync is level-triggered and idempotent. Creations and deletions
+// are recorded in Expectations before they are issued, and replicas are only
+// recomputed once the informer has observed all of them, so a lagging pod
+// informer never causes over-creation. Creations go out in slow-start
+// batches (1, 2, 4, ...) capped at BurstReplicas per sync; scale-down deletes
+// pods in controller.ActivePods order.
+package replicaset

@@ -209,13 +209,14 @@ func TestExpectationsPreventOverCreation(t *testing.T) {
 	if err := f.c.Sync(ctx, "default/web"); err != nil {
 		t.Fatal(err)
 	}
-	f.expectActions()
+	f.expectActions("update replicasets/status") // status.replicas 2, no create
+	f.client.ClearActions()
 	// After the expectations time out the controller acts on what it sees.
 	f.clock.Step(6 * time.Minute)
 	if err := f.c.Sync(ctx, "default/web"); err != nil {
 		t.Fatal(err)
 	}
-	f.expectActions("create pods")
+	f.expectActions("create pods", "update replicasets/status")
 }
 
 func TestScaleDownDeletesLeastValuablePods(t *testing.T) {

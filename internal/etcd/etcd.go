@@ -193,6 +193,12 @@ func embedConfig(cfg Config) (*embed.Config, *closingGate, error) {
 	return ec, gate, nil
 }
 
+// benignStartupError is logged by etcd 3.7 when its storage-version
+// monitor runs (on the cluster version being set) before the first raft
+// term reaches the backend; the monitor retries and succeeds, so a fresh
+// single member always logs it once at error level.
+const benignStartupError = "failed to update storage version"
+
 type closingGate struct{ closing atomic.Bool }
 
 // gatedCore drops every entry once its gate is closing.
@@ -206,7 +212,7 @@ func (c *gatedCore) With(f []zapcore.Field) zapcore.Core {
 }
 
 func (c *gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.gate.closing.Load() {
+	if c.gate.closing.Load() || e.Message == benignStartupError {
 		return ce
 	}
 	return c.Core.Check(e, ce)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
+	apidiscoveryv2beta1 "k8s.io/api/apidiscovery/v2beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -37,6 +39,7 @@ func NewScheme() *runtime.Scheme {
 		storagev1.AddToScheme, rbacv1.AddToScheme, schedulingv1.AddToScheme,
 		eventsv1.AddToScheme, certificatesv1.AddToScheme, authenticationv1.AddToScheme,
 		authorizationv1.AddToScheme, admissionregistrationv1.AddToScheme,
+		apidiscoveryv2.AddToScheme, apidiscoveryv2beta1.AddToScheme,
 	}
 	for _, add := range adders {
 		if err := add(s); err != nil {
@@ -46,5 +49,8 @@ func NewScheme() *runtime.Scheme {
 	// Unversioned meta types (Status, WatchEvent, options) in "v1" so the
 	// parameter codec and error encoding work for every group.
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	// Table, PartialObjectMetadata(List) in meta.k8s.io/v1 for
+	// "as=Table" and metadata-only clients.
+	metav1.AddMetaToScheme(s)
 	return s
 }

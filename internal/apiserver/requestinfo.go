@@ -1,0 +1,121 @@
+package apiserver
+
+import (
+	"net/http"
+	"strings"
+)
+
+// RequestInfo is what a resource URL means.
+type RequestInfo struct {
+	IsResourceRequest bool
+	Path              string
+	// Verb is the Kubernetes verb: get list watch create update patch
+	// delete deletecollection (proxy verbs for subresources keep these).
+	Verb        string
+	APIPrefix   string // "api" or "apis"
+	APIGroup    string
+	APIVersion  string
+	Namespace   string
+	Resource    string
+	Subresource string
+	Name        string
+	// Parts is the path after the group version.
+	Parts []string
+}
+
+var namespaceSubresources = map[string]bool{"status": true, "finalize": true}
+
+// parseRequestInfo splits a Kubernetes API path. Non-resource paths
+// (/healthz, /api, /apis/apps) come back with IsResourceRequest false.
+func parseRequestInfo(r *http.Request) *RequestInfo {
+	ri := &RequestInfo{Path: r.URL.Path, Verb: strings.ToLower(r.Method)}
+	parts := splitPath(r.URL.Path)
+	if len(parts) < 3 {
+		return ri
+	}
+	ri.APIPrefix = parts[0]
+	switch parts[0] {
+	case "api":
+		ri.APIVersion = parts[1]
+		parts = parts[2:]
+	case "apis":
+		if len(parts) < 4 {
+			return ri
+		}
+		ri.APIGroup, ri.APIVersion = parts[1], parts[2]
+		parts = parts[3:]
+	default:
+		return ri
+	}
+	ri.IsResourceRequest = true
+	watchPath := false
+	if parts[0] == "watch" {
+		watchPath = true
+		parts = parts[1:]
+		if len(parts) == 0 {
+			ri.IsResourceRequest = false
+			return ri
+		}
+	}
+	switch r.Method {
+	case http.MethodPost:
+		ri.Verb = "create"
+	case http.MethodGet, http.MethodHead:
+		ri.Verb = "get"
+	case http.MethodPut:
+		ri.Verb = "update"
+	case http.MethodPatch:
+		ri.Verb = "patch"
+	case http.MethodDelete:
+		ri.Verb = "delete"
+	default:
+		ri.Verb = ""
+	}
+	if parts[0] == "namespaces" {
+		if len(parts) > 1 {
+			ri.Namespace = parts[1]
+			if len(parts) > 2 && !namespaceSubresources[parts[2]] {
+				parts = parts[2:]
+			}
+		}
+	}
+	ri.Parts = parts
+	switch {
+	case len(parts) >= 3:
+		ri.Subresource = parts[2]
+		fallthrough
+	case len(parts) == 2:
+		ri.Name = parts[1]
+		fallthrough
+	case len(parts) == 1:
+		ri.Resource = parts[0]
+	}
+	// The namespace of a namespace is itself only when addressed by name.
+	if ri.Resource == "namespaces" {
+		ri.Namespace = ""
+	}
+	if ri.Name == "" && ri.Verb == "get" {
+		ri.Verb = "list"
+	}
+	if watchPath || (ri.Verb == "list" && isTrue(r.URL.Query().Get("watch"))) {
+		ri.Verb = "watch"
+	}
+	if ri.Verb == "delete" && ri.Name == "" {
+		ri.Verb = "deletecollection"
+	}
+	// Single-object watches: /watch/namespaces/ns/pods/name.
+	if ri.Verb == "get" && watchPath {
+		ri.Verb = "watch"
+	}
+	return ri
+}
+
+func splitPath(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+func isTrue(s string) bool { return s == "true" || s == "1" }

@@ -1,0 +1,317 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"skiff.dev/skiff/internal/registry/generic"
+)
+
+// TokenIssuer issues service-account tokens for serviceaccounts/token.
+type TokenIssuer interface {
+	// IssueFor returns a signed token for sa, bound to the optional object,
+	// with the requested audiences and lifetime.
+	IssueFor(ctx context.Context, sa *corev1.ServiceAccount, req *authenticationv1.TokenRequest, boundPod *corev1.Pod) (token string, exp time.Time, err error)
+}
+
+// PodSubresources serves pods/binding, pods/eviction and
+// serviceaccounts/token. Streaming subresources (log, exec, attach,
+// portforward, proxy) are answered by NodeProxy when set.
+type PodSubresources struct {
+	Tokens TokenIssuer
+	// NodeProxy proxies pods/log|exec|attach|portforward and nodes/proxy
+	// to the kubelet; nil answers 503.
+	NodeProxy func(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) bool
+	// Now is the clock.
+	Now func() time.Time
+}
+
+var _ ExtraHandlers = (*PodSubresources)(nil)
+
+// Handle implements ExtraHandlers.
+func (p *PodSubresources) Handle(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) bool {
+	switch {
+	case ri.APIGroup == "" && ri.Resource == "pods" && ri.Subresource == "binding" && ri.Verb == "create":
+		p.bind(w, r, ri, s)
+	case ri.APIGroup == "" && ri.Resource == "pods" && ri.Subresource == "eviction" && ri.Verb == "create":
+		p.evict(w, r, ri, s)
+	case ri.APIGroup == "" && ri.Resource == "serviceaccounts" && ri.Subresource == "token" && ri.Verb == "create":
+		p.token(w, r, ri, s)
+	case ri.APIGroup == "" && (ri.Resource == "pods" || ri.Resource == "nodes" || ri.Resource == "services") &&
+		(ri.Subresource == "log" || ri.Subresource == "exec" || ri.Subresource == "attach" || ri.Subresource == "portforward" || ri.Subresource == "proxy"):
+		if p.NodeProxy != nil && p.NodeProxy(w, r, ri, s) {
+			return true
+		}
+		s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("%s/%s is not available: no node agent serves it", ri.Resource, ri.Subresource)))
+	default:
+		return false
+	}
+	return true
+}
+
+func (p *PodSubresources) decode(s *Server, r *http.Request, gvk schema.GroupVersionKind, into runtime.Object) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.neg.input(r)
+	if err != nil {
+		return apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schema.GroupResource{}, "", err.Error(), 0, false)
+	}
+	if _, _, err := info.Serializer.Decode(body, &gvk, into); err != nil {
+		return decodeError(err)
+	}
+	return nil
+}
+
+// bind assigns a pod to a node (the scheduler's pods/binding call).
+func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
+	st := s.Store(corev1.SchemeGroupVersion, "pods")
+	b := &corev1.Binding{}
+	if err := p.decode(s, r, corev1.SchemeGroupVersion.WithKind("Binding"), b); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if b.Name != "" && b.Name != ri.Name {
+		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("binding name %q does not match pod name %q", b.Name, ri.Name)))
+		return
+	}
+	if b.Target.Kind != "" && b.Target.Kind != "Node" {
+		s.writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), ri.Name, nil))
+		return
+	}
+	if b.Target.Name == "" {
+		s.writeError(w, r, apierrors.NewBadRequest("target.name: Required value"))
+		return
+	}
+	dr, err := dryRun(r.URL.Query())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	_, _, err = st.Update(r.Context(), ri.Namespace, ri.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
+		if cur == nil {
+			return nil, apierrors.NewNotFound(st.R.GroupResource(), ri.Name)
+		}
+		pod := cur.(*corev1.Pod)
+		if pod.DeletionTimestamp != nil {
+			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", ri.Name))
+		}
+		if pod.Spec.NodeName != "" {
+			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("pod %s is already assigned to node %q", ri.Name, pod.Spec.NodeName))
+		}
+		if b.UID != "" && b.UID != pod.UID {
+			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", b.UID, pod.UID))
+		}
+		pod.Spec.NodeName = b.Target.Name
+		for k, v := range b.Annotations {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[k] = v
+		}
+		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(p.now())})
+		return pod, nil
+	}, generic.UpdateOptions{DryRun: dr, Subresource: "binding", FieldManager: "skiff-scheduler"})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	st2 := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
+	st2.SetGroupVersionKind(statusGVK)
+	s.writeRaw(w, http.StatusCreated, mediaJSON, s.neg.byType[mediaJSON].Serializer, st2)
+}
+
+func (p *PodSubresources) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func setPodCondition(pod *corev1.Pod, c corev1.PodCondition) {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == c.Type {
+			if pod.Status.Conditions[i].Status != c.Status {
+				pod.Status.Conditions[i] = c
+			}
+			return
+		}
+	}
+	pod.Status.Conditions = append(pod.Status.Conditions, c)
+}
+
+// evict deletes a pod unless a PodDisruptionBudget forbids it (429).
+func (p *PodSubresources) evict(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
+	ev := &policyv1.Eviction{}
+	if err := p.decode(s, r, policyv1.SchemeGroupVersion.WithKind("Eviction"), ev); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ev.Name != "" && ev.Name != ri.Name {
+		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("name in URL does not match name in Eviction object")))
+		return
+	}
+	ctx := r.Context()
+	pods := s.Store(corev1.SchemeGroupVersion, "pods")
+	obj, err := pods.Get(ctx, ri.Namespace, ri.Name, metav1.GetOptions{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pod := obj.(*corev1.Pod)
+	terminal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodPending
+	if !terminal && pod.DeletionTimestamp == nil {
+		if err := p.checkBudgets(ctx, s, pod); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	opts := ev.DeleteOptions
+	if opts == nil {
+		opts = &metav1.DeleteOptions{}
+	}
+	if _, _, err := pods.Delete(ctx, ri.Namespace, ri.Name, opts, len(opts.DryRun) > 0); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
+	st.SetGroupVersionKind(statusGVK)
+	s.writeRaw(w, http.StatusCreated, mediaJSON, s.neg.byType[mediaJSON].Serializer, st)
+}
+
+// checkBudgets refuses an eviction that would take a matching
+// PodDisruptionBudget below its allowance, and records the disruption.
+func (p *PodSubresources) checkBudgets(ctx context.Context, s *Server, pod *corev1.Pod) error {
+	pdbs := s.Store(policyv1.SchemeGroupVersion, "poddisruptionbudgets")
+	if pdbs == nil {
+		return nil
+	}
+	listObj, err := pdbs.List(ctx, pod.Namespace, generic.ListOptions{})
+	if err != nil {
+		return err
+	}
+	list := listObj.(*policyv1.PodDisruptionBudgetList)
+	var matched []policyv1.PodDisruptionBudget
+	for _, pdb := range list.Items {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		matched = append(matched, pdb)
+	}
+	if len(matched) > 1 {
+		return apierrors.NewInternalError(fmt.Errorf("this pod has more than one PodDisruptionBudget, which the eviction subresource does not support"))
+	}
+	if len(matched) == 0 {
+		return nil
+	}
+	pdb := matched[0]
+	// Budgets whose status the controller has not computed yet block.
+	if pdb.Status.ObservedGeneration < pdb.Generation || pdb.Status.DisruptionsAllowed <= 0 {
+		e := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+		e.ErrStatus.Details.Causes = append(e.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type:    policyv1.DisruptionBudgetCause,
+			Message: fmt.Sprintf("The disruption budget %s needs %d healthy pods and has %d currently", pdb.Name, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy),
+		})
+		return e
+	}
+	_, _, err = pdbs.Update(ctx, pdb.Namespace, pdb.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
+		if cur == nil {
+			return nil, apierrors.NewNotFound(pdbs.R.GroupResource(), pdb.Name)
+		}
+		c := cur.(*policyv1.PodDisruptionBudget)
+		if c.Status.DisruptionsAllowed <= 0 {
+			return nil, apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+		}
+		c.Status.DisruptionsAllowed--
+		if c.Status.DisruptedPods == nil {
+			c.Status.DisruptedPods = map[string]metav1.Time{}
+		}
+		c.Status.DisruptedPods[pod.Name] = metav1.NewTime(p.now())
+		return c, nil
+	}, generic.UpdateOptions{Subresource: "status", FieldManager: "skiff-eviction"})
+	return err
+}
+
+// token implements serviceaccounts/{name}/token (TokenRequest).
+func (p *PodSubresources) token(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
+	if p.Tokens == nil {
+		s.writeError(w, r, apierrors.NewServiceUnavailable("token issuing is not configured"))
+		return
+	}
+	req := &authenticationv1.TokenRequest{}
+	if err := p.decode(s, r, authenticationv1.SchemeGroupVersion.WithKind("TokenRequest"), req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	sas := s.Store(corev1.SchemeGroupVersion, "serviceaccounts")
+	obj, err := sas.Get(ctx, ri.Namespace, ri.Name, metav1.GetOptions{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sa := obj.(*corev1.ServiceAccount)
+	var pod *corev1.Pod
+	if ref := req.Spec.BoundObjectRef; ref != nil {
+		switch ref.Kind {
+		case "Pod":
+			po, err := s.Store(corev1.SchemeGroupVersion, "pods").Get(ctx, ri.Namespace, ref.Name, metav1.GetOptions{})
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			pod = po.(*corev1.Pod)
+			if ref.UID != "" && ref.UID != pod.UID {
+				s.writeError(w, r, apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, ref.Name, fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID)))
+				return
+			}
+			if pod.Spec.ServiceAccountName != sa.Name {
+				s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token for serviceaccount %q to pod running with different serviceaccount name.", sa.Name)))
+				return
+			}
+		case "Secret", "Node", "":
+		default:
+			s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", ref.Kind)))
+			return
+		}
+	}
+	if req.Spec.ExpirationSeconds == nil {
+		e := int64(3600)
+		req.Spec.ExpirationSeconds = &e
+	}
+	if *req.Spec.ExpirationSeconds < 600 {
+		s.writeError(w, r, apierrors.NewBadRequest("spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes"))
+		return
+	}
+	if *req.Spec.ExpirationSeconds > 1<<32 {
+		s.writeError(w, r, apierrors.NewBadRequest("spec.expirationSeconds: Invalid value: may not specify a duration larger than 2^32 seconds"))
+		return
+	}
+	tok, exp, err := p.Tokens.IssueFor(ctx, sa, req, pod)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewInternalError(fmt.Errorf("issuing token: %w", err)))
+		return
+	}
+	out := req.DeepCopy()
+	out.Name, out.Namespace = sa.Name, sa.Namespace
+	out.CreationTimestamp = metav1.NewTime(p.now())
+	out.Status = authenticationv1.TokenRequestStatus{Token: tok, ExpirationTimestamp: metav1.NewTime(exp)}
+	out.SetGroupVersionKind(authenticationv1.SchemeGroupVersion.WithKind("TokenRequest"))
+	s.writeRaw(w, http.StatusCreated, mediaJSON, s.neg.byType[mediaJSON].Serializer, out)
+}
+
+var _ = intstr.FromInt32

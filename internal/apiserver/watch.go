@@ -1,0 +1,237 @@
+package apiserver
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"skiff.dev/skiff/internal/registry/generic"
+)
+
+// serveWatch streams watch events. Objects are encoded once per event and
+// content type and shared by every watcher (see encodeCache), so a write
+// seen by 100 watchers is serialised once.
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
+	q := r.URL.Query()
+	opts, err := parseListOptions(q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ri.Name != "" {
+		sel := fields.OneTermEqualSelector("metadata.name", ri.Name)
+		if opts.Fields != nil && !opts.Fields.Empty() {
+			sel = fields.AndSelectors(sel, opts.Fields)
+		}
+		opts.Fields = sel
+	}
+	mc, err := s.neg.output(r, outputTable, outputPartialMetadata)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, "", st.R.GroupResource(), "", err.Error(), 0, false))
+		return
+	}
+	var sendInitial *bool
+	if v := q.Get("sendInitialEvents"); v != "" {
+		b := isTrue(v)
+		sendInitial = &b
+		if b && opts.ResourceVersionMatch != metav1.ResourceVersionMatchNotOlderThan {
+			s.writeError(w, r, apierrors.NewBadRequest("sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
+			return
+		}
+	}
+	timeout := time.Duration(30+rand.IntN(30)) * time.Minute
+	if t := q.Get("timeoutSeconds"); t != "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n < 0 {
+			s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("invalid timeoutSeconds %q", t)))
+			return
+		}
+		timeout = time.Duration(n) * time.Second
+	}
+	wi, err := st.Watch(r.Context(), ri.Namespace, opts, isTrue(q.Get("allowWatchBookmarks")), sendInitial)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer wi.Stop()
+
+	flusher, _ := w.(http.Flusher)
+	protobuf := mc.info.MediaType == mediaProtobuf
+	ct := mc.info.MediaType
+	if !protobuf {
+		ct = mediaJSON
+	}
+	if protobuf {
+		ct = mediaProtobuf + ";stream=watch"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	var streamEnc runtime.Encoder
+	var frameBuf bytes.Buffer
+	var frameWriter = mc.info.StreamSerializer
+	if protobuf && frameWriter != nil {
+		streamEnc = frameWriter.Serializer
+	}
+	var fw = w.(interface{ Write([]byte) (int, error) })
+	if protobuf && frameWriter != nil {
+		fw = frameWriter.Framer.NewFrameWriter(w)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	first := true
+	ch := wi.ResultChan()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-timer.C:
+			return
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			raw, err := s.encodeWatchObject(r, mc, st, ev, first)
+			if err != nil {
+				s.log.Error("encoding watch event", "err", err)
+				return
+			}
+			if ev.Type != watch.Bookmark && ev.Type != watch.Error {
+				first = false
+			}
+			if protobuf {
+				frameBuf.Reset()
+				we := &metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: raw}}
+				if err := streamEnc.Encode(we, &frameBuf); err != nil {
+					return
+				}
+				if _, err := fw.Write(frameBuf.Bytes()); err != nil {
+					return
+				}
+			} else {
+				buf := getBuf()
+				buf.WriteString(`{"type":"`)
+				buf.WriteString(string(ev.Type))
+				buf.WriteString(`","object":`)
+				buf.Write(bytes.TrimRight(raw, "\n"))
+				buf.WriteString("}\n")
+				_, err := w.Write(buf.Bytes())
+				putBuf(buf)
+				if err != nil {
+					return
+				}
+			}
+			if len(ch) == 0 && flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}
+
+// encodeWatchObject encodes the event's object in the negotiated form,
+// sharing the bytes across watchers where the form is watcher-independent.
+func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.Store, ev watch.Event, first bool) ([]byte, error) {
+	obj := ev.Object
+	if ev.Type == watch.Error {
+		if st, ok := obj.(*metav1.Status); ok {
+			st.SetGroupVersionKind(statusGVK)
+		}
+		var b bytes.Buffer
+		err := mc.info.Serializer.Encode(obj, &b)
+		return b.Bytes(), err
+	}
+	switch mc.kind {
+	case outputTable:
+		if ev.Type == watch.Bookmark {
+			t := &metav1.Table{}
+			t.SetGroupVersionKind(tableGVK)
+			t.ResourceVersion = objectRV(obj)
+			var b bytes.Buffer
+			err := mc.info.Serializer.Encode(t, &b)
+			return b.Bytes(), err
+		}
+		t, err := s.toTable(st.R, obj, metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject")), first)
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		err = mc.info.Serializer.Encode(t, &b)
+		return b.Bytes(), err
+	case outputPartialMetadata:
+		return watchEncodeCache.encode(obj, mc.info.MediaType+";partial", func(b *bytes.Buffer) error {
+			p, err := toPartial(obj)
+			if err != nil {
+				return err
+			}
+			return mc.info.Serializer.Encode(p, b)
+		})
+	}
+	return watchEncodeCache.encode(obj, mc.info.MediaType, func(b *bytes.Buffer) error {
+		return mc.info.Serializer.Encode(obj, b)
+	})
+}
+
+func objectRV(obj runtime.Object) string {
+	if m, ok := obj.(metav1.Object); ok {
+		return m.GetResourceVersion()
+	}
+	return ""
+}
+
+// encodeCache remembers the encoding of recently seen watch objects by
+// pointer identity: the watch cache hands the same object to every
+// watcher, so the first watcher encodes and the others copy.
+type encodeCache struct {
+	mu    sync.Mutex
+	m     map[encodeKey][]byte
+	order []encodeKey
+	next  int
+}
+
+type encodeKey struct {
+	obj runtime.Object
+	ct  string
+}
+
+var watchEncodeCache = newEncodeCache(4096)
+
+func newEncodeCache(n int) *encodeCache {
+	return &encodeCache{m: make(map[encodeKey][]byte, n), order: make([]encodeKey, n)}
+}
+
+func (c *encodeCache) encode(obj runtime.Object, ct string, enc func(*bytes.Buffer) error) ([]byte, error) {
+	k := encodeKey{obj: obj, ct: ct}
+	c.mu.Lock()
+	if b, ok := c.m[k]; ok {
+		c.mu.Unlock()
+		return b, nil
+	}
+	c.mu.Unlock()
+	var buf bytes.Buffer
+	if err := enc(&buf); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	c.mu.Lock()
+	if old := c.order[c.next]; old.obj != nil {
+		delete(c.m, old)
+	}
+	c.order[c.next] = k
+	c.next = (c.next + 1) % len(c.order)
+	c.m[k] = b
+	c.mu.Unlock()
+	return b, nil
+}

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"skiff.dev/skiff/internal/registry/generic"
+)
+
+// defaultNamespaces exist in every cluster.
+var defaultNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+
+// bootstrap creates the objects every cluster has, idempotently.
+func (s *Server) bootstrap(ctx context.Context) error {
+	ns := s.store("", "namespaces")
+	for _, name := range defaultNamespaces {
+		if err := createIfMissing(ctx, ns, "", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", name, err)
+		}
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: "10.43.0.1",
+			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(s.cfg.HTTPSPort))}},
+		},
+	}
+	if err := createIfMissing(ctx, s.store("", "services"), "default", svc); err != nil {
+		return fmt.Errorf("creating the kubernetes service: %w", err)
+	}
+	return nil
+}
+
+func createIfMissing(ctx context.Context, st *generic.Store, ns string, obj runtime.Object) error {
+	_, err := st.Create(ctx, ns, obj, generic.CreateOptions{FieldManager: "skiff"})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,508 @@
+// Package server wires skiff's control plane: PKI, etcd (embedded or
+// external), the storage layer with its watch caches, the API server with
+// every registry, admission, and the in-process components (controller
+// manager, scheduler, agent) that talk to it through a loopback client.
+//
+// New validates the configuration and prepares; Run starts everything and
+// blocks until the context ends.
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/applyconfigurations"
+	"k8s.io/client-go/rest"
+
+	"skiff.dev/skiff/internal/apiserver"
+	"skiff.dev/skiff/internal/apiserver/admission"
+	"skiff.dev/skiff/internal/apiserver/authn"
+	"skiff.dev/skiff/internal/apiserver/openapi"
+	"skiff.dev/skiff/internal/etcd"
+	"skiff.dev/skiff/internal/kubeconfig"
+	"skiff.dev/skiff/internal/pki"
+	"skiff.dev/skiff/internal/registry"
+	"skiff.dev/skiff/internal/registry/generic"
+	"skiff.dev/skiff/internal/serviceaccount"
+	"skiff.dev/skiff/internal/storage"
+	"skiff.dev/skiff/internal/storage/cacher"
+	"skiff.dev/skiff/internal/storage/etcd3"
+	"skiff.dev/skiff/internal/version"
+)
+
+// Config is `skiff server`'s configuration.
+type Config struct {
+	DataDir        string
+	BindAddress    string
+	HTTPSPort      int
+	EtcdClientPort int
+	EtcdPeerPort   int
+	// EtcdServers, when set, use an external etcd cluster.
+	EtcdServers []string
+	// AdvertiseAddress is the address written into kubeconfigs and the
+	// kubernetes Endpoints; default: the first non-loopback address.
+	AdvertiseAddress string
+	ClusterCIDR      string
+	ServiceCIDR      string
+	// Components.
+	DisableAgent             bool
+	DisableScheduler         bool
+	DisableControllerManager bool
+	// UnsafeNoFsync makes embedded etcd skip fsync (tests only).
+	UnsafeNoFsync bool
+	Logger        *slog.Logger
+}
+
+// Component is something that runs beside the API server in the process,
+// talking to it through a client: controller manager, scheduler, agent.
+type Component interface {
+	Run(ctx context.Context) error
+}
+
+// ComponentFactory builds a component once the API server is up.
+type ComponentFactory func(ctx context.Context, s *Server) (Component, error)
+
+// Server is a running control plane.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	pki  *pki.Bundle
+	api  *apiserver.Server
+	etcd *etcd.Server
+	cli  *clientv3.Client
+
+	stores   []*generic.Store
+	storages map[schema.GroupVersionResource]storage.Interface
+	cachers  []*cacher.Cacher
+
+	// URL clients in the process use (https://127.0.0.1:port).
+	loopbackURL string
+	listener    net.Listener
+	ready       atomic.Bool
+
+	// Components are started after the API server is ready.
+	Components []ComponentFactory
+}
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "/var/lib/skiff"
+	}
+	if cfg.BindAddress == "" {
+		cfg.BindAddress = "0.0.0.0"
+	}
+	if cfg.HTTPSPort == 0 {
+		cfg.HTTPSPort = 6443
+	}
+	if cfg.EtcdClientPort == 0 {
+		cfg.EtcdClientPort = 2379
+	}
+	if cfg.EtcdPeerPort == 0 {
+		cfg.EtcdPeerPort = 2380
+	}
+	if cfg.ClusterCIDR == "" {
+		cfg.ClusterCIDR = "10.42.0.0/16"
+	}
+	if cfg.ServiceCIDR == "" {
+		cfg.ServiceCIDR = "10.43.0.0/16"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if net.ParseIP(cfg.BindAddress) == nil {
+		return nil, fmt.Errorf("--bind-address %q is not an IP address", cfg.BindAddress)
+	}
+	for _, p := range []int{cfg.HTTPSPort, cfg.EtcdClientPort, cfg.EtcdPeerPort} {
+		if p < 0 || p > 65535 {
+			return nil, fmt.Errorf("port %d out of range", p)
+		}
+	}
+	if cfg.AdvertiseAddress == "" {
+		cfg.AdvertiseAddress = firstHostIP()
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, storages: map[schema.GroupVersionResource]storage.Interface{}}, nil
+}
+
+func firstHostIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// AdminKubeconfigPath is where the admin kubeconfig is written.
+func AdminKubeconfigPath(dataDir string) string { return filepath.Join(dataDir, "admin.kubeconfig") }
+
+// LoopbackConfig is a client config for in-process components (admin).
+func (s *Server) LoopbackConfig() *rest.Config {
+	return &rest.Config{
+		Host: s.loopbackURL,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData: s.pki.CA.CertPEM, CertData: s.pki.AdminCertPEM, KeyData: s.pki.AdminKeyPEM,
+		},
+		QPS: -1, Burst: 1000,
+		UserAgent: "skiff",
+	}
+}
+
+// Config returns the effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// PKI returns the certificates.
+func (s *Server) PKI() *pki.Bundle { return s.pki }
+
+// URL is the loopback API URL.
+func (s *Server) URL() string { return s.loopbackURL }
+
+// Run starts the control plane and blocks until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	start := time.Now()
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// PKI and etcd are independent: start both at once.
+	var wg sync.WaitGroup
+	var pkiErr, etcdErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.pki, pkiErr = pki.Bootstrap(pki.BootstrapOptions{DataDir: s.cfg.DataDir, ExtraSANs: []string{s.cfg.AdvertiseAddress}})
+	}()
+	go func() {
+		defer wg.Done()
+		etcdErr = s.startEtcd(ctx)
+	}()
+	wg.Wait()
+	if pkiErr != nil {
+		return fmt.Errorf("setting up certificates: %w", pkiErr)
+	}
+	if etcdErr != nil {
+		return etcdErr
+	}
+	defer s.closeStorage()
+
+	if err := s.buildAPI(); err != nil {
+		return err
+	}
+	tlsCfg, err := s.pki.ServingTLSConfig()
+	if err != nil {
+		return fmt.Errorf("building serving tls config: %w", err)
+	}
+	addr := net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.HTTPSPort))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	s.listener = l
+	port := l.Addr().(*net.TCPAddr).Port
+	s.loopbackURL = "https://" + net.JoinHostPort(loopbackHost(s.cfg.BindAddress), strconv.Itoa(port))
+	errc := make(chan error, 4)
+	go func() { errc <- s.api.Serve(ctx, l, tlsCfg) }()
+
+	if err := s.bootstrap(ctx); err != nil {
+		return fmt.Errorf("bootstrapping default objects: %w", err)
+	}
+	if err := s.writeKubeconfig(port); err != nil {
+		return err
+	}
+	s.ready.Store(true)
+	s.log.Info("skiff server ready", "url", s.loopbackURL, "startup", time.Since(start).Round(time.Millisecond), "kubeconfig", AdminKubeconfigPath(s.cfg.DataDir))
+
+	for _, f := range s.Components {
+		c, err := f(ctx, s)
+		if err != nil {
+			return fmt.Errorf("starting component: %w", err)
+		}
+		if c == nil {
+			continue
+		}
+		go func() {
+			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
+	var etcdErrc <-chan error
+	if s.etcd != nil {
+		etcdErrc = s.etcd.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	case err := <-etcdErrc:
+		return fmt.Errorf("embedded etcd failed: %w", err)
+	}
+}
+
+// Ready reports whether the server finished starting.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Addr is the address the API server listens on (after Run started).
+func (s *Server) Addr() net.Addr {
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+func loopbackHost(bind string) string {
+	ip := net.ParseIP(bind)
+	if ip == nil || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return bind
+}
+
+func (s *Server) startEtcd(ctx context.Context) error {
+	endpoints := s.cfg.EtcdServers
+	if len(endpoints) == 0 {
+		e, err := etcd.Start(ctx, etcd.Config{
+			DataDir:          filepath.Join(s.cfg.DataDir, "etcd"),
+			ListenClientURLs: []string{fmt.Sprintf("http://127.0.0.1:%d", s.cfg.EtcdClientPort)},
+			ListenPeerURLs:   []string{fmt.Sprintf("http://127.0.0.1:%d", s.cfg.EtcdPeerPort)},
+			UnsafeNoFsync:    s.cfg.UnsafeNoFsync,
+		})
+		if err != nil {
+			return fmt.Errorf("starting embedded etcd: %w", err)
+		}
+		s.etcd = e
+		endpoints = e.Endpoints()
+	}
+	cli, err := etcd.NewClient(endpoints, nil)
+	if err != nil {
+		return fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
+	}
+	s.cli = cli
+	return nil
+}
+
+func (s *Server) closeStorage() {
+	for _, c := range s.cachers {
+		c.Stop()
+	}
+	if s.cli != nil {
+		_ = s.cli.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+}
+
+// keyRoot is the etcd prefix of a resource's storage.
+func keyRoot(gvr schema.GroupVersionResource) string {
+	if gvr.Group == "" {
+		return "/registry/" + gvr.Resource
+	}
+	return "/registry/" + gvr.Group + "/" + gvr.Resource
+}
+
+// buildAPI creates storages, stores and the API server.
+func (s *Server) buildAPI() error {
+	scheme := registry.NewScheme()
+	codec := storageCodec(scheme)
+	resources := AllResources()
+	tc := applyconfigurations.NewTypeConverter(scheme)
+	fms := generic.NewFieldManagers(scheme, tc)
+
+	// Storage owners first, so shared storages exist for the others.
+	byGVR := map[schema.GroupVersionResource]*registry.Resource{}
+	for _, r := range resources {
+		byGVR[r.GroupVersion.WithResource(r.Resource)] = r
+	}
+	for _, r := range resources {
+		gvr := r.StorageGVR()
+		if _, ok := s.storages[gvr]; ok {
+			continue
+		}
+		owner := byGVR[gvr]
+		if owner == nil {
+			return fmt.Errorf("resource %s is stored as %s, which is not served", r.GroupResource(), gvr)
+		}
+		newFunc := owner.New
+		under := etcd3.New(etcd3.Config{Client: s.cli, Codec: codec, NewFunc: newFunc})
+		c, err := cacher.New(cacher.Config{Storage: under, Prefix: keyRoot(gvr) + "/", NewFunc: newFunc, Logger: s.log})
+		if err != nil {
+			return fmt.Errorf("starting watch cache for %s: %w", gvr, err)
+		}
+		s.cachers = append(s.cachers, c)
+		s.storages[gvr] = c
+	}
+	chain := admission.New(&getter{s: s})
+	for _, r := range resources {
+		st := generic.NewStore(r, s.storages[r.StorageGVR()], keyRoot(r.StorageGVR()))
+		st.FieldManagers = fms
+		st.Hooks = chain.Hooks()
+		s.stores = append(s.stores, st)
+	}
+	key := s.pki.ServiceAccountKey
+	issuer, err := serviceaccount.NewIssuer(key, serviceaccount.IssuerOptions{})
+	if err != nil {
+		return fmt.Errorf("creating service account token issuer: %w", err)
+	}
+	verifier, err := serviceaccount.NewVerifier([]*ecdsa.PublicKey{&key.PublicKey}, serviceaccount.VerifierOptions{Validator: s.tokenValidator()})
+	if err != nil {
+		return fmt.Errorf("creating service account token verifier: %w", err)
+	}
+	static, err := authn.NewStaticTokens(map[string]authn.User{
+		s.pki.JoinToken.Secret: {Name: "system:node-join", Groups: []string{"system:nodes", "system:bootstrappers"}},
+	})
+	if err != nil {
+		return fmt.Errorf("loading join token: %w", err)
+	}
+	authenticator := authn.NewUnion(
+		authn.NewX509(s.pki.CA.Pool(), authn.X509Options{}),
+		authn.NewBearer(static, authn.NewServiceAccountTokens(verifier, authn.ServiceAccountOptions{})),
+	)
+	v := version.Get()
+	api, err := apiserver.New(apiserver.Config{
+		Scheme:        scheme,
+		Stores:        s.stores,
+		TypeConverter: tc,
+		Authenticator: authenticator,
+		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}},
+		OpenAPI:       openapiHandler(scheme, resources, v.GitVersion),
+		Ready: func() error {
+			if !s.ready.Load() {
+				return errors.New("starting")
+			}
+			return nil
+		},
+		Version: apiserver.VersionInfo{
+			Major: v.Major, Minor: v.Minor, GitVersion: v.GitVersion, GitCommit: v.GitCommit,
+			BuildDate: v.BuildDate, GoVersion: goruntime.Version(), Platform: goruntime.GOOS + "/" + goruntime.GOARCH,
+		},
+		ExternalAddress: net.JoinHostPort(s.cfg.AdvertiseAddress, strconv.Itoa(s.cfg.HTTPSPort)),
+		Logger:          s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("creating api server: %w", err)
+	}
+	s.api = api
+	return nil
+}
+
+func openapiHandler(scheme *runtime.Scheme, resources []*registry.Resource, version string) http.Handler {
+	mux := http.NewServeMux()
+	openapi.New(scheme, resources, version).Install(mux)
+	return mux
+}
+
+// API returns the API server (for tests in the process).
+func (s *Server) API() *apiserver.Server { return s.api }
+
+// writeKubeconfig writes the admin kubeconfig for the loopback URL.
+func (s *Server) writeKubeconfig(port int) error {
+	path := AdminKubeconfigPath(s.cfg.DataDir)
+	if err := kubeconfig.WriteAdmin(path, s.loopbackURL, s.pki.CA.CertPEM, s.pki.AdminCertPEM, s.pki.AdminKeyPEM); err != nil {
+		return fmt.Errorf("writing admin kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// tokenValidator checks that a service-account token's account (and bound
+// pod) still exist with the same UIDs.
+func (s *Server) tokenValidator() serviceaccount.Validator {
+	return serviceaccount.ValidatorFunc(func(ctx context.Context, c *serviceaccount.Claims) error {
+		k := c.Kubernetes
+		sa, err := s.store("", "serviceaccounts").Get(ctx, k.Namespace, k.ServiceAccount.Name, metav1.GetOptions{ResourceVersion: "0"})
+		if err != nil {
+			return fmt.Errorf("service account %s/%s: %w", k.Namespace, k.ServiceAccount.Name, err)
+		}
+		if string(sa.(*corev1.ServiceAccount).UID) != k.ServiceAccount.UID {
+			return fmt.Errorf("service account %s/%s was recreated", k.Namespace, k.ServiceAccount.Name)
+		}
+		if k.Pod != nil {
+			p, err := s.store("", "pods").Get(ctx, k.Namespace, k.Pod.Name, metav1.GetOptions{ResourceVersion: "0"})
+			if err != nil {
+				return fmt.Errorf("bound pod %s/%s: %w", k.Namespace, k.Pod.Name, err)
+			}
+			if string(p.(*corev1.Pod).UID) != k.Pod.UID {
+				return fmt.Errorf("bound pod %s/%s was recreated", k.Namespace, k.Pod.Name)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Server) store(group, resource string) *generic.Store {
+	for _, st := range s.stores {
+		if st.R.GroupVersion.Group == group && st.R.Resource == resource && st.R.StorageResource.Empty() {
+			return st
+		}
+	}
+	return nil
+}
+
+// tokenIssuer adapts serviceaccount.Issuer to apiserver.TokenIssuer.
+type tokenIssuer struct{ issuer *serviceaccount.Issuer }
+
+func (t *tokenIssuer) IssueFor(ctx context.Context, sa *corev1.ServiceAccount, req *authenticationv1.TokenRequest, pod *corev1.Pod) (string, time.Time, error) {
+	r := serviceaccount.Request{
+		Namespace:      sa.Namespace,
+		ServiceAccount: serviceaccount.Ref{Name: sa.Name, UID: string(sa.UID)},
+		Audiences:      req.Spec.Audiences,
+	}
+	if req.Spec.ExpirationSeconds != nil {
+		r.Expiration = time.Duration(*req.Spec.ExpirationSeconds) * time.Second
+	}
+	if pod != nil {
+		r.Pod = &serviceaccount.Ref{Name: pod.Name, UID: string(pod.UID)}
+		if pod.Spec.NodeName != "" {
+			r.Node = &serviceaccount.Ref{Name: pod.Spec.NodeName}
+		}
+	}
+	return t.issuer.Issue(r)
+}
+
+// getter gives admission read access to the stores.
+type getter struct{ s *Server }
+
+func (g *getter) GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	o, err := g.s.store("", "namespaces").Get(ctx, "", name, metav1.GetOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	return o.(*corev1.Namespace), nil
+}
+
+func (g *getter) ListPriorityClasses(ctx context.Context) ([]schedulingv1.PriorityClass, error) {
+	st := g.s.store("scheduling.k8s.io", "priorityclasses")
+	if st == nil {
+		return nil, nil
+	}
+	o, err := st.List(ctx, "", generic.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	return o.(*schedulingv1.PriorityClassList).Items, nil
+}

@@ -8,8 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// ObjectMetaLabels builds an ObjectMeta with labels, for terse fixtures.
-func ObjectMetaLabels(l map[string]string) metav1.ObjectMeta { return metav1.ObjectMeta{Labels: l} }
+// objectMetaLabels builds an ObjectMeta with labels, for terse fixtures.
+func objectMetaLabels(l map[string]string) metav1.ObjectMeta { return metav1.ObjectMeta{Labels: l} }
 
 var testNow = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 

@@ -123,8 +123,8 @@ func TestDefaultService(t *testing.T) {
 
 func TestDefaultReplicationController(t *testing.T) {
 	rc := &corev1.ReplicationController{Spec: corev1.ReplicationControllerSpec{Template: &corev1.PodTemplateSpec{
-		ObjectMetaLabels(map[string]string{"app": "a"}),
-		corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}}}
+		ObjectMeta: objectMetaLabels(map[string]string{"app": "a"}),
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}}}
 	defaultReplicationController(rc)
 	if *rc.Spec.Replicas != 1 || rc.Spec.Selector["app"] != "a" || rc.Labels["app"] != "a" {
 		t.Errorf("rc defaults wrong: %+v", rc)

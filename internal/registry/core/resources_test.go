@@ -25,7 +25,7 @@ func TestResourcesNames(t *testing.T) {
 		"serviceaccounts": {"ServiceAccount", true, "sa", false}, "endpoints": {"Endpoints", true, "ep", false},
 		"events": {"Event", true, "ev", false}, "persistentvolumes": {"PersistentVolume", false, "pv", false},
 		"persistentvolumeclaims": {"PersistentVolumeClaim", true, "pvc", false},
-		"limitranges": {"LimitRange", true, "limits", false}, "resourcequotas": {"ResourceQuota", true, "quota", false},
+		"limitranges":            {"LimitRange", true, "limits", false}, "resourcequotas": {"ResourceQuota", true, "quota", false},
 		"replicationcontrollers": {"ReplicationController", true, "rc", true}, "podtemplates": {"PodTemplate", true, "", false},
 	}
 	rs := Resources()

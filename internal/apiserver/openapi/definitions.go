@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -283,6 +284,10 @@ func (b *definitionBuilder) schemaOf(t reflect.Type) (*spec.Schema, error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == timeType {
+		// A bare time.Time marshals as an RFC 3339 string.
+		return &spec.Schema{SchemaProps: spec.SchemaProps{Type: spec.StringOrArray{"string"}, Format: "date-time"}}, nil
+	}
 	zero := reflect.New(t).Interface()
 	_, special := zero.(schemaTyper)
 	if (t.Kind() == reflect.Struct || special) && t.Name() != "" {
@@ -336,6 +341,8 @@ func (b *definitionBuilder) schemaOf(t reflect.Type) (*spec.Schema, error) {
 	}
 	return s, nil
 }
+
+var timeType = reflect.TypeOf(time.Time{})
 
 func refSchema(name string) *spec.Schema {
 	return &spec.Schema{SchemaProps: spec.SchemaProps{Ref: spec.MustCreateRef(v2DefPrefix + name)}}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 	"testing"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
@@ -486,5 +487,102 @@ func TestHandlers(t *testing.T) {
 	resp, _ = get(t, srv, "/openapi/v3/apis/apps/v1?hash=stale", "application/json")
 	if resp.Request.URL.String() != srv.URL+apps.ServerRelativeURL {
 		t.Errorf("stale hash ended at %s, want %s", resp.Request.URL, apps.ServerRelativeURL)
+	}
+}
+
+func TestLazyAndWarm(t *testing.T) {
+	s := New(registry.NewScheme(), testResources(), "v1.37.1")
+	s.Warm() // before Install: nothing to warm
+	mux := http.NewServeMux()
+	s.Install(mux)
+	if s.docs != nil || s.docErr != nil {
+		t.Fatal("Install built the documents; they must wait for the first request")
+	}
+	s.Warm()
+	if s.docs == nil || s.docErr != nil {
+		t.Fatalf("Warm did not build the documents: %v", s.docErr)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi/v3/apis/apps/v1", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "patchAppsV1NamespacedDeployment") {
+		t.Errorf("after Warm: %d %.200s", rec.Code, rec.Body.String())
+	}
+}
+
+// TestKubectlPatchMetaV3 computes a three-way strategic merge patch with
+// the v3 document the way kubectl 1.33 apply does: a changed container
+// image must be patched by merge key, not by replacing the list.
+func TestKubectlPatchMetaV3(t *testing.T) {
+	d := testDocuments(t)
+	doc := d.V3["apis/apps/v1"]
+	var deployment *spec.Schema
+	for _, s := range doc.Components.Schemas {
+		var gvks []map[string]string
+		if err := s.Extensions.GetObject(extGVK, &gvks); err == nil && len(gvks) == 1 && gvks[0]["kind"] == "Deployment" && gvks[0]["group"] == "apps" {
+			deployment = s
+		}
+	}
+	if deployment == nil {
+		t.Fatal("no schema with the Deployment GVK in apps/v1")
+	}
+	meta := strategicpatch.PatchMetaFromOpenAPIV3{Schema: deployment, SchemaList: doc.Components.Schemas}
+	original := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"a:1"},{"name":"b","image":"b:1"}]}}}}`)
+	modified := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"a:2"},{"name":"b","image":"b:1"}]}}}}`)
+	patch, err := strategicpatch.CreateThreeWayMergePatch(original, modified, original, meta, false)
+	if err != nil {
+		t.Fatalf("creating patch: %v", err)
+	}
+	want := `{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"a"},{"name":"b"}],"containers":[{"image":"a:2","name":"a"}]}}}}`
+	if string(patch) != want {
+		t.Errorf("patch = %s\nwant    %s", patch, want)
+	}
+}
+
+// TestReflectionEdgeCases covers Go shapes the built-in types use rarely
+// or not at all, so a future type does not break the build.
+func TestReflectionEdgeCases(t *testing.T) {
+	type inner struct {
+		A string `json:"a"`
+	}
+	type sample struct {
+		inner   `json:""`
+		Skipped string            `json:"-"`
+		When    time.Time         `json:"when"`
+		Any     interface{}       `json:"any,omitempty"`
+		Nested  map[string][]byte `json:"nested,omitempty"`
+		Anon    struct {
+			B int64 `json:"b,omitzero"`
+		} `json:"anon"`
+		private string // unexported: must be ignored
+	}
+	b := newDefinitionBuilder(registry.NewScheme(), nil)
+	name, err := b.addType(reflect.TypeOf(sample{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := b.defs[name]
+	if !strings.HasSuffix(name, ".sample") || !strings.HasPrefix(name, "dev.skiff.") {
+		t.Errorf("name = %q", name)
+	}
+	got := map[string]string{}
+	for k, v := range def.Properties {
+		typ := ""
+		if len(v.Type) > 0 {
+			typ = v.Type[0]
+		}
+		got[k] = typ + "/" + v.Format
+	}
+	want := map[string]string{"a": "string/", "when": "string/date-time", "any": "object/", "nested": "object/", "anon": "object/"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("properties = %v, want %v", got, want)
+	}
+	if !reflect.DeepEqual(def.Required, []string{"a", "when", "anon"}) {
+		t.Errorf("required = %v", def.Required)
+	}
+	if p := def.Properties["nested"].AdditionalProperties.Schema; p.Format != "byte" {
+		t.Errorf("nested values = %+v", p.SchemaProps)
+	}
+	if r := def.Properties["anon"].Required; len(r) != 0 {
+		t.Errorf("omitzero field required: %v", r)
 	}
 }

@@ -32,6 +32,9 @@ type Service struct {
 	once   sync.Once
 	docs   *Documents
 	docErr error
+
+	// handlers serves /openapi/v2 and /openapi/v3...; set by Install.
+	handlers *http.ServeMux
 }
 
 // Documents is one build: the v2 document and the v3 documents keyed by
@@ -59,8 +62,48 @@ func (s *Service) Documents() (*Documents, error) {
 
 // Install registers /openapi/v2 and /openapi/v3 (discovery and the per
 // group version documents) on mux. Nothing is built until a request
-// arrives.
+// arrives or Warm is called. Install must be called at most once.
 func (s *Service) Install(mux *http.ServeMux) {
+	s.handlers = http.NewServeMux()
+	s.install(s.handlers)
+	mux.Handle("/openapi/v2", s.handlers)
+	mux.Handle("/openapi/v3", s.handlers)
+	mux.Handle("/openapi/v3/", s.handlers)
+}
+
+// Warm builds the documents and fills the serving caches that kubectl's
+// first requests need (v3 discovery and every group version's JSON, the
+// v2 JSON and protobuf), so they are not paid by a client. The v2
+// protobuf conversion alone costs about half a second, so a server calls
+// this in a goroutine once it is ready rather than before. It is a no-op
+// before Install.
+func (s *Service) Warm() {
+	if s.handlers == nil {
+		return
+	}
+	for _, r := range []struct{ path, accept string }{
+		{"/openapi/v3", "application/json"},
+		{"/openapi/v2", "application/json"},
+		{"/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"},
+	} {
+		req, err := http.NewRequest(http.MethodGet, r.path, nil)
+		if err != nil {
+			continue
+		}
+		req.Header.Set("Accept", r.accept)
+		s.handlers.ServeHTTP(discardResponse{header: http.Header{}}, req)
+	}
+}
+
+// discardResponse is the ResponseWriter Warm hands the handlers: only the
+// side effect of filling their caches matters.
+type discardResponse struct{ header http.Header }
+
+func (d discardResponse) Header() http.Header         { return d.header }
+func (d discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardResponse) WriteHeader(int)             {}
+
+func (s *Service) install(mux *http.ServeMux) {
 	// The etag of the lazy values is fixed: the content never changes for
 	// the life of the Service, and the handlers compute their own
 	// content hashes for the ETag header.
@@ -177,44 +220,57 @@ func Build(scheme *runtime.Scheme, resources []*registry.Resource, version strin
 		Security: []map[string][]string{{"BearerToken": {}}},
 	}}
 
-	v3 := map[string]*spec3.OpenAPI{}
-	for gv := range gvs {
-		v3[v3Key(gv)] = buildV3(v2, groupVersionPrefix(gv)+"/", defs.v3OneOf)
-	}
-	return &Documents{V2: v2, V3: v3}, nil
+	return &Documents{V2: v2, V3: buildV3(v2, gvs, defs.v3OneOf)}, nil
 }
 
-// buildV3 converts the part of v2 under prefix to a v3 document holding
-// only the schemas its paths reach, as upstream serves one document per
-// group version.
-func buildV3(v2 *spec.Swagger, prefix string, oneOf map[string][]string) *spec3.OpenAPI {
-	paths := map[string]spec.PathItem{}
-	for p, item := range v2.Paths.Paths {
-		if strings.HasPrefix(p, prefix) {
-			paths[p] = item
+// buildV3 splits v2 into one v3 document per group version, each holding
+// the paths under that group version and only the schemas they reach, as
+// upstream serves them. Schemas and paths are converted once and shared
+// between the documents (they are never modified after the build).
+func buildV3(v2 *spec.Swagger, gvs map[schema.GroupVersion]bool, oneOf map[string][]string) map[string]*spec3.OpenAPI {
+	schemas := make(map[string]*spec.Schema, len(v2.Definitions))
+	for name, def := range v2.Definitions {
+		def := def
+		s := openapiconv.ConvertSchema(&def)
+		// Upstream's v3 documents describe the dual-typed scalars with
+		// oneOf instead of v2's "type": "string".
+		if types, ok := oneOf[name]; ok {
+			c := *s
+			c.Type = nil
+			c.OneOf = nil
+			for _, t := range types {
+				c.OneOf = append(c.OneOf, spec.Schema{SchemaProps: spec.SchemaProps{Type: spec.StringOrArray{t}}})
+			}
+			s = &c
+		}
+		schemas[name] = s
+	}
+	paths := openapiconv.ConvertPaths(v2.Paths).Paths
+	security := openapiconv.ConvertComponents(v2.SecurityDefinitions, nil, nil, nil).SecuritySchemes
+
+	docs := make(map[string]*spec3.OpenAPI, len(gvs))
+	for gv := range gvs {
+		prefix := groupVersionPrefix(gv) + "/"
+		v2Paths := map[string]spec.PathItem{}
+		v3Paths := map[string]*spec3.Path{}
+		for p, item := range v2.Paths.Paths {
+			if strings.HasPrefix(p, prefix) {
+				v2Paths[p] = item
+				v3Paths[p] = paths[p]
+			}
+		}
+		components := &spec3.Components{Schemas: map[string]*spec.Schema{}, SecuritySchemes: security}
+		for name := range reachable(v2.Definitions, v2Paths) {
+			components.Schemas[name] = schemas[name]
+		}
+		docs[v3Key(gv)] = &spec3.OpenAPI{
+			Version:    "3.0.0",
+			Info:       v2.Info,
+			Paths:      &spec3.Paths{Paths: v3Paths},
+			Components: components,
 		}
 	}
-	sub := *v2
-	sub.Paths = &spec.Paths{Paths: paths}
-	sub.Definitions = reachable(v2.Definitions, paths)
-	doc := openapiconv.ConvertV2ToV3(&sub)
-	doc.Version = "3.0.0"
-	// Upstream's v3 documents describe the dual-typed scalars with oneOf
-	// instead of v2's "type": "string".
-	for name, types := range oneOf {
-		s, ok := doc.Components.Schemas[name]
-		if !ok {
-			continue
-		}
-		c := *s
-		c.Type = nil
-		c.OneOf = nil
-		for _, t := range types {
-			c.OneOf = append(c.OneOf, spec.Schema{SchemaProps: spec.SchemaProps{Type: spec.StringOrArray{t}}})
-		}
-		doc.Components.Schemas[name] = &c
-	}
-	return doc
+	return docs
 }
 
 // reachable returns the definitions referenced, directly or not, from

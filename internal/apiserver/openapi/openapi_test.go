@@ -8,8 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
 	openapi_v3 "github.com/google/gnostic-models/openapiv3"

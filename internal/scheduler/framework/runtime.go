@@ -1,0 +1,385 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+)
+
+// Parallelizer runs fn(i) for i in [0, n) on a bounded number of workers.
+type Parallelizer struct {
+	Workers int
+}
+
+// Until runs fn over [0, n); it stops handing out work once ctx is done.
+// Work is handed out in small chunks through one atomic counter, so a
+// cancelled search stops quickly.
+func (p Parallelizer) Until(ctx context.Context, n int, fn func(i int)) {
+	workers := p.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if workers > n {
+		workers = n
+	}
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			if ctx.Err() != nil {
+				return
+			}
+			fn(i)
+		}
+		return
+	}
+	const chunk = 8
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				start := int(next.Add(chunk)) - chunk
+				if start >= n {
+					return
+				}
+				for i := start; i < min(start+chunk, n); i++ {
+					fn(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Framework runs a profile's plugins at each extension point, in order.
+type Framework struct {
+	preFilter  []PreFilterPlugin
+	filter     []FilterPlugin
+	postFilter []PostFilterPlugin
+	preScore   []PreScorePlugin
+	score      []ScorePlugin
+	reserve    []ReservePlugin
+	permit     []PermitPlugin
+	bind       []BindPlugin
+	weights    map[string]int64
+	events     map[string][]ClusterEvent
+	par        Parallelizer
+}
+
+// NewFramework sorts plugins into extension points. weights gives each
+// Score plugin's weight (default 1).
+func NewFramework(plugins []Plugin, weights map[string]int64, par Parallelizer) *Framework {
+	f := &Framework{weights: map[string]int64{}, events: map[string][]ClusterEvent{}, par: par}
+	for _, p := range plugins {
+		if x, ok := p.(PreFilterPlugin); ok {
+			f.preFilter = append(f.preFilter, x)
+		}
+		if x, ok := p.(FilterPlugin); ok {
+			f.filter = append(f.filter, x)
+		}
+		if x, ok := p.(PostFilterPlugin); ok {
+			f.postFilter = append(f.postFilter, x)
+		}
+		if x, ok := p.(PreScorePlugin); ok {
+			f.preScore = append(f.preScore, x)
+		}
+		if x, ok := p.(ScorePlugin); ok {
+			f.score = append(f.score, x)
+			w := weights[p.Name()]
+			if w == 0 {
+				w = 1
+			}
+			f.weights[p.Name()] = w
+		}
+		if x, ok := p.(ReservePlugin); ok {
+			f.reserve = append(f.reserve, x)
+		}
+		if x, ok := p.(PermitPlugin); ok {
+			f.permit = append(f.permit, x)
+		}
+		if x, ok := p.(BindPlugin); ok {
+			f.bind = append(f.bind, x)
+		}
+		if x, ok := p.(EnqueueExtensions); ok {
+			f.events[p.Name()] = x.EventsToRegister()
+		}
+	}
+	return f
+}
+
+// EventsToRegister returns, per plugin, the events that can make a pod it
+// rejected schedulable.
+func (f *Framework) EventsToRegister() map[string][]ClusterEvent { return f.events }
+
+// HasPostFilter reports whether preemption (or another PostFilter) is on.
+func (f *Framework) HasPostFilter() bool { return len(f.postFilter) > 0 }
+
+// RunPreFilterPlugins runs every PreFilter plugin; their node-name results
+// are intersected. Plugins returning Skip get their Filter skipped.
+func (f *Framework) RunPreFilterPlugins(ctx context.Context, state *CycleState, pi *PodInfo, snap *Snapshot) (*PreFilterResult, *Status) {
+	var result *PreFilterResult
+	for _, p := range f.preFilter {
+		r, st := p.PreFilter(ctx, state, pi, snap)
+		if st.IsSkip() {
+			if state.SkipFilterPlugins == nil {
+				state.SkipFilterPlugins = map[string]bool{}
+			}
+			state.SkipFilterPlugins[p.Name()] = true
+			continue
+		}
+		if !st.IsSuccess() {
+			return nil, st.WithPlugin(p.Name())
+		}
+		if r != nil && r.NodeNames != nil {
+			if result == nil {
+				result = &PreFilterResult{NodeNames: r.NodeNames}
+			} else {
+				inter := map[string]bool{}
+				for n := range r.NodeNames {
+					if result.NodeNames[n] {
+						inter[n] = true
+					}
+				}
+				result.NodeNames = inter
+			}
+		}
+	}
+	return result, nil
+}
+
+// RunPreFilterExtensionAddPod tells PreFilter state that podToAdd is on nodeInfo.
+func (f *Framework) RunPreFilterExtensionAddPod(ctx context.Context, state *CycleState, pi, podToAdd *PodInfo, ni *NodeInfo) *Status {
+	for _, p := range f.preFilter {
+		if state.SkipFilterPlugins[p.Name()] {
+			continue
+		}
+		if ext := p.PreFilterExtensions(); ext != nil {
+			if st := ext.AddPod(ctx, state, pi, podToAdd, ni); !st.IsSuccess() {
+				return st.WithPlugin(p.Name())
+			}
+		}
+	}
+	return nil
+}
+
+// RunPreFilterExtensionRemovePod tells PreFilter state that podToRemove left nodeInfo.
+func (f *Framework) RunPreFilterExtensionRemovePod(ctx context.Context, state *CycleState, pi, podToRemove *PodInfo, ni *NodeInfo) *Status {
+	for _, p := range f.preFilter {
+		if state.SkipFilterPlugins[p.Name()] {
+			continue
+		}
+		if ext := p.PreFilterExtensions(); ext != nil {
+			if st := ext.RemovePod(ctx, state, pi, podToRemove, ni); !st.IsSuccess() {
+				return st.WithPlugin(p.Name())
+			}
+		}
+	}
+	return nil
+}
+
+// RunFilterPlugins runs the filters on one node and stops at the first
+// rejection, as upstream does.
+func (f *Framework) RunFilterPlugins(ctx context.Context, state *CycleState, pi *PodInfo, ni *NodeInfo) *Status {
+	for _, p := range f.filter {
+		if state.SkipFilterPlugins[p.Name()] {
+			continue
+		}
+		if st := p.Filter(ctx, state, pi, ni); !st.IsSuccess() {
+			return st.WithPlugin(p.Name())
+		}
+	}
+	return nil
+}
+
+// RunPostFilterPlugins runs PostFilter plugins until one succeeds.
+func (f *Framework) RunPostFilterPlugins(ctx context.Context, state *CycleState, pi *PodInfo, filtered NodeToStatus) (*PostFilterResult, *Status) {
+	var last *Status = NewStatus(Unschedulable)
+	for _, p := range f.postFilter {
+		r, st := p.PostFilter(ctx, state, pi, filtered)
+		if st.IsSuccess() {
+			return r, nil
+		}
+		if st.Code() == Error {
+			return nil, st.WithPlugin(p.Name())
+		}
+		last = st.WithPlugin(p.Name())
+	}
+	return nil, last
+}
+
+// RunPreScorePlugins runs PreScore; plugins returning Skip are skipped at Score.
+func (f *Framework) RunPreScorePlugins(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo) *Status {
+	for _, p := range f.preScore {
+		st := p.PreScore(ctx, state, pi, nodes)
+		if st.IsSkip() {
+			if state.SkipScorePlugins == nil {
+				state.SkipScorePlugins = map[string]bool{}
+			}
+			state.SkipScorePlugins[p.Name()] = true
+			continue
+		}
+		if !st.IsSuccess() {
+			return st.WithPlugin(p.Name())
+		}
+	}
+	return nil
+}
+
+// RunScorePlugins scores nodes with every Score plugin, normalizes, applies
+// weights and returns the total per node (same order as nodes).
+func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo) ([]NodeScore, *Status) {
+	totals := make([]NodeScore, len(nodes))
+	for i, n := range nodes {
+		totals[i].Name = n.Node().Name
+	}
+	scores := make([]NodeScore, len(nodes))
+	for _, p := range f.score {
+		if state.SkipScorePlugins[p.Name()] {
+			continue
+		}
+		var errSt atomic.Pointer[Status]
+		f.par.Until(ctx, len(nodes), func(i int) {
+			s, st := p.Score(ctx, state, pi, nodes[i])
+			if !st.IsSuccess() {
+				errSt.Store(st)
+				return
+			}
+			scores[i] = NodeScore{Name: totals[i].Name, Score: s}
+		})
+		if st := errSt.Load(); st != nil {
+			return nil, st.WithPlugin(p.Name())
+		}
+		if ext := p.ScoreExtensions(); ext != nil {
+			if st := ext.NormalizeScore(ctx, state, pi, scores); !st.IsSuccess() {
+				return nil, st.WithPlugin(p.Name())
+			}
+		}
+		w := f.weights[p.Name()]
+		for i := range scores {
+			if scores[i].Score < 0 || scores[i].Score > MaxNodeScore {
+				return nil, AsStatus(fmt.Errorf("plugin %s returned score %d outside [0,%d]", p.Name(), scores[i].Score, MaxNodeScore)).WithPlugin(p.Name())
+			}
+			totals[i].Score += scores[i].Score * w
+		}
+	}
+	return totals, nil
+}
+
+// NumScorePlugins reports how many Score plugins would run.
+func (f *Framework) NumScorePlugins() int { return len(f.score) }
+
+// RunReservePluginsReserve runs Reserve in order; on failure the caller must
+// run Unreserve.
+func (f *Framework) RunReservePluginsReserve(ctx context.Context, state *CycleState, pod *v1.Pod, node string) *Status {
+	for _, p := range f.reserve {
+		if st := p.Reserve(ctx, state, pod, node); !st.IsSuccess() {
+			return st.WithPlugin(p.Name())
+		}
+	}
+	return nil
+}
+
+// RunReservePluginsUnreserve runs Unreserve in reverse order.
+func (f *Framework) RunReservePluginsUnreserve(ctx context.Context, state *CycleState, pod *v1.Pod, node string) {
+	for i := len(f.reserve) - 1; i >= 0; i-- {
+		f.reserve[i].Unreserve(ctx, state, pod, node)
+	}
+}
+
+// RunPermitPlugins runs Permit. Waiting is not supported yet: a Wait
+// answer is reported as Unschedulable so the pod is retried.
+func (f *Framework) RunPermitPlugins(ctx context.Context, state *CycleState, pod *v1.Pod, node string) *Status {
+	for _, p := range f.permit {
+		st, _ := p.Permit(ctx, state, pod, node)
+		switch st.Code() {
+		case Success:
+		case Wait:
+			return NewStatus(Unschedulable, "permit wait is not supported").WithPlugin(p.Name())
+		default:
+			return st.WithPlugin(p.Name())
+		}
+	}
+	return nil
+}
+
+// RunBindPlugins runs binders until one does not Skip.
+func (f *Framework) RunBindPlugins(ctx context.Context, state *CycleState, pod *v1.Pod, node string) *Status {
+	for _, p := range f.bind {
+		st := p.Bind(ctx, state, pod, node)
+		if st.IsSkip() {
+			continue
+		}
+		return st.WithPlugin(p.Name())
+	}
+	return AsStatus(fmt.Errorf("no bind plugin bound pod %s/%s", pod.Namespace, pod.Name))
+}
+
+// BasicHandle is a plain Handle: the scheduler fills it, tests build one.
+type BasicHandle struct {
+	Client     kubernetes.Interface
+	Recorder   events.EventRecorder
+	Namespaces func() map[string]labels.Set
+	Fwk        *Framework
+	Snap       *Snapshot
+	Par        Parallelizer
+}
+
+var _ Handle = (*BasicHandle)(nil)
+
+func (h *BasicHandle) ClientSet() kubernetes.Interface     { return h.Client }
+func (h *BasicHandle) EventRecorder() events.EventRecorder { return h.Recorder }
+func (h *BasicHandle) Framework() *Framework               { return h.Fwk }
+func (h *BasicHandle) Snapshot() *Snapshot                 { return h.Snap }
+func (h *BasicHandle) Parallelizer() Parallelizer          { return h.Par }
+
+func (h *BasicHandle) NamespaceLabels(ns string) labels.Set {
+	if h.Namespaces == nil {
+		return nil
+	}
+	return h.Namespaces()[ns]
+}
+
+func (h *BasicHandle) NamespacesMatching(sel labels.Selector) []string {
+	if h.Namespaces == nil {
+		return nil
+	}
+	var out []string
+	for name, l := range h.Namespaces() {
+		if sel.Matches(l) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// DefaultNormalizeScore scales scores so the highest becomes maxPriority,
+// and reverses them (maxPriority - s) when reverse is set.
+func DefaultNormalizeScore(maxPriority int64, reverse bool, scores []NodeScore) {
+	var maxCount int64
+	for i := range scores {
+		maxCount = max(maxCount, scores[i].Score)
+	}
+	if maxCount == 0 {
+		if reverse {
+			for i := range scores {
+				scores[i].Score = maxPriority
+			}
+		}
+		return
+	}
+	for i := range scores {
+		s := maxPriority * scores[i].Score / maxCount
+		if reverse {
+			s = maxPriority - s
+		}
+		scores[i].Score = s
+	}
+}

@@ -1,0 +1,86 @@
+package framework
+
+import (
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// Snapshot is the cluster as one scheduling cycle sees it. The cache
+// updates it incrementally between cycles (see cache.UpdateSnapshot); during
+// a cycle it is read-only.
+type Snapshot struct {
+	NodeInfoMap map[string]*NodeInfo
+	// NodeInfoList holds the nodes (NodeInfo with a Node) in a stable order.
+	NodeInfoList []*NodeInfo
+	// HavePodsWithAffinityList / HavePodsWithRequiredAntiAffinityList are
+	// the subsets of NodeInfoList that have such pods, so inter-pod
+	// affinity is O(nodes with such pods), not O(nodes).
+	HavePodsWithAffinityList             []*NodeInfo
+	HavePodsWithRequiredAntiAffinityList []*NodeInfo
+	// Generation is the cache generation the snapshot reflects.
+	Generation int64
+}
+
+// NewSnapshot builds a snapshot from scratch: for tests and benchmarks.
+// Pods are placed on the node named by spec.nodeName.
+func NewSnapshot(pods []*v1.Pod, nodes []*v1.Node) *Snapshot {
+	s := &Snapshot{NodeInfoMap: map[string]*NodeInfo{}}
+	for _, n := range nodes {
+		ni := &NodeInfo{}
+		ni.SetNode(n)
+		s.NodeInfoMap[n.Name] = ni
+		s.NodeInfoList = append(s.NodeInfoList, ni)
+	}
+	for _, p := range pods {
+		if ni, ok := s.NodeInfoMap[p.Spec.NodeName]; ok {
+			ni.AddPod(p)
+		}
+	}
+	s.RebuildAffinityLists()
+	return s
+}
+
+// RebuildAffinityLists recomputes the affinity sublists from NodeInfoList.
+func (s *Snapshot) RebuildAffinityLists() {
+	s.HavePodsWithAffinityList = s.HavePodsWithAffinityList[:0]
+	s.HavePodsWithRequiredAntiAffinityList = s.HavePodsWithRequiredAntiAffinityList[:0]
+	for _, ni := range s.NodeInfoList {
+		if len(ni.PodsWithAffinity) > 0 {
+			s.HavePodsWithAffinityList = append(s.HavePodsWithAffinityList, ni)
+		}
+		if len(ni.PodsWithRequiredAntiAffinity) > 0 {
+			s.HavePodsWithRequiredAntiAffinityList = append(s.HavePodsWithRequiredAntiAffinityList, ni)
+		}
+	}
+}
+
+// Get returns the NodeInfo of a node.
+func (s *Snapshot) Get(name string) (*NodeInfo, error) {
+	ni, ok := s.NodeInfoMap[name]
+	if !ok || ni.Node() == nil {
+		return nil, fmt.Errorf("nodeinfo %q not found", name)
+	}
+	return ni, nil
+}
+
+// List returns all nodes.
+func (s *Snapshot) List() []*NodeInfo { return s.NodeInfoList }
+
+// NumNodes is len(List()).
+func (s *Snapshot) NumNodes() int { return len(s.NodeInfoList) }
+
+// AddPod places a pod into the snapshot (used by benchmarks' fake binder to
+// emulate the cache's assume without a cache).
+func (s *Snapshot) AddPod(pod *v1.Pod) error {
+	ni, ok := s.NodeInfoMap[pod.Spec.NodeName]
+	if !ok {
+		return fmt.Errorf("node %q not in snapshot", pod.Spec.NodeName)
+	}
+	hadAff, hadAnti := len(ni.PodsWithAffinity) > 0, len(ni.PodsWithRequiredAntiAffinity) > 0
+	ni.AddPod(pod)
+	if hadAff != (len(ni.PodsWithAffinity) > 0) || hadAnti != (len(ni.PodsWithRequiredAntiAffinity) > 0) {
+		s.RebuildAffinityLists()
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package framework
+
+import (
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
+)
+
+// AffinityTerm is a compiled v1.PodAffinityTerm.
+type AffinityTerm struct {
+	Namespaces sets.Set[string]
+	// NamespaceSelector is nil when the term has none; labels.Everything()
+	// for an empty selector ({}: all namespaces).
+	NamespaceSelector labels.Selector
+	Selector          labels.Selector
+	TopologyKey       string
+}
+
+// Matches reports whether pod (whose namespace has nsLabels) is selected by
+// the term. nsLabels is only consulted when the term has a
+// NamespaceSelector.
+func (t *AffinityTerm) Matches(pod *v1.Pod, nsLabels labels.Set) bool {
+	if !t.Namespaces.Has(pod.Namespace) {
+		if t.NamespaceSelector == nil || !t.NamespaceSelector.Matches(nsLabels) {
+			return false
+		}
+	}
+	return t.Selector.Matches(labels.Set(pod.Labels))
+}
+
+// WeightedAffinityTerm is a preferred term with its weight.
+type WeightedAffinityTerm struct {
+	AffinityTerm
+	Weight int32
+}
+
+func newAffinityTerm(pod *v1.Pod, term *v1.PodAffinityTerm) (*AffinityTerm, error) {
+	sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
+	if err != nil {
+		return nil, fmt.Errorf("parsing label selector: %w", err)
+	}
+	// matchLabelKeys/mismatchLabelKeys are merged into the selector from the
+	// pod's own labels, like upstream's admission does.
+	for _, k := range term.MatchLabelKeys {
+		if v, ok := pod.Labels[k]; ok {
+			r, err := labels.NewRequirement(k, "in", []string{v})
+			if err == nil {
+				sel = sel.Add(*r)
+			}
+		}
+	}
+	for _, k := range term.MismatchLabelKeys {
+		if v, ok := pod.Labels[k]; ok {
+			r, err := labels.NewRequirement(k, "notin", []string{v})
+			if err == nil {
+				sel = sel.Add(*r)
+			}
+		}
+	}
+	t := &AffinityTerm{Namespaces: sets.New(term.Namespaces...), Selector: sel, TopologyKey: term.TopologyKey}
+	if len(term.Namespaces) == 0 && term.NamespaceSelector == nil {
+		t.Namespaces.Insert(pod.Namespace)
+	}
+	if term.NamespaceSelector != nil {
+		ns, err := metav1.LabelSelectorAsSelector(term.NamespaceSelector)
+		if err != nil {
+			return nil, fmt.Errorf("parsing namespace selector: %w", err)
+		}
+		t.NamespaceSelector = ns
+	}
+	return t, nil
+}
+
+// PodInfo is a pod with everything the plugins need precomputed once, when
+// the pod enters the queue or the cache, instead of once per node.
+type PodInfo struct {
+	Pod *v1.Pod
+	// Requests is what the pod occupies on a node (see PodRequests).
+	Requests Resource
+	// NonZeroCPU/NonZeroMem are Requests with scoring defaults.
+	NonZeroCPU, NonZeroMem int64
+
+	RequiredAffinityTerms      []AffinityTerm
+	RequiredAntiAffinityTerms  []AffinityTerm
+	PreferredAffinityTerms     []WeightedAffinityTerm
+	PreferredAntiAffinityTerms []WeightedAffinityTerm
+	// ParseError is set when a term could not be compiled; plugins then
+	// reject the pod as unresolvable.
+	ParseError error
+}
+
+// NewPodInfo precomputes a PodInfo.
+func NewPodInfo(pod *v1.Pod) *PodInfo {
+	pi := &PodInfo{}
+	pi.Update(pod)
+	return pi
+}
+
+// Update recomputes the PodInfo for a new version of the pod.
+func (pi *PodInfo) Update(pod *v1.Pod) {
+	*pi = PodInfo{Pod: pod, Requests: PodRequests(pod)}
+	pi.NonZeroCPU, pi.NonZeroMem = NonZeroRequests(pod, &pi.Requests)
+	aff := pod.Spec.Affinity
+	if aff == nil {
+		return
+	}
+	compile := func(terms []v1.PodAffinityTerm) []AffinityTerm {
+		out := make([]AffinityTerm, 0, len(terms))
+		for i := range terms {
+			t, err := newAffinityTerm(pod, &terms[i])
+			if err != nil {
+				pi.ParseError = err
+				continue
+			}
+			out = append(out, *t)
+		}
+		return out
+	}
+	compileW := func(terms []v1.WeightedPodAffinityTerm) []WeightedAffinityTerm {
+		out := make([]WeightedAffinityTerm, 0, len(terms))
+		for i := range terms {
+			if terms[i].Weight == 0 {
+				continue
+			}
+			t, err := newAffinityTerm(pod, &terms[i].PodAffinityTerm)
+			if err != nil {
+				pi.ParseError = err
+				continue
+			}
+			out = append(out, WeightedAffinityTerm{AffinityTerm: *t, Weight: terms[i].Weight})
+		}
+		return out
+	}
+	if a := aff.PodAffinity; a != nil {
+		pi.RequiredAffinityTerms = compile(a.RequiredDuringSchedulingIgnoredDuringExecution)
+		pi.PreferredAffinityTerms = compileW(a.PreferredDuringSchedulingIgnoredDuringExecution)
+	}
+	if a := aff.PodAntiAffinity; a != nil {
+		pi.RequiredAntiAffinityTerms = compile(a.RequiredDuringSchedulingIgnoredDuringExecution)
+		pi.PreferredAntiAffinityTerms = compileW(a.PreferredDuringSchedulingIgnoredDuringExecution)
+	}
+}
+
+// HasAffinity reports whether the pod has any pod (anti-)affinity term.
+func (pi *PodInfo) HasAffinity() bool {
+	return len(pi.RequiredAffinityTerms)+len(pi.RequiredAntiAffinityTerms)+
+		len(pi.PreferredAffinityTerms)+len(pi.PreferredAntiAffinityTerms) > 0
+}
+
+// HostPort is one (ip, protocol, port) a pod binds on its node.
+type HostPort struct {
+	IP       string
+	Protocol v1.Protocol
+	Port     int32
+}
+
+// HostPorts lists the host ports a pod wants.
+func HostPorts(pod *v1.Pod) []HostPort {
+	var out []HostPort
+	add := func(cs []v1.Container) {
+		for i := range cs {
+			for _, p := range cs[i].Ports {
+				if p.HostPort <= 0 {
+					continue
+				}
+				ip := p.HostIP
+				if ip == "" {
+					ip = "0.0.0.0"
+				}
+				proto := p.Protocol
+				if proto == "" {
+					proto = v1.ProtocolTCP
+				}
+				out = append(out, HostPort{IP: ip, Protocol: proto, Port: p.HostPort})
+			}
+		}
+	}
+	add(pod.Spec.InitContainers)
+	add(pod.Spec.Containers)
+	return out
+}

@@ -1,0 +1,507 @@
+// Package podtopologyspread is the PodTopologySpread plugin.
+//
+// Filter enforces the pod's DoNotSchedule constraints: placing the pod in
+// the node's domain must not make (matching pods in that domain) minus (the
+// global minimum over eligible domains) exceed maxSkew. The minimum is 0
+// while fewer than minDomains domains exist. Eligible nodes follow
+// nodeAffinityPolicy (default Honor: only nodes matching the pod's required
+// node affinity/selector count) and nodeTaintsPolicy (default Ignore), and
+// must carry every constraint's topology key. matchLabelKeys add the pod's
+// own label values to the selector.
+//
+// Score prefers domains with fewer matching pods for ScheduleAnyway
+// constraints. A pod with no constraints at all gets the cluster default
+// constraints (upstream's system defaults unless configured), whose
+// selector is built from the Services, ReplicaSets, StatefulSets and
+// ReplicationControllers selecting the pod.
+//
+// Counts are computed once per cycle in PreFilter/PreScore, so Filter and
+// Score are O(constraints) per node.
+package podtopologyspread
+
+import (
+	"context"
+	"math"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	chaffinity "k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+
+	"skiff.dev/skiff/internal/scheduler/framework"
+	"skiff.dev/skiff/internal/scheduler/plugins/tainttoleration"
+)
+
+// Name is the plugin name.
+const Name = "PodTopologySpread"
+
+// Upstream's reasons.
+const (
+	ErrReasonConstraintsNotMatch = "node(s) didn't match pod topology spread constraints"
+	ErrReasonNodeLabelNotMatch   = ErrReasonConstraintsNotMatch + " (missing required label)"
+)
+
+const (
+	preFilterKey framework.StateKey = "PreFilter" + Name
+	preScoreKey  framework.StateKey = "PreScore" + Name
+)
+
+// SystemDefaultConstraints are upstream's cluster defaults.
+var SystemDefaultConstraints = []v1.TopologySpreadConstraint{
+	{TopologyKey: v1.LabelTopologyZone, WhenUnsatisfiable: v1.ScheduleAnyway, MaxSkew: 5},
+	{TopologyKey: v1.LabelHostname, WhenUnsatisfiable: v1.ScheduleAnyway, MaxSkew: 3},
+}
+
+// Listers are used to build the default constraints' selector. Any may be nil.
+type Listers struct {
+	Services               corelisters.ServiceLister
+	ReplicationControllers corelisters.ReplicationControllerLister
+	ReplicaSets            appslisters.ReplicaSetLister
+	StatefulSets           appslisters.StatefulSetLister
+}
+
+// Args configures the plugin.
+type Args struct {
+	// DefaultConstraints apply to pods without constraints; nil means
+	// SystemDefaultConstraints. Use an empty non-nil slice to disable.
+	DefaultConstraints []v1.TopologySpreadConstraint
+}
+
+// PodTopologySpread is the plugin.
+type PodTopologySpread struct {
+	h        framework.Handle
+	defaults []v1.TopologySpreadConstraint
+	listers  Listers
+}
+
+var (
+	_ framework.PreFilterPlugin     = (*PodTopologySpread)(nil)
+	_ framework.PreFilterExtensions = (*PodTopologySpread)(nil)
+	_ framework.FilterPlugin        = (*PodTopologySpread)(nil)
+	_ framework.PreScorePlugin      = (*PodTopologySpread)(nil)
+	_ framework.ScorePlugin         = (*PodTopologySpread)(nil)
+	_ framework.EnqueueExtensions   = (*PodTopologySpread)(nil)
+)
+
+// New builds the plugin.
+func New(h framework.Handle, args Args, l Listers) *PodTopologySpread {
+	d := args.DefaultConstraints
+	if d == nil {
+		d = SystemDefaultConstraints
+	}
+	return &PodTopologySpread{h: h, defaults: d, listers: l}
+}
+
+func (*PodTopologySpread) Name() string { return Name }
+
+func (*PodTopologySpread) EventsToRegister() []framework.ClusterEvent {
+	return []framework.ClusterEvent{
+		{Resource: framework.KindAssignedPod, ActionType: framework.All},
+		{Resource: framework.KindNode, ActionType: framework.Add | framework.UpdateNodeLabel | framework.UpdateNodeTaint | framework.Delete},
+	}
+}
+
+type constraint struct {
+	maxSkew           int64
+	key               string
+	minDomains        int
+	selector          labels.Selector
+	honorAffinity     bool
+	honorTaints       bool
+	whenUnsatisfiable v1.UnsatisfiableConstraintAction
+}
+
+func (p *PodTopologySpread) compile(pod *v1.Pod, action v1.UnsatisfiableConstraintAction) ([]constraint, error) {
+	src := pod.Spec.TopologySpreadConstraints
+	var defaultSel labels.Selector
+	if len(src) == 0 {
+		src = p.defaults
+		defaultSel = p.defaultSelector(pod)
+		if defaultSel.Empty() {
+			return nil, nil
+		}
+	}
+	var out []constraint
+	for _, c := range src {
+		if c.WhenUnsatisfiable != action {
+			continue
+		}
+		sel := defaultSel
+		if sel == nil {
+			var err error
+			sel, err = metav1.LabelSelectorAsSelector(c.LabelSelector)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range c.MatchLabelKeys {
+				if v, ok := pod.Labels[k]; ok {
+					if r, err := labels.NewRequirement(k, "in", []string{v}); err == nil {
+						sel = sel.Add(*r)
+					}
+				}
+			}
+		}
+		cc := constraint{maxSkew: int64(c.MaxSkew), key: c.TopologyKey, minDomains: 1, selector: sel,
+			honorAffinity: true, whenUnsatisfiable: c.WhenUnsatisfiable}
+		if c.MinDomains != nil && *c.MinDomains > 0 {
+			cc.minDomains = int(*c.MinDomains)
+		}
+		if c.NodeAffinityPolicy != nil && *c.NodeAffinityPolicy == v1.NodeInclusionPolicyIgnore {
+			cc.honorAffinity = false
+		}
+		if c.NodeTaintsPolicy != nil && *c.NodeTaintsPolicy == v1.NodeInclusionPolicyHonor {
+			cc.honorTaints = true
+		}
+		out = append(out, cc)
+	}
+	return out, nil
+}
+
+// defaultSelector merges the selectors of the objects that own or select
+// the pod, as upstream's helper.DefaultSelector.
+func (p *PodTopologySpread) defaultSelector(pod *v1.Pod) labels.Selector {
+	set := labels.Set{}
+	sel := labels.NewSelector()
+	podLabels := labels.Set(pod.Labels)
+	if l := p.listers.Services; l != nil {
+		if svcs, err := l.Services(pod.Namespace).List(labels.Everything()); err == nil {
+			for _, s := range svcs {
+				if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+					for k, v := range s.Spec.Selector {
+						set[k] = v
+					}
+				}
+			}
+		}
+	}
+	if l := p.listers.ReplicationControllers; l != nil {
+		if rcs, err := l.ReplicationControllers(pod.Namespace).List(labels.Everything()); err == nil {
+			for _, rc := range rcs {
+				if len(rc.Spec.Selector) > 0 && labels.SelectorFromSet(rc.Spec.Selector).Matches(podLabels) {
+					for k, v := range rc.Spec.Selector {
+						set[k] = v
+					}
+				}
+			}
+		}
+	}
+	addReqs := func(ls *metav1.LabelSelector) {
+		s, err := metav1.LabelSelectorAsSelector(ls)
+		if err != nil || s.Empty() || !s.Matches(podLabels) {
+			return
+		}
+		reqs, _ := s.Requirements()
+		sel = sel.Add(reqs...)
+	}
+	if l := p.listers.ReplicaSets; l != nil {
+		if rss, err := l.ReplicaSets(pod.Namespace).List(labels.Everything()); err == nil {
+			for _, rs := range rss {
+				addReqs(rs.Spec.Selector)
+			}
+		}
+	}
+	if l := p.listers.StatefulSets; l != nil {
+		if sss, err := l.StatefulSets(pod.Namespace).List(labels.Everything()); err == nil {
+			for _, ss := range sss {
+				addReqs(ss.Spec.Selector)
+			}
+		}
+	}
+	for k, v := range set {
+		if r, err := labels.NewRequirement(k, "=", []string{v}); err == nil {
+			sel = sel.Add(*r)
+		}
+	}
+	return sel
+}
+
+// eligible reports whether node counts for constraint c given the pod.
+func eligible(c *constraint, pod *v1.Pod, node *v1.Node, affinityOK bool) bool {
+	if c.honorAffinity && !affinityOK {
+		return false
+	}
+	if c.honorTaints {
+		if _, bad := tainttoleration.FindUntoleratedTaint(node.Spec.Taints, pod.Spec.Tolerations); bad {
+			return false
+		}
+	}
+	return true
+}
+
+func hasAllKeys(cs []constraint, node *v1.Node) bool {
+	for i := range cs {
+		if _, ok := node.Labels[cs[i].key]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func countMatching(pods []*framework.PodInfo, ns string, sel labels.Selector) int64 {
+	var n int64
+	for _, p := range pods {
+		if p.Pod.Namespace == ns && p.Pod.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Pod.Labels)) {
+			n++
+		}
+	}
+	return n
+}
+
+type preFilterState struct {
+	constraints []constraint
+	counts      []map[string]int64
+	mins        []int64
+}
+
+func (s *preFilterState) Clone() framework.StateData {
+	c := &preFilterState{constraints: s.constraints, mins: append([]int64(nil), s.mins...)}
+	for _, m := range s.counts {
+		cm := make(map[string]int64, len(m))
+		for k, v := range m {
+			cm[k] = v
+		}
+		c.counts = append(c.counts, cm)
+	}
+	return c
+}
+
+func (s *preFilterState) recomputeMins() {
+	for i := range s.constraints {
+		m := int64(math.MaxInt64)
+		for _, v := range s.counts[i] {
+			m = min(m, v)
+		}
+		if len(s.counts[i]) < s.constraints[i].minDomains || m == math.MaxInt64 {
+			m = 0
+		}
+		s.mins[i] = m
+	}
+}
+
+// countDomains counts matching pods per domain over the eligible nodes.
+// If only is non-nil, domains are restricted to the keys already in it.
+func (p *PodTopologySpread) countDomains(ctx context.Context, pod *v1.Pod, cs []constraint, nodes []*framework.NodeInfo, restrict []map[string]int64) []map[string]int64 {
+	out := make([]map[string]int64, len(cs))
+	for i := range out {
+		if restrict != nil {
+			out[i] = restrict[i]
+		} else {
+			out[i] = map[string]int64{}
+		}
+	}
+	req := chaffinity.GetRequiredNodeAffinity(pod)
+	var mu sync.Mutex
+	par := framework.Parallelizer{}
+	if p.h != nil {
+		par = p.h.Parallelizer()
+	}
+	par.Until(ctx, len(nodes), func(n int) {
+		node := nodes[n].Node()
+		if !hasAllKeys(cs, node) {
+			return
+		}
+		affOK, _ := req.Match(node)
+		for i := range cs {
+			c := &cs[i]
+			if !eligible(c, pod, node, affOK) {
+				continue
+			}
+			v := node.Labels[c.key]
+			cnt := countMatching(nodes[n].Pods, pod.Namespace, c.selector)
+			mu.Lock()
+			if restrict == nil {
+				out[i][v] += cnt
+			} else if _, ok := out[i][v]; ok {
+				out[i][v] += cnt
+			}
+			mu.Unlock()
+		}
+	})
+	return out
+}
+
+// PreFilter counts matching pods per domain for DoNotSchedule constraints.
+func (p *PodTopologySpread) PreFilter(ctx context.Context, cs *framework.CycleState, pi *framework.PodInfo, snap *framework.Snapshot) (*framework.PreFilterResult, *framework.Status) {
+	cons, err := p.compile(pi.Pod, v1.DoNotSchedule)
+	if err != nil {
+		return nil, framework.NewStatus(framework.UnschedulableAndUnresolvable, err.Error())
+	}
+	if len(cons) == 0 {
+		return nil, framework.NewStatus(framework.Skip)
+	}
+	s := &preFilterState{constraints: cons, mins: make([]int64, len(cons))}
+	s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, nil)
+	s.recomputeMins()
+	cs.Write(preFilterKey, s)
+	return nil, nil
+}
+
+func (p *PodTopologySpread) PreFilterExtensions() framework.PreFilterExtensions { return p }
+
+func (p *PodTopologySpread) update(cs *framework.CycleState, pi, other *framework.PodInfo, ni *framework.NodeInfo, sign int64) *framework.Status {
+	d, ok := cs.Read(preFilterKey)
+	if !ok {
+		return nil
+	}
+	s := d.(*preFilterState)
+	node := ni.Node()
+	if other.Pod.Namespace != pi.Pod.Namespace || !hasAllKeys(s.constraints, node) {
+		return nil
+	}
+	affOK, _ := chaffinity.GetRequiredNodeAffinity(pi.Pod).Match(node)
+	for i := range s.constraints {
+		c := &s.constraints[i]
+		if !eligible(c, pi.Pod, node, affOK) || !c.selector.Matches(labels.Set(other.Pod.Labels)) {
+			continue
+		}
+		s.counts[i][node.Labels[c.key]] += sign
+	}
+	s.recomputeMins()
+	return nil
+}
+
+// AddPod counts a pod added to ni.
+func (p *PodTopologySpread) AddPod(_ context.Context, cs *framework.CycleState, pi, add *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
+	return p.update(cs, pi, add, ni, 1)
+}
+
+// RemovePod uncounts a pod removed from ni.
+func (p *PodTopologySpread) RemovePod(_ context.Context, cs *framework.CycleState, pi, rm *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
+	return p.update(cs, pi, rm, ni, -1)
+}
+
+// Filter checks the skew each constraint would reach on this node.
+func (p *PodTopologySpread) Filter(_ context.Context, cs *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
+	d, ok := cs.Read(preFilterKey)
+	if !ok {
+		return nil
+	}
+	s := d.(*preFilterState)
+	node := ni.Node()
+	podLabels := labels.Set(pi.Pod.Labels)
+	for i := range s.constraints {
+		c := &s.constraints[i]
+		v, ok := node.Labels[c.key]
+		if !ok {
+			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNodeLabelNotMatch)
+		}
+		var self int64
+		if c.selector.Matches(podLabels) {
+			self = 1
+		}
+		if s.counts[i][v]+self-s.mins[i] > c.maxSkew {
+			return framework.NewStatus(framework.Unschedulable, ErrReasonConstraintsNotMatch)
+		}
+	}
+	return nil
+}
+
+type preScoreState struct {
+	constraints []constraint
+	counts      []map[string]int64
+	weights     []float64
+	ignored     map[string]bool
+}
+
+func (s *preScoreState) Clone() framework.StateData { return s }
+
+// PreScore counts matching pods per domain for ScheduleAnyway constraints,
+// over the domains of the feasible nodes.
+func (p *PodTopologySpread) PreScore(ctx context.Context, cs *framework.CycleState, pi *framework.PodInfo, nodes []*framework.NodeInfo) *framework.Status {
+	cons, err := p.compile(pi.Pod, v1.ScheduleAnyway)
+	if err != nil {
+		return framework.AsStatus(err)
+	}
+	if len(cons) == 0 || len(nodes) == 0 {
+		return framework.NewStatus(framework.Skip)
+	}
+	s := &preScoreState{constraints: cons, ignored: map[string]bool{}, weights: make([]float64, len(cons))}
+	domains := make([]map[string]int64, len(cons))
+	for i := range domains {
+		domains[i] = map[string]int64{}
+	}
+	for _, ni := range nodes {
+		node := ni.Node()
+		if !hasAllKeys(cons, node) {
+			s.ignored[node.Name] = true
+			continue
+		}
+		for i := range cons {
+			if cons[i].key != v1.LabelHostname {
+				domains[i][node.Labels[cons[i].key]] = 0
+			}
+		}
+	}
+	for i := range cons {
+		n := len(domains[i])
+		if cons[i].key == v1.LabelHostname {
+			n = len(nodes) - len(s.ignored)
+		}
+		s.weights[i] = math.Log(float64(n + 2))
+	}
+	all := nodes
+	if p.h != nil && p.h.Snapshot() != nil {
+		all = p.h.Snapshot().NodeInfoList
+	}
+	s.counts = p.countDomains(ctx, pi.Pod, cons, all, domains)
+	cs.Write(preScoreKey, s)
+	return nil
+}
+
+// Score is sum(count in the node's domain * domain weight + maxSkew - 1).
+func (p *PodTopologySpread) Score(_ context.Context, cs *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) (int64, *framework.Status) {
+	d, ok := cs.Read(preScoreKey)
+	if !ok {
+		return 0, nil
+	}
+	s := d.(*preScoreState)
+	node := ni.Node()
+	if s.ignored[node.Name] {
+		return 0, nil
+	}
+	var score float64
+	for i := range s.constraints {
+		c := &s.constraints[i]
+		var cnt int64
+		if c.key == v1.LabelHostname {
+			cnt = countMatching(ni.Pods, pi.Pod.Namespace, c.selector)
+		} else {
+			cnt = s.counts[i][node.Labels[c.key]]
+		}
+		score += float64(cnt)*s.weights[i] + float64(c.maxSkew-1)
+	}
+	return int64(math.Round(score)), nil
+}
+
+func (p *PodTopologySpread) ScoreExtensions() framework.ScoreExtensions { return p }
+
+// NormalizeScore reverses: fewer matching pods score higher; ignored nodes
+// (missing a topology key) score 0.
+func (p *PodTopologySpread) NormalizeScore(_ context.Context, cs *framework.CycleState, _ *framework.PodInfo, scores []framework.NodeScore) *framework.Status {
+	d, ok := cs.Read(preScoreKey)
+	if !ok {
+		return nil
+	}
+	s := d.(*preScoreState)
+	lo, hi := int64(math.MaxInt64), int64(0)
+	for _, sc := range scores {
+		if s.ignored[sc.Name] {
+			continue
+		}
+		lo, hi = min(lo, sc.Score), max(hi, sc.Score)
+	}
+	for i := range scores {
+		switch {
+		case s.ignored[scores[i].Name]:
+			scores[i].Score = 0
+		case hi == 0:
+			scores[i].Score = framework.MaxNodeScore
+		default:
+			scores[i].Score = framework.MaxNodeScore * (hi + lo - scores[i].Score) / hi
+		}
+	}
+	return nil
+}

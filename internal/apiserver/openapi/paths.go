@@ -75,6 +75,13 @@ func bodyParam(def string) spec.Parameter {
 	return spec.Parameter{ParamProps: spec.ParamProps{Name: "body", In: "body", Required: true, Schema: refSchema(def)}}
 }
 
+// optionalBody is the DeleteOptions body of deletes: clients may omit it.
+func optionalBody(def string) spec.Parameter {
+	p := bodyParam(def)
+	p.Required = false
+	return p
+}
+
 func response(desc, def string) spec.Response {
 	r := spec.Response{ResponseProps: spec.ResponseProps{Description: desc}}
 	if def != "" {
@@ -283,7 +290,7 @@ func (p *pathBuilder) addResource(r *registry.Resource) error {
 		p.add(collection, collParams, op{
 			method: http.MethodDelete, id: "delete" + opPrefix + "Collection" + subject, action: "deletecollection", gvk: gvk,
 			desc:   "delete collection of " + r.Kind,
-			params: with(with(deleteParams, listParams...), bodyParam(deleteOptsDef)), consumes: anyMediaType, produces: mediaTypes,
+			params: with(with(deleteParams, listParams...), optionalBody(deleteOptsDef)), consumes: anyMediaType, produces: mediaTypes,
 			responses: map[int]string{http.StatusOK: statusDef},
 		})
 	}
@@ -309,7 +316,7 @@ func (p *pathBuilder) addResource(r *registry.Resource) error {
 		p.add(item, itemParams, op{
 			method: http.MethodDelete, id: "delete" + opPrefix + subject, action: "delete", gvk: gvk,
 			desc:   "delete " + article(r.Kind) + " " + r.Kind,
-			params: with(deleteParams, bodyParam(deleteOptsDef)), consumes: anyMediaType, produces: mediaTypes,
+			params: with(deleteParams, optionalBody(deleteOptsDef)), consumes: anyMediaType, produces: mediaTypes,
 			responses: map[int]string{http.StatusOK: statusDef, http.StatusAccepted: statusDef},
 		})
 	}

@@ -1,0 +1,93 @@
+package controllermanager
+
+import (
+	"context"
+	"log/slog"
+
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"skiff.dev/skiff/internal/controller/deployment"
+	"skiff.dev/skiff/internal/controller/endpoints"
+	"skiff.dev/skiff/internal/controller/endpointslice"
+	"skiff.dev/skiff/internal/controller/namespace"
+	"skiff.dev/skiff/internal/controller/nodeipam"
+	"skiff.dev/skiff/internal/controller/nodelifecycle"
+	"skiff.dev/skiff/internal/controller/replicaset"
+	"skiff.dev/skiff/internal/controller/serviceaccount"
+)
+
+// Runner is what every controller exposes: it blocks until ctx ends.
+type Runner interface {
+	Run(ctx context.Context, workers int) error
+}
+
+// Context carries the shared dependencies handed to every constructor.
+type Context struct {
+	Client    kubernetes.Interface
+	Metadata  metadata.Interface
+	Discovery discovery.DiscoveryInterface
+	Informers informers.SharedInformerFactory
+	Clock     clock.WithTicker
+	Logger    *slog.Logger
+	Config    Config
+	// Recorder returns an event recorder reporting as component.
+	Recorder func(component string) record.EventRecorder
+}
+
+// Constructor builds a controller; it may add informer event handlers but
+// must not start anything.
+type Constructor func(Context) (Runner, error)
+
+// Registration describes one controller of the registry.
+type Registration struct {
+	New Constructor
+	// Workers is the default number of workers.
+	Workers int
+	// DisabledByDefault controllers only run when named explicitly.
+	DisabledByDefault bool
+}
+
+// DefaultRegistry returns every controller skiff knows.
+func DefaultRegistry() map[string]Registration {
+	return map[string]Registration{
+		"replicaset": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return replicaset.NewReplicaSetController(replicaset.Config{Clock: c.Clock}, c.Client,
+				f.Apps().V1().ReplicaSets(), f.Core().V1().Pods(), c.Recorder("replicaset-controller"), c.Logger)
+		}},
+		"replicationcontroller": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return replicaset.NewReplicationManager(replicaset.Config{Clock: c.Clock}, c.Client,
+				f.Core().V1().ReplicationControllers(), f.Core().V1().Pods(), c.Recorder("replication-controller"), c.Logger)
+		}},
+		"deployment": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return deployment.New(deployment.Config{Clock: c.Clock}, c.Client,
+				f.Apps().V1().Deployments(), f.Apps().V1().ReplicaSets(), f.Core().V1().Pods(), c.Recorder("deployment-controller"), c.Logger)
+		}},
+		"endpoints": {Workers: 5, New: func(c Context) (Runner, error) {
+			return endpoints.New(c.Client, c.Informers, c.Logger)
+		}},
+		"endpointslice": {Workers: 5, New: func(c Context) (Runner, error) {
+			return endpointslice.New(c.Client, c.Informers, c.Logger)
+		}},
+		"serviceaccount": {Workers: 1, New: func(c Context) (Runner, error) {
+			return serviceaccount.New(c.Client, c.Informers, c.Logger)
+		}},
+		"namespace": {Workers: 5, New: func(c Context) (Runner, error) {
+			return namespace.New(c.Client, c.Metadata, c.Discovery, c.Informers, c.Logger)
+		}},
+		"nodelifecycle": {Workers: 1, New: func(c Context) (Runner, error) {
+			return nodelifecycle.New(nodelifecycle.Config{Clock: c.Clock}, c.Client, c.Informers, c.Logger)
+		}},
+		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
+			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)
+		}},
+	}
+}
+

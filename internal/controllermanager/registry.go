@@ -90,4 +90,3 @@ func DefaultRegistry() map[string]Registration {
 		}},
 	}
 }
-

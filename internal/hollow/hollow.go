@@ -1,0 +1,401 @@
+// Package hollow runs simulated ("hollow") nodes, like kubemark/KWOK:
+// Nodes registered through the API, heartbeating through Leases in
+// kube-node-lease, reporting bound pods Running and finishing deletions,
+// with no containers.
+//
+// Thousands of nodes share one process: one pod informer (filtered to
+// assigned pods) and one lease loop serve them all; renewals are staggered
+// over the interval. Pod work goes through one rate-limited work queue
+// keyed by namespace/name with a few workers; sync is level-triggered.
+// The clock is injected so lease renewal is testable.
+package hollow
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+)
+
+// Options configures the nodes.
+type Options struct {
+	Count  int
+	Prefix string // default "hollow-node-"
+	// CPU, Memory, Pods are capacity = allocatable; defaults 32, 256Gi, 110.
+	CPU, Memory, Pods string
+	Labels            map[string]string
+	Taints            []v1.Taint
+	LeaseInterval     time.Duration // default 10 s
+	LeaseDuration     int32         // seconds, default 40
+	Workers           int           // pod status workers, default 8
+	Clock             clock.Clock
+	Logger            *slog.Logger
+}
+
+// Nodes is a set of hollow nodes.
+type Nodes struct {
+	client kubernetes.Interface
+	opts   Options
+	names  []string
+	index  map[string]int
+	queue  workqueue.TypedRateLimitingInterface[string]
+	pods   corelisters.PodLister
+
+	mu    sync.Mutex
+	ips   map[string]map[string]string // node -> pod key -> ip
+	nextI map[string]int
+}
+
+// New prepares n hollow nodes; Run registers them.
+func New(client kubernetes.Interface, opts Options) *Nodes {
+	if opts.Prefix == "" {
+		opts.Prefix = "hollow-node-"
+	}
+	if opts.CPU == "" {
+		opts.CPU = "32"
+	}
+	if opts.Memory == "" {
+		opts.Memory = "256Gi"
+	}
+	if opts.Pods == "" {
+		opts.Pods = "110"
+	}
+	if opts.LeaseInterval == 0 {
+		opts.LeaseInterval = 10 * time.Second
+	}
+	if opts.LeaseDuration == 0 {
+		opts.LeaseDuration = 40
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 8
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Nodes{client: client, opts: opts, index: map[string]int{}, ips: map[string]map[string]string{}, nextI: map[string]int{}}
+	for i := 0; i < opts.Count; i++ {
+		name := fmt.Sprintf("%s%d", opts.Prefix, i)
+		n.names = append(n.names, name)
+		n.index[name] = i
+	}
+	return n
+}
+
+// Names returns the node names.
+func (n *Nodes) Names() []string { return n.names }
+
+// NodeIP is node i's InternalIP: 100.64.0.0/10 counted up.
+func NodeIP(i int) string {
+	return fmt.Sprintf("100.%d.%d.%d", 64+(i>>16)&63, (i>>8)&255, i&255)
+}
+
+// PodCIDR is node i's fake pod range, a /24 in 10.0.0.0/8.
+func PodCIDR(i int) string {
+	return fmt.Sprintf("10.%d.%d.0/24", (i>>8)&255, i&255)
+}
+
+func (n *Nodes) node(i int) *v1.Node {
+	name := n.names[i]
+	rl := v1.ResourceList{
+		v1.ResourceCPU: resource.MustParse(n.opts.CPU), v1.ResourceMemory: resource.MustParse(n.opts.Memory),
+		v1.ResourcePods: resource.MustParse(n.opts.Pods),
+	}
+	lbl := map[string]string{v1.LabelHostname: name, v1.LabelOSStable: "linux", v1.LabelArchStable: "amd64", "kubernetes.io/role": "hollow"}
+	for k, v := range n.opts.Labels {
+		lbl[k] = v
+	}
+	now := metav1.NewTime(n.opts.Clock.Now())
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbl},
+		Spec:       v1.NodeSpec{Taints: n.opts.Taints, PodCIDR: PodCIDR(i), PodCIDRs: []string{PodCIDR(i)}},
+		Status: v1.NodeStatus{
+			Capacity: rl, Allocatable: rl, Phase: v1.NodeRunning,
+			Conditions: []v1.NodeCondition{
+				{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", Message: "hollow node is ready", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: v1.NodeDiskPressure, Status: v1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", LastHeartbeatTime: now, LastTransitionTime: now},
+				{Type: v1.NodePIDPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientPID", LastHeartbeatTime: now, LastTransitionTime: now},
+			},
+			Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: NodeIP(i)}, {Type: v1.NodeHostName, Address: name}},
+			NodeInfo:  v1.NodeSystemInfo{KubeletVersion: "v1.37.1-skiff-hollow", OperatingSystem: "linux", Architecture: "amd64", ContainerRuntimeVersion: "hollow://0"},
+		},
+	}
+}
+
+// Register creates (or updates) the Node objects.
+func (n *Nodes) Register(ctx context.Context) error {
+	for i := range n.names {
+		node := n.node(i)
+		_, err := n.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			var cur *v1.Node
+			cur, err = n.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+			if err == nil {
+				node.ResourceVersion = cur.ResourceVersion
+				_, err = n.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("registering node %s: %w", node.Name, err)
+		}
+	}
+	return nil
+}
+
+// RenewLease creates or renews node i's Lease.
+func (n *Nodes) RenewLease(ctx context.Context, i int) error {
+	name := n.names[i]
+	leases := n.client.CoordinationV1().Leases(v1.NamespaceNodeLease)
+	now := metav1.NewMicroTime(n.opts.Clock.Now())
+	l, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.NamespaceNodeLease,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name}}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &n.opts.LeaseDuration, RenewTime: &now},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating lease %s: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting lease %s: %w", name, err)
+	}
+	l.Spec.RenewTime = &now
+	l.Spec.HolderIdentity = &name
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("renewing lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// runLeases renews every lease once per interval, node i at offset
+// i*interval/count, from one goroutine.
+func (n *Nodes) runLeases(ctx context.Context) {
+	count := len(n.names)
+	if count == 0 {
+		return
+	}
+	step := n.opts.LeaseInterval / time.Duration(count)
+	for i := 0; ; i = (i + 1) % count {
+		if err := n.RenewLease(ctx, i); err != nil && ctx.Err() == nil {
+			n.opts.Logger.Error("renewing lease", "node", n.names[i], "err", err)
+		}
+		if step > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.opts.Clock.After(step):
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// Run registers the nodes, then heartbeats and runs pods until ctx ends.
+func (n *Nodes) Run(ctx context.Context) error {
+	if err := n.Register(ctx); err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(n.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
+	}))
+	podInf := factory.Core().V1().Pods()
+	n.pods = podInf.Lister()
+	n.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	defer n.queue.ShutDown()
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			n.queue.Add(key)
+		}
+	}
+	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
+	}); err != nil {
+		return fmt.Errorf("adding pod handler: %w", err)
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced) {
+		return fmt.Errorf("waiting for pod informer: %w", ctx.Err())
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < n.opts.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n.processNext(ctx) {
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.runLeases(ctx) }()
+	<-ctx.Done()
+	n.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (n *Nodes) processNext(ctx context.Context) bool {
+	key, quit := n.queue.Get()
+	if quit {
+		return false
+	}
+	defer n.queue.Done(key)
+	if err := n.SyncPod(ctx, key); err != nil {
+		n.opts.Logger.Info("syncing pod", "pod", key, "err", err)
+		n.queue.AddRateLimited(key)
+		return true
+	}
+	n.queue.Forget(key)
+	return true
+}
+
+func (n *Nodes) podIP(node, key string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.ips[node]
+	if m == nil {
+		m = map[string]string{}
+		n.ips[node] = m
+	}
+	if ip, ok := m[key]; ok {
+		return ip
+	}
+	prefix := netip.MustParsePrefix(PodCIDR(n.index[node]))
+	used := map[string]bool{}
+	for _, ip := range m {
+		used[ip] = true
+	}
+	addr := prefix.Addr().Next().Next() // .2 upwards
+	for used[addr.String()] && prefix.Contains(addr.Next()) {
+		addr = addr.Next()
+	}
+	m[key] = addr.String()
+	return m[key]
+}
+
+func (n *Nodes) releaseIP(node, key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.ips[node], key)
+}
+
+// SyncPod converges one pod (namespace/name): a pod bound to one of our
+// nodes becomes Running; a pod being deleted is reported terminated and
+// then deleted with grace period 0, as a kubelet would.
+func (n *Nodes) SyncPod(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	pod, err := n.pods.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting pod %s: %w", key, err)
+	}
+	idx, ours := n.index[pod.Spec.NodeName]
+	if !ours {
+		return nil
+	}
+	pods := n.client.CoreV1().Pods(ns)
+	if pod.DeletionTimestamp != nil {
+		if !allTerminated(pod) {
+			st := pod.DeepCopy()
+			now := metav1.NewTime(n.opts.Clock.Now())
+			st.Status.Phase = v1.PodSucceeded
+			st.Status.ContainerStatuses = containerStatuses(pod, func(c v1.Container) v1.ContainerState {
+				return v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}
+			}, false)
+			setCondition(st, v1.PodReady, v1.ConditionFalse, now)
+			setCondition(st, v1.ContainersReady, v1.ConditionFalse, now)
+			if _, err := pods.UpdateStatus(ctx, st, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("reporting pod %s terminated: %w", key, err)
+			}
+		}
+		zero := int64(0)
+		err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("deleting pod %s: %w", key, err)
+		}
+		n.releaseIP(pod.Spec.NodeName, key)
+		return nil
+	}
+	if pod.Status.Phase == v1.PodRunning || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		return nil
+	}
+	st := pod.DeepCopy()
+	now := metav1.NewTime(n.opts.Clock.Now())
+	st.Status.Phase = v1.PodRunning
+	st.Status.HostIP = NodeIP(idx)
+	st.Status.HostIPs = []v1.HostIP{{IP: st.Status.HostIP}}
+	st.Status.PodIP = n.podIP(pod.Spec.NodeName, key)
+	st.Status.PodIPs = []v1.PodIP{{IP: st.Status.PodIP}}
+	st.Status.StartTime = &now
+	for _, c := range []v1.PodConditionType{v1.PodInitialized, v1.PodReady, v1.ContainersReady, v1.PodScheduled} {
+		setCondition(st, c, v1.ConditionTrue, now)
+	}
+	st.Status.ContainerStatuses = containerStatuses(pod, func(c v1.Container) v1.ContainerState {
+		return v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: now}}
+	}, true)
+	if _, err := pods.UpdateStatus(ctx, st, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reporting pod %s running: %w", key, err)
+	}
+	return nil
+}
+
+func allTerminated(pod *v1.Pod) bool {
+	if len(pod.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.State.Terminated == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func containerStatuses(pod *v1.Pod, state func(v1.Container) v1.ContainerState, ready bool) []v1.ContainerStatus {
+	out := make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
+	for _, c := range pod.Spec.Containers {
+		started := ready
+		out = append(out, v1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: "hollow://" + c.Image,
+			ContainerID: "hollow://" + string(pod.UID) + "/" + c.Name, Ready: ready, Started: &started, State: state(c)})
+	}
+	return out
+}
+
+func setCondition(pod *v1.Pod, t v1.PodConditionType, s v1.ConditionStatus, now metav1.Time) {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			if pod.Status.Conditions[i].Status != s {
+				pod.Status.Conditions[i].Status = s
+				pod.Status.Conditions[i].LastTransitionTime = now
+			}
+			return
+		}
+	}
+	pod.Status.Conditions = append(pod.Status.Conditions, v1.PodCondition{Type: t, Status: s, LastTransitionTime: now})
+}

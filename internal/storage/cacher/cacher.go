@@ -285,7 +285,7 @@ func (c *Cacher) listAndWatch() error {
 		if c.ctx.Err() != nil || storage.IsGone(err) {
 			return err
 		}
-		c.log.Info("watch cache re-watching", "rv", from, "err", err)
+		c.log.Info("watch cache re-watching", "started_at", from, "err", err)
 		select {
 		case <-c.clock.After(100 * time.Millisecond):
 		case <-c.ctx.Done():

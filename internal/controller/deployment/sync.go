@@ -563,7 +563,17 @@ func (c *Controller) cleanupUnhealthy(ctx context.Context, d *appsv1.Deployment,
 
 func (c *Controller) scaleDownOldForRolling(ctx context.Context, d *appsv1.Deployment, all, oldRSs []*appsv1.ReplicaSet) (int32, error) {
 	minAvailable := replicas(d.Spec.Replicas) - MaxUnavailable(d)
-	available := sumStatus(all, statusAvailable)
+	// Unlike upstream, a ReplicaSet's available pods are counted only up to
+	// its spec: pods above it are being deleted, and a ReplicaSet status
+	// written just before those deletions (the informer may deliver it
+	// before the next status) would otherwise let availability drop below
+	// the floor. The property test found this race.
+	var available int32
+	for _, rs := range all {
+		if rs != nil {
+			available += min(rs.Status.AvailableReplicas, replicas(rs.Spec.Replicas))
+		}
+	}
 	if available <= minAvailable {
 		return 0, nil
 	}

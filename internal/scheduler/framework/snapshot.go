@@ -79,8 +79,11 @@ func (s *Snapshot) AddPod(pod *v1.Pod) error {
 	}
 	hadAff, hadAnti := len(ni.PodsWithAffinity) > 0, len(ni.PodsWithRequiredAntiAffinity) > 0
 	ni.AddPod(pod)
-	if hadAff != (len(ni.PodsWithAffinity) > 0) || hadAnti != (len(ni.PodsWithRequiredAntiAffinity) > 0) {
-		s.RebuildAffinityLists()
+	if !hadAff && len(ni.PodsWithAffinity) > 0 {
+		s.HavePodsWithAffinityList = append(s.HavePodsWithAffinityList, ni)
+	}
+	if !hadAnti && len(ni.PodsWithRequiredAntiAffinity) > 0 {
+		s.HavePodsWithRequiredAntiAffinityList = append(s.HavePodsWithRequiredAntiAffinityList, ni)
 	}
 	return nil
 }

@@ -153,6 +153,13 @@ func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.
 		err := mc.info.Serializer.Encode(obj, &b)
 		return b.Bytes(), err
 	}
+	if ev.Type == watch.Bookmark && obj.GetObjectKind().GroupVersionKind().Empty() {
+		// Bookmarks from the cache carry only a resourceVersion; clients
+		// decoding unstructured events need the kind.
+		obj = obj.DeepCopyObject()
+		obj.GetObjectKind().SetGroupVersionKind(st.R.GroupVersionKind())
+		ev.Object = obj
+	}
 	switch mc.kind {
 	case outputTable:
 		if ev.Type == watch.Bookmark {

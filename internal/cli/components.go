@@ -1,10 +1,66 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"skiff.dev/skiff/internal/controllermanager"
+	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/internal/server"
 )
 
 // AddComponents registers the in-process components `skiff server` runs
-// beside the API server, honouring the --disable-* flags.
+// beside the API server, honouring the --disable-* flags. Each talks to
+// the API server through a loopback client, exactly as the standalone
+// `skiff controller-manager` and `skiff scheduler` do.
 func AddComponents(s *server.Server) {
+	cfg := s.Config()
+	if !cfg.DisableControllerManager {
+		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+			return newControllerManager(s.LoopbackConfig(), cfg.ClusterCIDR, s)
+		})
+	}
+	if !cfg.DisableScheduler {
+		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+			return newScheduler(s.LoopbackConfig(), s)
+		})
+	}
+}
+
+func newControllerManager(rc *rest.Config, clusterCIDR string, s *server.Server) (server.Component, error) {
+	rc = rest.CopyConfig(rc)
+	rc.UserAgent = "skiff-controller-manager"
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building controller-manager client: %w", err)
+	}
+	meta, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building controller-manager metadata client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building controller-manager discovery client: %w", err)
+	}
+	return controllermanager.NewForClients(controllermanager.Config{
+		LeaderElect: true,
+		ClusterCIDR: clusterCIDR,
+	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger().With("component", "controller-manager"))
+}
+
+func newScheduler(rc *rest.Config, s *server.Server) (server.Component, error) {
+	rc = rest.CopyConfig(rc)
+	rc.UserAgent = "skiff-scheduler"
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building scheduler client: %w", err)
+	}
+	factory := informers.NewSharedInformerFactory(kube, 0)
+	return scheduler.New(scheduler.Config{LeaderElection: scheduler.LeaderElection{Enabled: true}}, kube, factory, s.Logger().With("component", "scheduler"))
 }

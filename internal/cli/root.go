@@ -10,8 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	// hollownodes
-	// scheduler
+	"skiff.dev/skiff/internal/cli/controllermanager"
+	"skiff.dev/skiff/internal/cli/hollownodes"
+	"skiff.dev/skiff/internal/cli/scheduler"
 	"skiff.dev/skiff/internal/version"
 )
 
@@ -54,8 +55,9 @@ func newRoot() *cobra.Command {
 				return nil
 			},
 		},
-		// scheduler.NewCommand(),
-		// hollownodes.NewCommand(),
+		scheduler.NewCommand(),
+		hollownodes.NewCommand(),
+		controllermanager.NewCommand(),
 	)
 	return root
 }

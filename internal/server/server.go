@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/applyconfigurations"
 	"k8s.io/client-go/rest"
@@ -97,6 +96,7 @@ type Server struct {
 	// URL clients in the process use (https://127.0.0.1:port).
 	loopbackURL string
 	listener    net.Listener
+	openapi     *openapi.Service
 	ready       atomic.Bool
 
 	// Components are started after the API server is ready.
@@ -170,6 +170,9 @@ func (s *Server) LoopbackConfig() *rest.Config {
 	}
 }
 
+// Logger is the server's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
 // Config returns the effective configuration.
 func (s *Server) Config() Config { return s.cfg }
 
@@ -234,6 +237,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.ready.Store(true)
+	// Build the OpenAPI documents in the background so the first
+	// kubectl apply/explain does not pay for it.
+	go s.openapi.Warm()
 	s.log.Info("skiff server ready", "url", s.loopbackURL, "startup", time.Since(start).Round(time.Millisecond), "kubeconfig", AdminKubeconfigPath(s.cfg.DataDir))
 
 	for _, f := range s.Components {
@@ -384,13 +390,16 @@ func (s *Server) buildAPI() error {
 		authn.NewBearer(static, authn.NewServiceAccountTokens(verifier, authn.ServiceAccountOptions{})),
 	)
 	v := version.Get()
+	s.openapi = openapi.New(scheme, resources, v.GitVersion)
+	oamux := http.NewServeMux()
+	s.openapi.Install(oamux)
 	api, err := apiserver.New(apiserver.Config{
 		Scheme:        scheme,
 		Stores:        s.stores,
 		TypeConverter: tc,
 		Authenticator: authenticator,
 		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}},
-		OpenAPI:       openapiHandler(scheme, resources, v.GitVersion),
+		OpenAPI:       oamux,
 		Ready: func() error {
 			if !s.ready.Load() {
 				return errors.New("starting")
@@ -409,12 +418,6 @@ func (s *Server) buildAPI() error {
 	}
 	s.api = api
 	return nil
-}
-
-func openapiHandler(scheme *runtime.Scheme, resources []*registry.Resource, version string) http.Handler {
-	mux := http.NewServeMux()
-	openapi.New(scheme, resources, version).Install(mux)
-	return mux
 }
 
 // API returns the API server (for tests in the process).

@@ -14,6 +14,7 @@ import (
 	"skiff.dev/skiff/internal/controller/deployment"
 	"skiff.dev/skiff/internal/controller/endpoints"
 	"skiff.dev/skiff/internal/controller/endpointslice"
+	"skiff.dev/skiff/internal/controller/garbagecollector"
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
@@ -84,6 +85,9 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"nodelifecycle": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodelifecycle.New(nodelifecycle.Config{Clock: c.Clock}, c.Client, c.Informers, c.Logger)
+		}},
+		"garbagecollector": {Workers: 5, New: func(c Context) (Runner, error) {
+			return garbagecollector.New(garbagecollector.Config{Clock: c.Clock}, c.Metadata, c.Discovery, c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

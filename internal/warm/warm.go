@@ -3,6 +3,10 @@ package warm
 
 import (
 	_ "github.com/golang-jwt/jwt/v5"
+	_ "github.com/google/go-containerregistry/pkg/registry"
+	_ "github.com/google/go-containerregistry/pkg/v1/empty"
+	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
+	_ "github.com/google/go-containerregistry/pkg/v1/tarball"
 	_ "github.com/prometheus/client_golang/prometheus/promhttp"
 	_ "github.com/spf13/cobra"
 	_ "go.etcd.io/etcd/client/v3"
@@ -20,6 +24,7 @@ import (
 	_ "k8s.io/client-go/tools/leaderelection"
 	_ "k8s.io/client-go/util/workqueue"
 	_ "k8s.io/component-base/cli"
+	_ "k8s.io/cri-api/pkg/apis/runtime/v1"
 	_ "k8s.io/kube-openapi/pkg/handler"
 	_ "k8s.io/kube-openapi/pkg/handler3"
 	_ "k8s.io/kube-openapi/pkg/spec3"

@@ -27,6 +27,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/applyconfigurations"
@@ -491,7 +492,13 @@ func (t *tokenIssuer) IssueFor(ctx context.Context, sa *corev1.ServiceAccount, r
 type getter struct{ s *Server }
 
 func (g *getter) GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error) {
-	o, err := g.s.store("", "namespaces").Get(ctx, "", name, metav1.GetOptions{ResourceVersion: "0"})
+	st := g.s.store("", "namespaces")
+	o, err := st.Get(ctx, "", name, metav1.GetOptions{ResourceVersion: "0"})
+	if apierrors.IsNotFound(err) {
+		// The watch cache may not have seen a namespace created a moment
+		// ago; as upstream's NamespaceLifecycle, confirm with a live read.
+		o, err = st.Get(ctx, "", name, metav1.GetOptions{})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"skiff.dev/skiff/internal/controller/deployment"
+	"skiff.dev/skiff/internal/controller/disruption"
 	"skiff.dev/skiff/internal/controller/endpoints"
 	"skiff.dev/skiff/internal/controller/endpointslice"
 	"skiff.dev/skiff/internal/controller/garbagecollector"
@@ -88,6 +89,9 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"garbagecollector": {Workers: 5, New: func(c Context) (Runner, error) {
 			return garbagecollector.New(garbagecollector.Config{Clock: c.Clock}, c.Metadata, c.Discovery, c.Logger)
+		}},
+		"disruption": {Workers: 5, New: func(c Context) (Runner, error) {
+			return disruption.New(disruption.Config{Clock: c.Clock}, c.Client, c.Informers, c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

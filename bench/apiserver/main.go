@@ -1,0 +1,285 @@
+// Command apiserver benchmarks skiff's API server against the real skiff
+// binary started as a subprocess on a fresh data dir, and prints a table:
+//
+//	go build -o /tmp/skiff ./cmd/skiff
+//	go run ./bench/apiserver -skiff /tmp/skiff -scenario all
+//
+// Scenarios (comma-separated, or "all"):
+//
+//	start   time to /readyz 200: median of -starts fresh starts, and of
+//	        restarts on an existing data dir
+//	rss     VmRSS after -idle of idleness, whole server (--disable-agent)
+//	        and API server + embedded etcd alone
+//	create  pod creates from 1, 10 and 100 concurrent client-go clients
+//	        (-levels), -pods pods per level: pods/s, p50, p99
+//	list    LIST of -list-pods pods, rv "" and "0", JSON and protobuf
+//	watch   delivery latency to -watchers watches at -watch-rate pods/s
+//
+// -inprocess runs the create, list and watch scenarios against a server
+// started in this process instead, so -cpuprofile covers it (the client's
+// own work is in the profile too). docs/PERFORMANCE.md has the method and
+// results.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"skiff.dev/skiff/internal/server"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/apiserver:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin, work, scenarios, cpuprofile string
+	starts, pods, listPods           int
+	levels                           []int
+	idle                             time.Duration
+	watchers, watchRate              int
+	watchDur                         time.Duration
+	inprocess                        bool
+}
+
+func run() error {
+	var o options
+	var levels string
+	flag.StringVar(&o.bin, "skiff", "", "skiff binary (default: build ./cmd/skiff into the work dir)")
+	flag.StringVar(&o.work, "work", "", "work directory for data dirs and logs (default: a new temp dir, removed afterwards)")
+	flag.StringVar(&o.scenarios, "scenario", "all", "comma-separated scenarios: start,rss,create,list,watch or all")
+	flag.IntVar(&o.starts, "starts", 5, "fresh starts (and restarts) for the start scenario")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before reading RSS")
+	flag.IntVar(&o.pods, "pods", 5000, "pods created per concurrency level")
+	flag.StringVar(&levels, "levels", "1,10,100", "client concurrency levels for create")
+	flag.IntVar(&o.listPods, "list-pods", 10000, "pods in the namespace listed by the list scenario")
+	flag.IntVar(&o.watchers, "watchers", 100, "concurrent watches for the watch scenario")
+	flag.IntVar(&o.watchRate, "watch-rate", 100, "pods created per second while watching")
+	flag.DurationVar(&o.watchDur, "watch-duration", 10*time.Second, "how long to write while watching")
+	flag.BoolVar(&o.inprocess, "inprocess", false, "run create/list/watch against an in-process server (for -cpuprofile)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (with -inprocess: the server too)")
+	flag.Parse()
+	for _, s := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad -levels entry %q", s)
+		}
+		o.levels = append(o.levels, n)
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(o.scenarios, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "all":
+			for _, a := range []string{"start", "rss", "create", "list", "watch"} {
+				want[a] = true
+			}
+		case "start", "rss", "create", "list", "watch":
+			want[s] = true
+		default:
+			return fmt.Errorf("unknown scenario %q", s)
+		}
+	}
+	if o.work == "" {
+		dir, err := os.MkdirTemp("", "skiff-bench-")
+		if err != nil {
+			return fmt.Errorf("creating work dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		o.work = dir
+	}
+	ctx := context.Background()
+	needBin := want["start"] || want["rss"] || (!o.inprocess && (want["create"] || want["list"] || want["watch"]))
+	if needBin && o.bin == "" {
+		o.bin = filepath.Join(o.work, "skiff")
+		fmt.Fprintln(os.Stderr, "building", o.bin)
+		cmd := exec.Command("go", "build", "-o", o.bin, "./cmd/skiff")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building skiff (run from the repository root): %w", err)
+		}
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("creating cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var rows []result
+	emit := func(r result) {
+		rows = append(rows, r)
+		fmt.Fprintf(os.Stderr, "%-8s %-44s %12s   (load %s)\n", r.scenario, r.metric, r.value, r.load)
+	}
+	if want["start"] {
+		fresh, restart, err := coldStarts(ctx, o.bin, o.work, o.starts)
+		if err != nil {
+			return fmt.Errorf("start scenario: %w", err)
+		}
+		emit(result{"start", fmt.Sprintf("fresh data dir to /readyz 200 (median of %d)", len(fresh)), ms(fresh.median()), "< 1 s", loadAvg()})
+		emit(result{"start", "existing data dir to /readyz 200 (median)", ms(restart), "< 1 s", loadAvg()})
+	}
+	if want["rss"] {
+		for _, v := range []struct {
+			apiOnly bool
+			label   string
+		}{{false, "whole server (--disable-agent)"}, {true, "API server + etcd only"}} {
+			kb, err := idleRSS(ctx, o.bin, filepath.Join(o.work, "rss"), v.apiOnly, o.idle, nil)
+			if err != nil {
+				return fmt.Errorf("rss scenario: %w", err)
+			}
+			emit(result{"rss", fmt.Sprintf("idle VmRSS after %s, %s", o.idle, v.label), fmt.Sprintf("%.0f MB", float64(kb)/1024), "< 100 MB", loadAvg()})
+		}
+	}
+	if want["create"] || want["list"] || want["watch"] {
+		t, stop, err := o.startTarget(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if want["create"] {
+			for _, c := range o.levels {
+				rate, lats, err := createLoad(ctx, t, fmt.Sprintf("bench-create-%d", c), c, o.pods)
+				if err != nil {
+					return fmt.Errorf("create scenario (%d clients): %w", c, err)
+				}
+				load := loadAvg()
+				emit(result{"create", fmt.Sprintf("pods/s, %d clients", c), fmt.Sprintf("%.0f", rate), targetFor(c), load})
+				emit(result{"create", fmt.Sprintf("p50 latency, %d clients", c), ms(lats.median()), "", load})
+				emit(result{"create", fmt.Sprintf("p99 latency, %d clients", c), ms(lats.percentile(0.99)), p99TargetFor(c), load})
+			}
+		}
+		if want["list"] {
+			ns := "bench-list"
+			if _, _, err := createLoad(ctx, t, ns, 50, o.listPods); err != nil {
+				return fmt.Errorf("list scenario: filling namespace: %w", err)
+			}
+			rs, err := listTimes(ctx, t, ns, 5)
+			if err != nil {
+				return fmt.Errorf("list scenario: %w", err)
+			}
+			for _, r := range rs {
+				r.metric = strings.Replace(r.metric, "pods", strconv.Itoa(o.listPods)+" pods", 1)
+				emit(r)
+			}
+		}
+		if want["watch"] {
+			lats, missed, err := watchLatency(ctx, t, "bench-watch", o.watchers, o.watchRate, o.watchDur)
+			if err != nil {
+				return fmt.Errorf("watch scenario: %w", err)
+			}
+			load := loadAvg()
+			label := fmt.Sprintf("%d watchers, %d pods/s", o.watchers, o.watchRate)
+			emit(result{"watch", "p50 delivery, " + label, ms(lats.median()), "", load})
+			emit(result{"watch", "p99 delivery, " + label, ms(lats.percentile(0.99)), "", load})
+			emit(result{"watch", "events missed", strconv.Itoa(missed), "0", load})
+		}
+	}
+	printTable(os.Stdout, rows)
+	return nil
+}
+
+// Upstream kube-apiserver v1.37.1 + etcd 3.7.3 on this machine (issue 2).
+func targetFor(clients int) string {
+	switch clients {
+	case 100:
+		return ">= 2000 (upstream 489)"
+	case 10:
+		return "> upstream 453"
+	case 1:
+		return "> upstream 197"
+	}
+	return ""
+}
+
+func p99TargetFor(clients int) string {
+	switch clients {
+	case 100:
+		return "< 100 ms (upstream 427 ms)"
+	case 1:
+		return "< upstream 10 ms"
+	}
+	return "< upstream"
+}
+
+func printTable(w io.Writer, rows []result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "| scenario\t| metric\t| skiff\t| target\t| load (1/5/15 min)\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---:\t|---\t|---\t|")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t|\n", r.scenario, r.metric, r.value, r.target, r.load)
+	}
+	tw.Flush()
+}
+
+// startTarget starts the server the load scenarios talk to: the binary as
+// a subprocess (API server and etcd only), or in this process.
+func (o *options) startTarget(ctx context.Context) (target, func(), error) {
+	dir := filepath.Join(o.work, "load")
+	_ = os.RemoveAll(dir)
+	if !o.inprocess {
+		p, err := startServer(ctx, o.bin, dir, true, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.stop, nil
+	}
+	var ports [3]int
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, nil, err
+		}
+		ports[i] = p
+	}
+	s, err := server.New(server.Config{
+		DataDir: dir, BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
+		HTTPSPort: ports[0], EtcdClientPort: ports[1], EtcdPeerPort: ports[2],
+		DisableAgent: true, DisableScheduler: true, DisableControllerManager: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring in-process server: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(sctx) }()
+	deadline := time.After(60 * time.Second)
+	for !s.Ready() {
+		select {
+		case err := <-errc:
+			cancel()
+			return nil, nil, fmt.Errorf("in-process server: %w", err)
+		case <-deadline:
+			cancel()
+			return nil, nil, fmt.Errorf("in-process server not ready after 60s")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return inproc{s}, func() { cancel(); <-errc }, nil
+}
+
+type inproc struct{ s *server.Server }
+
+func (i inproc) restConfig() (*rest.Config, error) { return i.s.LoopbackConfig(), nil }

@@ -207,6 +207,12 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 	} else if s.hasStatus {
 		resetField(obj, "Status")
 	}
+	// Ownership is recorded for what the client sent (with defaults),
+	// before admission mutates the object, as upstream does.
+	if s.FieldManagers != nil {
+		obj = s.FieldManagers.Update(s.R, "", s.R.New(), obj, opts.FieldManager)
+		m, _ = meta.Accessor(obj)
+	}
 	if s.Hooks.Admit != nil {
 		if err := s.Hooks.Admit(ctx, s.R, OpCreate, obj, nil); err != nil {
 			return nil, err
@@ -219,9 +225,6 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 		if err := s.Hooks.Validate(ctx, s.R, OpCreate, obj, nil); err != nil {
 			return nil, err
 		}
-	}
-	if s.FieldManagers != nil {
-		obj = s.FieldManagers.Update(s.R, "", s.R.New(), obj, opts.FieldManager)
 	}
 	setTypeMeta(obj, s.R)
 	if opts.DryRun {
@@ -499,7 +502,11 @@ type UpdateFunc func(ctx context.Context, current runtime.Object) (runtime.Objec
 type UpdateOptions struct {
 	DryRun       bool
 	FieldManager string
-	// Subresource is "" for the main resource or "status".
+	// Subresource is "" for the main resource or "status". Any other
+	// value names a server-internal subresource (binding, finalize) whose
+	// handler computed the new object itself: the main resource's
+	// prepare and validation rules (e.g. pod spec immutability) do not
+	// apply to it, only the metadata rules.
 	Subresource string
 	// AllowCreate lets the update create a missing object (PUT create on
 	// update where upstream allows it, and server-side apply).
@@ -615,6 +622,10 @@ func (s *Store) createFromUpdate(ctx context.Context, ns, name string, obj runti
 			resetField(obj, "Status")
 		}
 	}
+	if s.FieldManagers != nil && !opts.SkipFieldManager {
+		obj = s.FieldManagers.Update(s.R, opts.Subresource, s.R.New(), obj, opts.FieldManager)
+		m, _ = meta.Accessor(obj)
+	}
 	if s.Hooks.Admit != nil {
 		if err := s.Hooks.Admit(ctx, s.R, OpCreate, obj, nil); err != nil {
 			return nil, err
@@ -627,9 +638,6 @@ func (s *Store) createFromUpdate(ctx context.Context, ns, name string, obj runti
 		if err := s.Hooks.Validate(ctx, s.R, OpCreate, obj, nil); err != nil {
 			return nil, err
 		}
-	}
-	if s.FieldManagers != nil && !opts.SkipFieldManager {
-		obj = s.FieldManagers.Update(s.R, opts.Subresource, s.R.New(), obj, opts.FieldManager)
 	}
 	setTypeMeta(obj, s.R)
 	return obj, nil
@@ -694,6 +702,10 @@ func (s *Store) prepareUpdate(ctx context.Context, ns, name string, obj, old run
 			return nil, false, apierrors.NewForbidden(s.R.GroupResource(), name, fmt.Errorf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added))
 		}
 	}
+	if s.FieldManagers != nil && !opts.SkipFieldManager {
+		obj = s.FieldManagers.Update(s.R, opts.Subresource, old, obj, opts.FieldManager)
+		m, _ = meta.Accessor(obj)
+	}
 	if s.Hooks.Admit != nil {
 		if err := s.Hooks.Admit(ctx, s.R, OpUpdate, obj, old); err != nil {
 			return nil, false, err
@@ -706,7 +718,7 @@ func (s *Store) prepareUpdate(ctx context.Context, ns, name string, obj, old run
 		if s.R.ValidateStatusUpdate != nil {
 			errs = append(errs, s.R.ValidateStatusUpdate(obj, old)...)
 		}
-	default:
+	case "":
 		if s.R.Validate != nil {
 			errs = append(errs, s.R.Validate(obj)...)
 		}
@@ -721,10 +733,6 @@ func (s *Store) prepareUpdate(ctx context.Context, ns, name string, obj, old run
 		if err := s.Hooks.Validate(ctx, s.R, OpUpdate, obj, old); err != nil {
 			return nil, false, err
 		}
-	}
-	if s.FieldManagers != nil && !opts.SkipFieldManager {
-		obj = s.FieldManagers.Update(s.R, opts.Subresource, old, obj, opts.FieldManager)
-		m, _ = meta.Accessor(obj)
 	}
 	setTypeMeta(obj, s.R)
 	del := om.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) == 0 && !s.isNamespaceWithSpecFinalizers(obj)

@@ -51,7 +51,7 @@ func newControllerManager(rc *rest.Config, clusterCIDR string, s *server.Server)
 	return controllermanager.NewForClients(controllermanager.Config{
 		LeaderElect: true,
 		ClusterCIDR: clusterCIDR,
-	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger().With("component", "controller-manager"))
+	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger())
 }
 
 func newScheduler(rc *rest.Config, s *server.Server) (server.Component, error) {
@@ -62,5 +62,5 @@ func newScheduler(rc *rest.Config, s *server.Server) (server.Component, error) {
 		return nil, fmt.Errorf("building scheduler client: %w", err)
 	}
 	factory := informers.NewSharedInformerFactory(kube, 0)
-	return scheduler.New(scheduler.Config{LeaderElection: scheduler.LeaderElection{Enabled: true}}, kube, factory, s.Logger().With("component", "scheduler"))
+	return scheduler.New(scheduler.Config{LeaderElection: scheduler.LeaderElection{Enabled: true}}, kube, factory, s.Logger())
 }

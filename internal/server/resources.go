@@ -7,10 +7,16 @@ import (
 
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/apps"
+	"skiff.dev/skiff/internal/registry/autoscaling"
 	"skiff.dev/skiff/internal/registry/batch"
+	"skiff.dev/skiff/internal/registry/certificates"
 	"skiff.dev/skiff/internal/registry/coordination"
 	"skiff.dev/skiff/internal/registry/core"
+	"skiff.dev/skiff/internal/registry/discovery"
+	"skiff.dev/skiff/internal/registry/events"
+	"skiff.dev/skiff/internal/registry/networking"
 	"skiff.dev/skiff/internal/registry/policy"
+	"skiff.dev/skiff/internal/registry/rbac"
 	"skiff.dev/skiff/internal/registry/scheduling"
 	storagereg "skiff.dev/skiff/internal/registry/storage"
 )
@@ -20,8 +26,10 @@ import (
 func AllResources() []*registry.Resource {
 	var out []*registry.Resource
 	for _, f := range []func() []*registry.Resource{
-		core.Resources, apps.Resources, batch.Resources, policy.Resources,
-		coordination.Resources, scheduling.Resources, storagereg.Resources,
+		core.Resources, apps.Resources, batch.Resources, autoscaling.Resources,
+		policy.Resources, coordination.Resources, discovery.Resources,
+		networking.Resources, storagereg.Resources, rbac.Resources,
+		scheduling.Resources, events.Resources, certificates.Resources,
 	} {
 		out = append(out, f()...)
 	}

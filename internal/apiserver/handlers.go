@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	sigsyaml "sigs.k8s.io/yaml"
+
 	"skiff.dev/skiff/internal/registry/generic"
 )
 
@@ -431,12 +433,9 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, bool, er
 		return nil, false, err
 	}
 	if len(body) > 0 {
-		info, err := s.neg.input(r)
-		if err != nil {
-			return nil, false, apierrors.NewBadRequest(err.Error())
-		}
-		dgvk := metav1.SchemeGroupVersion.WithKind("DeleteOptions")
-		if _, _, err := info.Serializer.Decode(body, &dgvk, opts); err != nil {
+		// DeleteOptions arrive as JSON with any group's apiVersion (or
+		// meta.k8s.io/v1); the shape is the same everywhere.
+		if err := sigsyaml.Unmarshal(body, opts); err != nil {
 			return nil, false, apierrors.NewBadRequest(fmt.Sprintf("decoding DeleteOptions: %v", err))
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"skiff.dev/skiff/internal/controller/endpoints"
 	"skiff.dev/skiff/internal/controller/endpointslice"
 	"skiff.dev/skiff/internal/controller/garbagecollector"
+	"skiff.dev/skiff/internal/controller/job"
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
@@ -92,6 +93,13 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"disruption": {Workers: 5, New: func(c Context) (Runner, error) {
 			return disruption.New(disruption.Config{Clock: c.Clock}, c.Client, c.Informers, c.Logger)
+		}},
+		"job": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return job.New(job.Config{Clock: c.Clock}, c.Client, f.Batch().V1().Jobs(), f.Core().V1().Pods(), c.Recorder("job-controller"), c.Logger)
+		}},
+		"ttl-after-finished": {Workers: 5, New: func(c Context) (Runner, error) {
+			return job.NewTTL(c.Clock, c.Client, c.Informers.Batch().V1().Jobs(), c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -433,9 +434,7 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, bool, er
 		return nil, false, err
 	}
 	if len(body) > 0 {
-		// DeleteOptions arrive as JSON with any group's apiVersion (or
-		// meta.k8s.io/v1); the shape is the same everywhere.
-		if err := sigsyaml.Unmarshal(body, opts); err != nil {
+		if err := decodeDeleteOptions(r.Header.Get("Content-Type"), body, opts); err != nil {
 			return nil, false, apierrors.NewBadRequest(fmt.Sprintf("decoding DeleteOptions: %v", err))
 		}
 	}
@@ -495,4 +494,26 @@ func objectName(obj runtime.Object) string {
 		return ""
 	}
 	return m.GetName()
+}
+
+// protobufPrefix starts every Kubernetes protobuf message (runtime.Unknown
+// envelope).
+var protobufPrefix = []byte{0x6b, 0x38, 0x73, 0x00}
+
+// decodeDeleteOptions decodes a DeleteOptions body. Clients send it with
+// any group's apiVersion or meta.k8s.io/v1, as JSON/YAML or (metadata
+// clients) protobuf; the shape is the same everywhere, so it is decoded
+// without a scheme lookup.
+func decodeDeleteOptions(contentType string, body []byte, opts *metav1.DeleteOptions) error {
+	if strings.HasPrefix(contentType, mediaProtobuf) {
+		if !bytes.HasPrefix(body, protobufPrefix) {
+			return fmt.Errorf("protobuf body without the k8s envelope")
+		}
+		var u runtime.Unknown
+		if err := u.Unmarshal(body[len(protobufPrefix):]); err != nil {
+			return err
+		}
+		return opts.Unmarshal(u.Raw)
+	}
+	return sigsyaml.Unmarshal(body, opts)
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"skiff.dev/skiff/internal/apiserver/servicealloc"
 	"skiff.dev/skiff/internal/registry/generic"
 )
 
@@ -28,7 +29,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
 		Spec: corev1.ServiceSpec{
 			Type:      corev1.ServiceTypeClusterIP,
-			ClusterIP: "10.43.0.1",
+			ClusterIP: kubernetesServiceIP(s.cfg.ServiceCIDR),
 			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(s.cfg.HTTPSPort))}},
 		},
 	}
@@ -44,4 +45,14 @@ func createIfMissing(ctx context.Context, st *generic.Store, ns string, obj runt
 		return err
 	}
 	return nil
+}
+
+// kubernetesServiceIP is the first address of the service CIDR (10.43.0.1
+// by default), which the kubernetes service requests explicitly.
+func kubernetesServiceIP(cidr string) string {
+	r, err := servicealloc.ParseIPRange(cidr)
+	if err != nil {
+		return "" // buildAPI already refused a bad CIDR
+	}
+	return r.Addr(0).String()
 }

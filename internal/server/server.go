@@ -37,6 +37,7 @@ import (
 	"skiff.dev/skiff/internal/apiserver/admission"
 	"skiff.dev/skiff/internal/apiserver/authn"
 	"skiff.dev/skiff/internal/apiserver/openapi"
+	"skiff.dev/skiff/internal/apiserver/servicealloc"
 	"skiff.dev/skiff/internal/etcd"
 	"skiff.dev/skiff/internal/kubeconfig"
 	"skiff.dev/skiff/internal/pki"
@@ -63,6 +64,8 @@ type Config struct {
 	AdvertiseAddress string
 	ClusterCIDR      string
 	ServiceCIDR      string
+	// ServiceNodePortRange is the NodePort range, "min-max".
+	ServiceNodePortRange string
 	// Components.
 	DisableAgent             bool
 	DisableScheduler         bool
@@ -98,6 +101,7 @@ type Server struct {
 	loopbackURL string
 	listener    net.Listener
 	openapi     *openapi.Service
+	services    *servicealloc.Allocator
 	ready       atomic.Bool
 
 	// Components are started after the API server is ready.
@@ -126,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ServiceCIDR == "" {
 		cfg.ServiceCIDR = "10.43.0.0/16"
+	}
+	if cfg.ServiceNodePortRange == "" {
+		cfg.ServiceNodePortRange = servicealloc.DefaultNodePortRange
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -216,6 +223,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.buildAPI(); err != nil {
 		return err
 	}
+	go s.services.Run(ctx)
 	tlsCfg, err := s.pki.ServingTLSConfig()
 	if err != nil {
 		return fmt.Errorf("building serving tls config: %w", err)
@@ -365,10 +373,17 @@ func (s *Server) buildAPI() error {
 		s.storages[gvr] = c
 	}
 	chain := admission.New(&getter{s: s})
+	services, err := servicealloc.New(servicealloc.Config{
+		ServiceCIDR: s.cfg.ServiceCIDR, NodePortRange: s.cfg.ServiceNodePortRange, List: s.listServices, Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the service ip and node port allocator: %w", err)
+	}
+	s.services = services
 	for _, r := range resources {
 		st := generic.NewStore(r, s.storages[r.StorageGVR()], keyRoot(r.StorageGVR()))
 		st.FieldManagers = fms
-		st.Hooks = chain.Hooks()
+		st.Hooks = services.Wrap(chain.Hooks())
 		s.stores = append(s.stores, st)
 	}
 	key := s.pki.ServiceAccountKey
@@ -423,6 +438,20 @@ func (s *Server) buildAPI() error {
 
 // API returns the API server (for tests in the process).
 func (s *Server) API() *apiserver.Server { return s.api }
+
+// ServiceAllocator returns the ClusterIP and NodePort allocator (for tests
+// in the process).
+func (s *Server) ServiceAllocator() *servicealloc.Allocator { return s.services }
+
+// listServices reads every service with a consistent read, for the
+// allocator's repair.
+func (s *Server) listServices(ctx context.Context) ([]corev1.Service, error) {
+	o, err := s.store("", "services").List(ctx, "", generic.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return o.(*corev1.ServiceList).Items, nil
+}
 
 // writeKubeconfig writes the admin kubeconfig for the loopback URL.
 func (s *Server) writeKubeconfig(port int) error {

@@ -167,9 +167,15 @@ func (n *Nodes) RenewLease(ctx context.Context, i int) error {
 	now := metav1.NewMicroTime(n.opts.Clock.Now())
 	l, err := leases.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// The Lease is owned by its Node (so it goes when the node does);
+		// an owner reference needs the node's UID.
+		node, err := n.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("getting node %s for its lease: %w", name, err)
+		}
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.NamespaceNodeLease,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name}}},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: node.UID}}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &n.opts.LeaseDuration, RenewTime: &now},
 		}, metav1.CreateOptions{})
 		if err != nil {

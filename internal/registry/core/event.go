@@ -42,8 +42,11 @@ func validateEvent(e *corev1.Event) field.ErrorList {
 	} else if e.Namespace != e.InvolvedObject.Namespace {
 		errs = append(errs, field.Invalid(nsPath, e.InvolvedObject.Namespace, "does not match event.namespace"))
 	}
-	if e.ReportingController != "" {
-		// New-style events (events.k8s.io semantics) have stricter rules.
+	if !e.EventTime.IsZero() {
+		// New-style events (those with eventTime, events.k8s.io semantics)
+		// have stricter rules; client-go's record package fills
+		// reportingController without eventTime or action, which upstream
+		// accepts as a legacy event.
 		if e.Type != corev1.EventTypeNormal && e.Type != corev1.EventTypeWarning {
 			errs = append(errs, field.Invalid(field.NewPath("type"), e.Type, fmt.Sprintf("has invalid value: %v", e.Type)))
 		}

@@ -63,6 +63,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case "scale":
 		s.serveScale(w, r, ri, st)
 		return
+	case "approval":
+		s.serveCSRApproval(w, r, ri, st)
+		return
 	case "finalize":
 		if ri.Verb != "update" {
 			s.writeError(w, r, apierrors.NewMethodNotSupported(st.R.GroupResource(), ri.Verb))

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"skiff.dev/skiff/internal/apiserver/authn"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/generic"
 )
@@ -54,6 +56,10 @@ var immortal = map[string]bool{"default": true, "kube-system": true, "kube-publi
 // Admit runs the mutating plugins.
 func (c *Chain) Admit(ctx context.Context, r *registry.Resource, op generic.Operation, obj, old runtime.Object) error {
 	if op != generic.OpCreate {
+		return nil
+	}
+	if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok {
+		setRequestor(ctx, csr)
 		return nil
 	}
 	pod, ok := obj.(*corev1.Pod)
@@ -174,4 +180,22 @@ func (c *Chain) admitPriority(ctx context.Context, pod *corev1.Pod) error {
 		pod.Spec.PreemptionPolicy = &p
 	}
 	return nil
+}
+
+// setRequestor records who asked for a certificate: the requestor fields
+// of a CertificateSigningRequest always come from the authenticated user,
+// never from the client.
+func setRequestor(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) {
+	u, ok := authn.UserFrom(ctx)
+	if !ok {
+		return
+	}
+	csr.Spec.Username, csr.Spec.UID, csr.Spec.Groups = u.Name, u.UID, u.Groups
+	csr.Spec.Extra = nil
+	if len(u.Extra) > 0 {
+		csr.Spec.Extra = map[string]certificatesv1.ExtraValue{}
+		for k, v := range u.Extra {
+			csr.Spec.Extra[k] = v
+		}
+	}
 }

@@ -88,7 +88,9 @@ func (s *Server) withAuthn(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r.WithContext(authn.WithUser(r.Context(), u)))
 			return
 		}
-		if anonymousPaths[r.URL.Path] || hasPrefixAny(r.URL.Path, "/healthz/", "/livez/", "/readyz/") {
+		// Anonymous access to the health and version endpoints is for
+		// requests without credentials; bad credentials are always 401.
+		if err == nil && (anonymousPaths[r.URL.Path] || hasPrefixAny(r.URL.Path, "/healthz/", "/livez/", "/readyz/")) {
 			h.ServeHTTP(w, r.WithContext(authn.WithUser(r.Context(), authn.Anonymous())))
 			return
 		}

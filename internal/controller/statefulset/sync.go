@@ -130,7 +130,9 @@ func ordinalOf(set *appsv1.StatefulSet, p *v1.Pod) (int, bool) {
 	return n, true
 }
 
-func podName(set *appsv1.StatefulSet, ordinal int) string { return fmt.Sprintf("%s-%d", set.Name, ordinal) }
+func podName(set *appsv1.StatefulSet, ordinal int) string {
+	return fmt.Sprintf("%s-%d", set.Name, ordinal)
+}
 
 func claimName(set *appsv1.StatefulSet, claim string, ordinal int) string {
 	return fmt.Sprintf("%s-%s-%d", claim, set.Name, ordinal)

@@ -22,6 +22,7 @@ import (
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
 	"skiff.dev/skiff/internal/controller/replicaset"
 	"skiff.dev/skiff/internal/controller/serviceaccount"
+	"skiff.dev/skiff/internal/controller/statefulset"
 )
 
 // Runner is what every controller exposes: it blocks until ctx ends.
@@ -100,6 +101,11 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"ttl-after-finished": {Workers: 5, New: func(c Context) (Runner, error) {
 			return job.NewTTL(c.Clock, c.Client, c.Informers.Batch().V1().Jobs(), c.Logger)
+		}},
+		"statefulset": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return statefulset.New(statefulset.Config{Clock: c.Clock}, c.Client, f.Apps().V1().StatefulSets(), f.Core().V1().Pods(),
+				f.Core().V1().PersistentVolumeClaims(), f.Apps().V1().ControllerRevisions(), c.Recorder("statefulset-controller"), c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

@@ -40,14 +40,18 @@ type Getter interface {
 // Chain runs the built-in plugins.
 type Chain struct {
 	get Getter
+	// policy holds LimitRanger, DefaultStorageClass and ResourceQuota
+	// (quota_plugins.go); nil unless get is also a PolicyGetter.
+	policy *policyPlugins
 }
 
 // New returns the chain.
-func New(get Getter) *Chain { return &Chain{get: get} }
+func New(get Getter) *Chain { return &Chain{get: get, policy: newPolicyPlugins(get)} }
 
-// Hooks returns the generic.Hooks that run this chain.
+// Hooks returns the generic.Hooks that run this chain (the policy plugins
+// after the ones in this file).
 func (c *Chain) Hooks() generic.Hooks {
-	return generic.Hooks{Admit: c.Admit, Validate: c.Validate}
+	return generic.Hooks{Admit: c.admitAll, Validate: c.validateAll}
 }
 
 // Immortal namespaces cannot be deleted.

@@ -31,6 +31,8 @@ type Options struct {
 	Scheduler         bool
 	// Logs sends the server's logs to the test log.
 	Logs bool
+	// EtcdServers uses an external etcd instead of the embedded one.
+	EtcdServers []string
 }
 
 // Cluster is a running test control plane.
@@ -62,6 +64,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		DisableAgent:             true,
 		DisableControllerManager: !opts.ControllerManager,
 		DisableScheduler:         !opts.Scheduler,
+		EtcdServers:              opts.EtcdServers,
 		UnsafeNoFsync:            true,
 		Logger:                   logger,
 	})

@@ -1,0 +1,307 @@
+// Package agent wires a skiff node: it checks prerequisites, runs (or
+// connects to) containerd, writes the CNI config, makes sure the built-in
+// images are present and runs the kubelet against the API server.
+//
+// Credentials, for now: the join token as a bearer token (the API server
+// maps it to user system:node-join), or a kubeconfig (the admin one on a
+// server node). Per-node client certificates (system:node:NAME) are future
+// work.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+
+	"skiff.dev/skiff/internal/images"
+	"skiff.dev/skiff/internal/kubelet"
+	"skiff.dev/skiff/internal/kubelet/cri"
+	"skiff.dev/skiff/internal/network/cni"
+	"skiff.dev/skiff/internal/pki"
+	"skiff.dev/skiff/internal/version"
+)
+
+// Config is the agent's configuration; the CLI flags map onto it.
+type Config struct {
+	// Server and Token authenticate with the join token; Kubeconfig is the
+	// alternative. CAFile pins the API server's CA for the token path.
+	Server, Token, CAFile, Kubeconfig string
+	// DataDir holds everything the node keeps (default /var/lib/skiff);
+	// the agent's state is under DataDir/agent.
+	DataDir  string
+	NodeName string // default: hostname
+	NodeIP   string // default: the address of the default route
+	// KubeletPort is advertised in the Node (the kubelet API is not served
+	// yet).
+	KubeletPort int
+	// ContainerRuntimeEndpoint names an existing CRI socket; empty starts a
+	// private containerd under DataDir/agent/containerd.
+	ContainerRuntimeEndpoint string
+	// PodCIDR is used when the Node has none yet (default 10.42.0.0/24).
+	PodCIDR string
+	// CNIBinDir defaults to /usr/lib/cni; Bridge to "skiff0".
+	CNIBinDir, Bridge string
+	// CgroupRoot is the cgroupfs parent of the pods (default /skiff).
+	CgroupRoot string
+	// SkipImages skips building/importing the built-in images.
+	SkipImages bool
+}
+
+// Deps are optional collaborators; zero values mean the real thing.
+type Deps struct {
+	// RestConfig overrides the credentials in Config (in-process agents).
+	RestConfig *rest.Config
+	Clock      clock.WithTicker
+	Logger     *slog.Logger
+}
+
+// Agent is a configured node.
+type Agent struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+}
+
+// New validates cfg and fills defaults.
+func New(cfg Config, deps Deps) (*Agent, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "/var/lib/skiff"
+	}
+	if cfg.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("getting hostname for node name: %w", err)
+		}
+		cfg.NodeName = h
+	}
+	if cfg.NodeIP == "" {
+		cfg.NodeIP = defaultNodeIP()
+	}
+	if cfg.KubeletPort == 0 {
+		cfg.KubeletPort = 10250
+	}
+	if cfg.PodCIDR == "" {
+		cfg.PodCIDR = "10.42.0.0/24"
+	}
+	if _, err := netip.ParsePrefix(cfg.PodCIDR); err != nil {
+		return nil, fmt.Errorf("parsing pod cidr: %w", err)
+	}
+	if cfg.CNIBinDir == "" {
+		cfg.CNIBinDir = "/usr/lib/cni"
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = "skiff0"
+	}
+	if deps.RestConfig == nil && cfg.Kubeconfig == "" && (cfg.Server == "" || cfg.Token == "") {
+		return nil, errors.New("creating agent: --server and --token (or --kubeconfig) are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	return &Agent{cfg: cfg, deps: deps, log: deps.Logger.With("node", cfg.NodeName)}, nil
+}
+
+// Dir is the agent's state directory.
+func (a *Agent) Dir() string { return filepath.Join(a.cfg.DataDir, "agent") }
+
+// ContainerdDir is where the private containerd keeps its state.
+func (a *Agent) ContainerdDir() string { return filepath.Join(a.Dir(), "containerd") }
+
+// CNIDataDir is host-local's allocation store.
+func (a *Agent) CNIDataDir() string { return filepath.Join(a.Dir(), "cni", "ipam") }
+
+// NetworkName is the CNI network name.
+const NetworkName = "skiff"
+
+// Run starts the node and blocks until ctx ends. Containerd is stopped on
+// return; pod containers keep running in their shims and are adopted by the
+// next Run.
+func (a *Agent) Run(ctx context.Context) error {
+	if ps := CheckPrereqs(PrereqOptions{CNIBinDir: a.cfg.CNIBinDir, ExternalRuntime: a.cfg.ContainerRuntimeEndpoint != ""}); len(ps) > 0 {
+		return errors.New(FormatProblems(ps))
+	}
+	rc, err := a.restConfig()
+	if err != nil {
+		return err
+	}
+	// Pod status writes are the startup latency: client-go's default
+	// 5 QPS would queue a burst of pods behind each other.
+	rc.QPS, rc.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("building client: %w", err)
+	}
+	podCIDR, err := a.podCIDR(ctx, client)
+	if err != nil {
+		return err
+	}
+	confDir := filepath.Join(a.Dir(), "cni", "net.d")
+	if err := cni.Write(confDir, cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir()}); err != nil {
+		return err
+	}
+
+	endpoint := a.cfg.ContainerRuntimeEndpoint
+	socket := ""
+	if endpoint == "" {
+		cd, err := StartContainerd(ctx, ContainerdConfig{
+			Dir: a.ContainerdDir(), CNIBinDir: a.cfg.CNIBinDir, CNIConfDir: confDir,
+			SandboxImage: images.Pause, Logger: a.log,
+		})
+		if err != nil {
+			return err
+		}
+		defer cd.Stop()
+		endpoint, socket = cd.Endpoint(), ContainerdConfig{Dir: a.ContainerdDir()}.Socket()
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	criClient, err := cri.Dial(dialCtx, endpoint)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer criClient.Close()
+
+	if socket != "" && !a.cfg.SkipImages {
+		start := time.Now()
+		if err := images.ImportDir(ctx, socket, filepath.Join(a.Dir(), "images")); err != nil {
+			a.log.Warn("importing image tarballs", "err", err)
+		}
+		if err := images.Ensure(ctx, criClient.Image, socket, filepath.Join(a.Dir(), "image-build")); err != nil {
+			return fmt.Errorf("preparing built-in images: %w", err)
+		}
+		a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	k, err := kubelet.New(kubelet.Config{
+		NodeName:    a.cfg.NodeName,
+		NodeIP:      a.cfg.NodeIP,
+		PodCIDR:     podCIDR,
+		KubeletPort: int32(a.cfg.KubeletPort),
+		DataDir:     a.Dir(),
+		CgroupRoot:  a.cfg.CgroupRoot,
+		Version:     version.Get().GitVersion,
+	}, kubelet.Deps{Client: client, Runtime: criClient.Runtime, Image: criClient.Image, Clock: a.deps.Clock, Logger: a.deps.Logger})
+	if err != nil {
+		return err
+	}
+	return k.Run(ctx)
+}
+
+// podCIDR is the registered Node's CIDR when it has one, else the
+// configured default.
+func (a *Agent) podCIDR(ctx context.Context, client kubernetes.Interface) (netip.Prefix, error) {
+	cidr := a.cfg.PodCIDR
+	node, err := client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+	switch {
+	case err == nil && node.Spec.PodCIDR != "":
+		cidr = node.Spec.PodCIDR
+	case err != nil && !apierrors.IsNotFound(err):
+		return netip.Prefix{}, fmt.Errorf("getting node %s: %w", a.cfg.NodeName, err)
+	}
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("parsing pod cidr %q: %w", cidr, err)
+	}
+	return p, nil
+}
+
+func (a *Agent) restConfig() (*rest.Config, error) {
+	if a.deps.RestConfig != nil {
+		return rest.CopyConfig(a.deps.RestConfig), nil
+	}
+	if a.cfg.Kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", a.cfg.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig: %w", err)
+		}
+		return rc, nil
+	}
+	tok, err := pki.ParseJoinToken(a.cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	rc := &rest.Config{Host: a.cfg.Server, BearerToken: tok.Secret, UserAgent: "skiff-agent/" + a.cfg.NodeName}
+	switch {
+	case a.cfg.CAFile != "":
+		ca, err := os.ReadFile(a.cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading ca file: %w", err)
+		}
+		if err := tok.VerifyCA(ca); err != nil {
+			return nil, err
+		}
+		rc.TLSClientConfig.CAData = ca
+	case tok.CAHash != "":
+		ca, err := pinnedCA(a.cfg.Server, tok)
+		if err != nil {
+			return nil, err
+		}
+		rc.TLSClientConfig.CAData = ca
+	default:
+		return nil, errors.New("the api server's ca is unknown: pass --ca-file or a K10 token that pins it")
+	}
+	return rc, nil
+}
+
+// pinnedCA finds, in the certificate chain the server presents, the
+// certificate whose PEM matches the token's pin.
+func pinnedCA(server string, tok pki.JoinToken) ([]byte, error) {
+	u, err := urlHost(server)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", u, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // verified against the pin below
+	if err != nil {
+		return nil, fmt.Errorf("fetching the api server's certificates: %w", err)
+	}
+	defer conn.Close()
+	for _, c := range conn.ConnectionState().PeerCertificates {
+		p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		if tok.VerifyCA(p) == nil {
+			return p, nil
+		}
+	}
+	return nil, errors.New("the api server does not present the ca pinned by the join token: pass --ca-file")
+}
+
+func urlHost(server string) (string, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return "", fmt.Errorf("parsing server url: %w", err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "6443")
+	}
+	return host, nil
+}
+
+// defaultNodeIP is the source address of the default route, found without
+// sending a packet; loopback when there is no route.
+func defaultNodeIP() string {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}

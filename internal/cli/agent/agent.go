@@ -1,0 +1,77 @@
+// Package agent is the `skiff agent` verb (run a node) and `skiff
+// check-config` (list missing node prerequisites). Flags live here; the node
+// itself is internal/agent.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"skiff.dev/skiff/internal/agent"
+)
+
+// NewCommand returns `skiff agent`.
+func NewCommand() *cobra.Command {
+	var cfg agent.Config
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node: a kubelet on containerd that runs the pods bound to it",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			a, err := agent.New(cfg, agent.Deps{Logger: logger})
+			if err != nil {
+				return err
+			}
+			parent := cmd.Context()
+			if parent == nil {
+				parent = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Server, "server", "", "API server URL, e.g. https://HOST:6443")
+	f.StringVar(&cfg.Token, "token", "", "join token (K10 form or bare secret) from the server's <data-dir>/token")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "API server CA certificate (default: the CA pinned by a K10 token, when the server presents it)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "authenticate with this kubeconfig instead of --server/--token")
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/skiff", "directory for node state (the agent uses <data-dir>/agent)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "node name (default: hostname)")
+	f.StringVar(&cfg.NodeIP, "node-ip", "", "node InternalIP (default: address of the default route)")
+	f.IntVar(&cfg.KubeletPort, "kubelet-port", 10250, "kubelet API port advertised in the Node")
+	f.StringVar(&cfg.ContainerRuntimeEndpoint, "container-runtime-endpoint", "", "existing CRI socket (unix:///…); default: run a private containerd")
+	f.StringVar(&cfg.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod subnet when the Node has none assigned")
+	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the CNI plugins")
+	f.StringVar(&cfg.Bridge, "bridge", "skiff0", "Linux bridge for pod networking")
+	return cmd
+}
+
+// NewCheckConfigCommand returns `skiff check-config`.
+func NewCheckConfigCommand() *cobra.Command {
+	var o agent.PrereqOptions
+	var endpoint string
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Check this machine has what a skiff node needs (containerd, runc, CNI plugins, nftables, cgroups, overlayfs)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.ExternalRuntime = endpoint != ""
+			ps := agent.CheckPrereqs(o)
+			if len(ps) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "all node prerequisites are present")
+				return nil
+			}
+			fmt.Fprint(cmd.OutOrStdout(), agent.FormatProblems(ps))
+			return fmt.Errorf("%d node prerequisite(s) missing", len(ps))
+		},
+	}
+	cmd.Flags().StringVar(&o.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the CNI plugins")
+	cmd.Flags().StringVar(&endpoint, "container-runtime-endpoint", "", "skip the containerd/runc checks: an existing CRI runtime is used")
+	return cmd
+}

@@ -1,0 +1,561 @@
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/utils/clock"
+)
+
+// Config is the kubelet's node-level configuration.
+type Config struct {
+	NodeName    string
+	NodeIP      string
+	PodCIDR     netip.Prefix // used when registering a new Node
+	KubeletPort int32
+	MaxPods     int64 // default 110
+	Reserved    Reserved
+	// DataDir holds pod logs (DataDir/pods).
+	DataDir string
+	// CgroupRoot is the cgroupfs parent of all pods; default "/skiff".
+	CgroupRoot string
+	Version    string
+	// LeaseInterval defaults to 10 s, RelistPeriod to 1 s,
+	// NodeStatusInterval to 1 min.
+	LeaseInterval, RelistPeriod, NodeStatusInterval time.Duration
+}
+
+// Deps are the kubelet's collaborators.
+type Deps struct {
+	Client  kubernetes.Interface
+	Runtime runtimeapi.RuntimeServiceClient
+	Image   runtimeapi.ImageServiceClient
+	Clock   clock.WithTicker
+	Logger  *slog.Logger
+}
+
+// Kubelet runs the pods bound to its node.
+type Kubelet struct {
+	cfg     Config
+	client  kubernetes.Interface
+	rt      *runtimeAdapter
+	clock   clock.WithTicker
+	log     *slog.Logger
+	machine Machine
+
+	podIndex cache.Indexer // pods on this node, indexed by UID
+
+	mu       sync.Mutex
+	workers  map[types.UID]chan struct{}
+	startErr map[types.UID]map[string]waitReason
+	// sandboxFail counts consecutive sandbox creation failures and when the
+	// last one happened, to back off 1 s doubling to 1 min.
+	sandboxFail map[types.UID]failure
+	ctx         context.Context
+}
+
+const uidIndex = "uid"
+
+// New validates cfg and builds a Kubelet; Run starts it.
+func New(cfg Config, deps Deps) (*Kubelet, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("creating kubelet: node name is required")
+	}
+	if deps.Client == nil || deps.Runtime == nil || deps.Image == nil {
+		return nil, errors.New("creating kubelet: client and cri services are required")
+	}
+	if cfg.MaxPods == 0 {
+		cfg.MaxPods = 110
+	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = "/skiff"
+	}
+	if cfg.LeaseInterval == 0 {
+		cfg.LeaseInterval = 10 * time.Second
+	}
+	if cfg.RelistPeriod == 0 {
+		cfg.RelistPeriod = time.Second
+	}
+	if cfg.NodeStatusInterval == 0 {
+		cfg.NodeStatusInterval = time.Minute
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return &Kubelet{
+		cfg:      cfg,
+		client:   deps.Client,
+		rt:       &runtimeAdapter{rt: deps.Runtime, img: deps.Image, logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
+		clock:    deps.Clock,
+		log:      deps.Logger.With("node", cfg.NodeName),
+		workers:  map[types.UID]chan struct{}{},
+		startErr:    map[types.UID]map[string]waitReason{},
+		sandboxFail: map[types.UID]failure{},
+	}, nil
+}
+
+// Run registers the node and runs pods until ctx ends. Running containers
+// are left alone on return: a restarted agent adopts them.
+func (k *Kubelet) Run(ctx context.Context) error {
+	k.ctx = ctx
+	k.machine = readMachine(k.cfg.DataDir)
+	if v, err := k.rt.rt.Version(ctx, &runtimeapi.VersionRequest{}); err == nil {
+		k.machine.ContainerRuntime = v.GetRuntimeName() + "://" + v.GetRuntimeVersion()
+	}
+	node, err := k.registerNode(ctx)
+	if err != nil {
+		return err
+	}
+	if err := k.renewLease(ctx, string(node.UID)); err != nil {
+		return err
+	}
+	k.log.Info("registered node", "podCIDR", node.Spec.PodCIDR)
+
+	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.cfg.NodeName).String()
+	}))
+	inf := factory.Core().V1().Pods().Informer()
+	if err := inf.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
+		return []string{string(obj.(*v1.Pod).UID)}, nil
+	}}); err != nil {
+		return fmt.Errorf("indexing pods: %w", err)
+	}
+	k.podIndex = inf.GetIndexer()
+	kick := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if p, ok := obj.(*v1.Pod); ok {
+			k.enqueue(p.UID)
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    kick,
+		UpdateFunc: func(o, n any) {
+			// Our own status writes come back as updates; only what the
+			// kubelet acts on (spec, deletion, metadata) needs a sync.
+			op, np := o.(*v1.Pod), n.(*v1.Pod)
+			if !equality.Semantic.DeepEqual(op.Spec, np.Spec) || !equality.Semantic.DeepEqual(op.ObjectMeta.DeletionTimestamp, np.ObjectMeta.DeletionTimestamp) ||
+				!equality.Semantic.DeepEqual(op.Labels, np.Labels) || !equality.Semantic.DeepEqual(op.Annotations, np.Annotations) {
+				kick(n)
+			}
+		},
+		DeleteFunc: kick,
+	}); err != nil {
+		return fmt.Errorf("watching pods: %w", err)
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return fmt.Errorf("syncing pod informer: %w", ctx.Err())
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); k.heartbeat(ctx, node) }()
+	go func() { defer wg.Done(); k.relistLoop(ctx) }()
+	wg.Wait()
+	return nil
+}
+
+func (k *Kubelet) heartbeat(ctx context.Context, node *v1.Node) {
+	lease := k.clock.NewTicker(k.cfg.LeaseInterval)
+	defer lease.Stop()
+	status := k.clock.NewTicker(k.cfg.NodeStatusInterval)
+	defer status.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lease.C():
+			if err := k.renewLease(ctx, string(node.UID)); err != nil && ctx.Err() == nil {
+				k.log.Error("renewing lease", "err", err)
+			}
+		case <-status.C():
+			n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.NodeName, metav1.GetOptions{})
+			if err == nil {
+				_, err = k.updateNodeStatus(ctx, n, k.clock.Now())
+			}
+			if err != nil && ctx.Err() == nil {
+				k.log.Error("updating node status", "err", err)
+			}
+		}
+	}
+}
+
+// relistLoop is the PLEG: it kicks the worker of every pod whose runtime
+// fingerprint changed, and every pod once per resync.
+func (k *Kubelet) relistLoop(ctx context.Context) {
+	t := k.clock.NewTicker(k.cfg.RelistPeriod)
+	defer t.Stop()
+	var last map[types.UID]string
+	for n := 0; ; n++ {
+		snap, err := k.rt.snapshot(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			k.log.Error("relisting runtime", "err", err)
+		} else {
+			for uid, fp := range snap {
+				if last == nil || last[uid] != fp {
+					k.enqueue(uid)
+				}
+			}
+			for uid := range last {
+				if _, ok := snap[uid]; !ok {
+					k.enqueue(uid)
+				}
+			}
+			last = snap
+		}
+		if n%30 == 0 {
+			for _, obj := range k.podIndex.List() {
+				k.enqueue(obj.(*v1.Pod).UID)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// enqueue kicks uid's worker, starting one if needed. A kick while a sync
+// runs leaves exactly one more sync pending.
+func (k *Kubelet) enqueue(uid types.UID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ctx == nil || k.ctx.Err() != nil {
+		return
+	}
+	ch, ok := k.workers[uid]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		k.workers[uid] = ch
+		go k.worker(k.ctx, uid, ch)
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (k *Kubelet) worker(ctx context.Context, uid types.UID, kick chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		}
+		res, err := k.syncPod(ctx, uid)
+		if err != nil && ctx.Err() == nil {
+			k.log.Error("syncing pod", "uid", uid, "err", err)
+			res.requeue = max(res.requeue, 2*time.Second)
+		}
+		if res.done {
+			k.mu.Lock()
+			if len(kick) == 0 {
+				delete(k.workers, uid)
+				delete(k.startErr, uid)
+				delete(k.sandboxFail, uid)
+				k.mu.Unlock()
+				return
+			}
+			k.mu.Unlock()
+			continue
+		}
+		if res.requeue > 0 {
+			timer := k.clock.NewTimer(res.requeue)
+			go func() {
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+				case <-timer.C():
+					k.enqueue(uid)
+				}
+			}()
+		}
+	}
+}
+
+type syncResult struct {
+	requeue time.Duration
+	done    bool // nothing left to do for this UID; the worker may exit
+}
+
+func (k *Kubelet) podByUID(uid types.UID) *v1.Pod {
+	objs, err := k.podIndex.ByIndex(uidIndex, string(uid))
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*v1.Pod)
+}
+
+// syncPod converges one pod's runtime state towards its spec and reports
+// its status. It is level-triggered: any number of kicks collapse into one
+// call that reads everything afresh.
+func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error) {
+	pod := k.podByUID(uid)
+	st, err := k.rt.podState(ctx, uid)
+	if err != nil {
+		return syncResult{}, err
+	}
+	log := k.log.With("pod", st.Namespace+"/"+st.Name, "uid", uid)
+	if pod == nil {
+		// Gone from the API (force-deleted, or deleted while we were down).
+		if st.Empty() {
+			return syncResult{done: true}, nil
+		}
+		grace := int64(2)
+		if len(st.Sandboxes) > 0 && st.Sandboxes[0].Grace >= 0 {
+			grace = st.Sandboxes[0].Grace
+		}
+		log.Info("removing orphaned pod", "grace", grace)
+		if err := k.rt.killPod(ctx, st, grace, "", true); err != nil {
+			return syncResult{}, err
+		}
+		k.rt.removeCgroups(uid)
+		return syncResult{done: true}, nil
+	}
+	log = k.log.With("pod", pod.Namespace+"/"+pod.Name)
+	if pod.DeletionTimestamp != nil {
+		return k.terminatePod(ctx, pod, st, log)
+	}
+	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		// Finished pods keep their exited containers (for logs) but not a
+		// running sandbox.
+		if hasLive(st) {
+			if err := k.rt.killPod(ctx, st, podGrace(pod), "", false); err != nil {
+				return syncResult{}, err
+			}
+		}
+		return syncResult{}, nil
+	}
+
+	now := k.clock.Now()
+	actions := computePodActions(pod, st, now)
+	res := syncResult{requeue: actions.RequeueAfter}
+	if actions.CreateSandbox {
+		if wait := k.sandboxBackoff(uid, now); wait > 0 {
+			return syncResult{requeue: wait}, k.writeStatus(ctx, pod, st, actions)
+		}
+	}
+	if actions.Changes() {
+		if err := k.apply(ctx, pod, st, actions, log); err != nil {
+			log.Info("applying pod actions", "err", err)
+			res.requeue = 2 * time.Second
+		}
+		if st, err = k.rt.podState(ctx, uid); err != nil {
+			return syncResult{}, err
+		}
+		actions = computePodActions(pod, st, k.clock.Now())
+		if actions.RequeueAfter > 0 && (res.requeue == 0 || actions.RequeueAfter < res.requeue) {
+			res.requeue = actions.RequeueAfter
+		}
+	}
+	if actions.InitFailed && hasLive(st) {
+		if err := k.rt.killPod(ctx, st, podGrace(pod), "", false); err != nil {
+			return res, err
+		}
+	}
+	return res, k.writeStatus(ctx, pod, st, actions)
+}
+
+func podGrace(pod *v1.Pod) int64 {
+	if pod.DeletionGracePeriodSeconds != nil {
+		return *pod.DeletionGracePeriodSeconds
+	}
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		return *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return v1.DefaultTerminationGracePeriodSeconds
+}
+
+// terminatePod stops the containers with the pod's grace period, removes
+// the sandbox (releasing its IP and veth), and deletes the pod object.
+func (k *Kubelet) terminatePod(ctx context.Context, pod *v1.Pod, st PodState, log *slog.Logger) (syncResult, error) {
+	if !st.Empty() {
+		log.Info("terminating pod", "grace", podGrace(pod))
+		if err := k.rt.killPod(ctx, st, podGrace(pod), "", true); err != nil {
+			return syncResult{}, err
+		}
+		k.rt.removeCgroups(pod.UID)
+	}
+	zero := int64(0)
+	err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero,
+		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return syncResult{}, fmt.Errorf("deleting pod: %w", err)
+	}
+	return syncResult{done: true}, nil
+}
+
+// apply carries out actions; errors starting one container are recorded as
+// its waiting reason and do not stop the others.
+func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions, log *slog.Logger) error {
+	sandboxCfg := k.rt.sandboxConfig(pod, a.SandboxAttempt)
+	sb, _ := st.ReadySandbox()
+	sandboxID := sb.ID
+	if a.KillPod {
+		keep := sandboxID
+		if a.CreateSandbox {
+			keep = ""
+		}
+		if err := k.rt.killPod(ctx, st, podGrace(pod), keep, true); err != nil {
+			return err
+		}
+	}
+	var podIPs []string
+	if a.CreateSandbox {
+		id, err := k.rt.runSandbox(ctx, sandboxCfg)
+		k.recordSandbox(pod.UID, err)
+		if err != nil {
+			return err
+		}
+		sandboxID = id
+		resp, err := k.rt.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+		if err != nil {
+			return fmt.Errorf("getting status of sandbox %s: %w", id, err)
+		}
+		podIPs = sandboxState(&runtimeapi.PodSandbox{Id: id}, resp.GetStatus()).IPs
+		log.Info("created sandbox", "sandbox", id[:12], "ips", podIPs)
+	} else {
+		sandboxCfg.Metadata.Attempt = sb.Attempt
+		podIPs = sb.IPs
+	}
+	start := func(c *v1.Container) error {
+		err := k.startOne(ctx, pod, c, a.Attempts[c.Name], sandboxID, sandboxCfg, podIPs)
+		k.recordStartErr(pod.UID, c.Name, err)
+		return err
+	}
+	if a.StartInit >= 0 {
+		return start(&pod.Spec.InitContainers[a.StartInit])
+	}
+	var errs []error
+	for _, i := range a.Start {
+		if err := start(&pod.Spec.Containers[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := k.rt.removeOldAttempts(ctx, st); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (k *Kubelet) startOne(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandboxCfg *runtimeapi.PodSandboxConfig, podIPs []string) error {
+	env, err := resolveEnv(ctx, pod, c, podIPs, k.cfg.NodeIP, clientGetter{k.client})
+	if err != nil {
+		return err
+	}
+	return k.rt.startContainer(ctx, pod, c, attempt, sandboxID, sandboxCfg, env)
+}
+
+func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := k.startErr[uid]
+	if err == nil {
+		delete(m, name)
+		return
+	}
+	if m == nil {
+		m = map[string]waitReason{}
+		k.startErr[uid] = m
+	}
+	var envErr *envError
+	var imgErr *imageError
+	switch {
+	case errors.As(err, &envErr):
+		m[name] = waitReason{Reason: "CreateContainerConfigError", Message: err.Error()}
+	case errors.As(err, &imgErr):
+		m[name] = waitReason{Reason: "ErrImagePull", Message: err.Error()}
+	default:
+		m[name] = waitReason{Reason: "RunContainerError", Message: err.Error()}
+	}
+}
+
+func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions) error {
+	k.mu.Lock()
+	startErr := map[string]waitReason{}
+	for n, w := range k.startErr[pod.UID] {
+		startErr[n] = w
+	}
+	k.mu.Unlock()
+	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr})
+	status.NominatedNodeName = pod.Status.NominatedNodeName
+	if statusEqual(status, pod.Status) {
+		return nil
+	}
+	p := pod.DeepCopy()
+	p.Status = status
+	if _, err := k.client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil // a newer object is on its way through the informer
+		}
+		return fmt.Errorf("updating pod status: %w", err)
+	}
+	return nil
+}
+
+// clientGetter reads ConfigMaps and Secrets straight from the API server.
+type clientGetter struct{ c kubernetes.Interface }
+
+func (g clientGetter) ConfigMap(ctx context.Context, ns, name string) (*v1.ConfigMap, error) {
+	return g.c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (g clientGetter) Secret(ctx context.Context, ns, name string) (*v1.Secret, error) {
+	return g.c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+type failure struct {
+	count int
+	last  time.Time
+}
+
+func (k *Kubelet) recordSandbox(uid types.UID, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		delete(k.sandboxFail, uid)
+		return
+	}
+	f := k.sandboxFail[uid]
+	k.sandboxFail[uid] = failure{count: f.count + 1, last: k.clock.Now()}
+}
+
+// sandboxBackoff is how long to wait before trying to create uid's sandbox
+// again after failures.
+func (k *Kubelet) sandboxBackoff(uid types.UID, now time.Time) time.Duration {
+	k.mu.Lock()
+	f, ok := k.sandboxFail[uid]
+	k.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	d := time.Second << min(f.count-1, 6)
+	return max(0, f.last.Add(min(d, time.Minute)).Sub(now))
+}

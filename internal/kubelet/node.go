@@ -1,0 +1,208 @@
+package kubelet
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Machine is what the node reports about its host; readMachine fills it
+// from /proc and friends, tests construct it.
+type Machine struct {
+	CPUs             int
+	MemoryBytes      int64
+	EphemeralBytes   int64
+	KernelVersion    string
+	OSImage          string
+	MachineID        string
+	BootID           string
+	ContainerRuntime string // e.g. containerd://1.6.20
+}
+
+func readMachine(dataDir string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), OSImage: "Linux"}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if fs := strings.Fields(s.Text()); len(fs) >= 2 && fs[0] == "MemTotal:" {
+				kb, _ := strconv.ParseInt(fs[1], 10, 64)
+				m.MemoryBytes = kb * 1024
+			}
+		}
+		f.Close()
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(dataDir, &st) == nil {
+		m.EphemeralBytes = int64(st.Blocks) * st.Bsize
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.KernelVersion = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				m.OSImage = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil {
+		m.MachineID = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		m.BootID = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// Reserved is subtracted from capacity to give allocatable.
+type Reserved struct {
+	CPUMilli    int64
+	MemoryBytes int64
+}
+
+// nodeStatus builds the node's status; pure.
+func nodeStatus(m Machine, reserved Reserved, nodeIP, hostname string, port int32, maxPods int64, version string, now time.Time, old *v1.NodeStatus) v1.NodeStatus {
+	capacity := v1.ResourceList{
+		v1.ResourceCPU:              *resource.NewQuantity(int64(m.CPUs), resource.DecimalSI),
+		v1.ResourceMemory:           *resource.NewQuantity(m.MemoryBytes, resource.BinarySI),
+		v1.ResourceEphemeralStorage: *resource.NewQuantity(m.EphemeralBytes, resource.BinarySI),
+		v1.ResourcePods:             *resource.NewQuantity(maxPods, resource.DecimalSI),
+	}
+	alloc := capacity.DeepCopy()
+	alloc[v1.ResourceCPU] = *resource.NewMilliQuantity(max(0, int64(m.CPUs)*1000-reserved.CPUMilli), resource.DecimalSI)
+	alloc[v1.ResourceMemory] = *resource.NewQuantity(max(0, m.MemoryBytes-reserved.MemoryBytes), resource.BinarySI)
+	cond := func(t v1.NodeConditionType, s v1.ConditionStatus, reason, msg string) v1.NodeCondition {
+		c := v1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: metav1.NewTime(now), LastTransitionTime: metav1.NewTime(now)}
+		if old != nil {
+			for _, o := range old.Conditions {
+				if o.Type == t && o.Status == s {
+					c.LastTransitionTime = o.LastTransitionTime
+				}
+			}
+		}
+		return c
+	}
+	s := v1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: alloc,
+		Phase:       v1.NodeRunning,
+		Conditions: []v1.NodeCondition{
+			cond(v1.NodeMemoryPressure, v1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+			cond(v1.NodeDiskPressure, v1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+			cond(v1.NodePIDPressure, v1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+			cond(v1.NodeReady, v1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
+		},
+		Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: nodeIP}, {Type: v1.NodeHostName, Address: hostname}},
+		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: port}},
+		NodeInfo: v1.NodeSystemInfo{
+			MachineID:               m.MachineID,
+			SystemUUID:              m.MachineID,
+			BootID:                  m.BootID,
+			KernelVersion:           m.KernelVersion,
+			OSImage:                 m.OSImage,
+			ContainerRuntimeVersion: m.ContainerRuntime,
+			KubeletVersion:          version,
+			KubeProxyVersion:        "",
+			OperatingSystem:         runtime.GOOS,
+			Architecture:            runtime.GOARCH,
+		},
+	}
+	if old != nil {
+		s.Images = old.Images
+		s.VolumesInUse, s.VolumesAttached = old.VolumesInUse, old.VolumesAttached
+	}
+	return s
+}
+
+// registerNode creates the Node or, when it exists, refreshes its labels
+// and status. The pod CIDR is only set at creation (it is immutable once
+// set); the registered node's CIDR wins over the configured one.
+func (k *Kubelet) registerNode(ctx context.Context) (*v1.Node, error) {
+	nodes := k.client.CoreV1().Nodes()
+	now := k.clock.Now()
+	labels := map[string]string{
+		v1.LabelHostname:   k.cfg.NodeName,
+		v1.LabelOSStable:   runtime.GOOS,
+		v1.LabelArchStable: runtime.GOARCH,
+	}
+	node, err := nodes.Get(ctx, k.cfg.NodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		node = &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.cfg.NodeName, Labels: labels}}
+		if k.cfg.PodCIDR.IsValid() {
+			node.Spec.PodCIDR = k.cfg.PodCIDR.String()
+			node.Spec.PodCIDRs = []string{node.Spec.PodCIDR}
+		}
+		node, err = nodes.Create(ctx, node, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registering node %s: %w", k.cfg.NodeName, err)
+	}
+	node = node.DeepCopy()
+	changed := false
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	for l, v := range labels {
+		if node.Labels[l] != v {
+			node.Labels[l], changed = v, true
+		}
+	}
+	if changed {
+		if node, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("updating labels of node %s: %w", k.cfg.NodeName, err)
+		}
+	}
+	return k.updateNodeStatus(ctx, node, now)
+}
+
+func (k *Kubelet) updateNodeStatus(ctx context.Context, node *v1.Node, now time.Time) (*v1.Node, error) {
+	node = node.DeepCopy()
+	node.Status = nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, now, &node.Status)
+	out, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("updating status of node %s: %w", node.Name, err)
+	}
+	return out, nil
+}
+
+// renewLease creates or renews the node's Lease in kube-node-lease.
+func (k *Kubelet) renewLease(ctx context.Context, nodeUID string) error {
+	leases := k.client.CoordinationV1().Leases(v1.NamespaceNodeLease)
+	name := k.cfg.NodeName
+	now := metav1.NewMicroTime(k.clock.Now())
+	dur := int32(40)
+	l, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.NamespaceNodeLease,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: types.UID(nodeUID)}}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &dur, RenewTime: &now},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating lease: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting lease: %w", err)
+	}
+	l = l.DeepCopy()
+	l.Spec.RenewTime, l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds = &now, &name, &dur
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("renewing lease: %w", err)
+	}
+	return nil
+}

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
@@ -21,6 +23,7 @@ import (
 	"skiff.dev/skiff/internal/controller/nodeipam"
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
 	"skiff.dev/skiff/internal/controller/replicaset"
+	"skiff.dev/skiff/internal/controller/resourcequota"
 	"skiff.dev/skiff/internal/controller/serviceaccount"
 	"skiff.dev/skiff/internal/controller/statefulset"
 )
@@ -106,6 +109,10 @@ func DefaultRegistry() map[string]Registration {
 			f := c.Informers
 			return statefulset.New(statefulset.Config{Clock: c.Clock}, c.Client, f.Apps().V1().StatefulSets(), f.Core().V1().Pods(),
 				f.Core().V1().PersistentVolumeClaims(), f.Apps().V1().ControllerRevisions(), c.Recorder("statefulset-controller"), c.Logger)
+		}},
+		"resourcequota": {Workers: 5, New: func(c Context) (Runner, error) {
+			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery))
+			return resourcequota.New(resourcequota.Config{Clock: c.Clock, Metadata: c.Metadata, Mapper: mapper}, c.Client, c.Informers, c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

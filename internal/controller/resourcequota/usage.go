@@ -114,7 +114,13 @@ func computeNames(req, lim corev1.ResourceList) corev1.ResourceList {
 
 func addTo(into, from corev1.ResourceList) {
 	for k, v := range from {
-		q := into[k].DeepCopy()
+		q, ok := into[k]
+		if !ok || q.IsZero() {
+			// Take v's format, so memory adds up as 1Gi, not 1073741824.
+			into[k] = v.DeepCopy()
+			continue
+		}
+		q = q.DeepCopy()
 		q.Add(v)
 		into[k] = q
 	}

@@ -8,10 +8,13 @@ import (
 	"strings"
 )
 
-// maxIPRangeSize caps the bitmap for large (IPv6) service CIDRs: only the
-// first addresses of such a range are handed out, as upstream's legacy
-// bitmap allocator limits IPv6 service ranges.
-const maxIPRangeSize = 1 << 20
+// Larger service CIDRs use only their first 2^bits addresses, which keeps
+// the bitmap at most 2 MiB (upstream's legacy bitmap allocator refuses
+// IPv6 ranges larger than /108 outright).
+const (
+	maxIPv4RangeBits = 24
+	maxIPv6RangeBits = 20
+)
 
 // IPRange maps the usable addresses of a CIDR to offsets [0, Size). For
 // IPv4 the network and broadcast addresses are excluded, so offset 0 of
@@ -30,9 +33,13 @@ func ParseIPRange(cidr string) (IPRange, error) {
 	}
 	p = p.Masked()
 	hostBits := p.Addr().BitLen() - p.Bits()
+	limit := maxIPv6RangeBits
+	if p.Addr().Is4() {
+		limit = maxIPv4RangeBits
+	}
 	var size int
-	if hostBits >= 21 {
-		size = maxIPRangeSize
+	if hostBits > limit {
+		size = 1 << limit
 	} else {
 		size = 1 << hostBits
 		if p.Addr().Is4() {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"skiff.dev/skiff/internal/controller/daemonset"
 	"skiff.dev/skiff/internal/controller/deployment"
 	"skiff.dev/skiff/internal/controller/disruption"
 	"skiff.dev/skiff/internal/controller/endpoints"
@@ -113,6 +114,11 @@ func DefaultRegistry() map[string]Registration {
 		"resourcequota": {Workers: 5, New: func(c Context) (Runner, error) {
 			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery))
 			return resourcequota.New(resourcequota.Config{Clock: c.Clock, Metadata: c.Metadata, Mapper: mapper}, c.Client, c.Informers, c.Logger)
+		}},
+		"daemonset": {Workers: 2, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return daemonset.New(daemonset.Config{Clock: c.Clock}, c.Client, f.Apps().V1().DaemonSets(), f.Core().V1().Pods(),
+				f.Core().V1().Nodes(), f.Apps().V1().ControllerRevisions(), c.Recorder("daemonset-controller"), c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

@@ -22,7 +22,9 @@ func testPod(policy v1.RestartPolicy, inits []string, apps ...string) *v1.Pod {
 	return p
 }
 
-func ready(id string) SandboxState { return SandboxState{ID: id, Ready: true, IPs: []string{"10.88.0.5"}} }
+func ready(id string) SandboxState {
+	return SandboxState{ID: id, Ready: true, IPs: []string{"10.88.0.5"}}
+}
 
 func running(name, sb string, attempt uint32) ContainerState {
 	return ContainerState{ID: name + "-" + string(rune('0'+attempt)), Name: name, SandboxID: sb, Attempt: attempt, State: ContainerRunning, StartedAt: t0}

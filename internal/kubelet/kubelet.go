@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/clock"
+
+	"skiff.dev/skiff/internal/kubelet/prober"
 )
 
 // Config is the kubelet's node-level configuration.
@@ -59,6 +61,7 @@ type Kubelet struct {
 	machine Machine
 
 	podIndex cache.Indexer // pods on this node, indexed by UID
+	probes   *prober.Manager
 
 	mu       sync.Mutex
 	workers  map[types.UID]chan struct{}
@@ -100,16 +103,18 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return &Kubelet{
-		cfg:      cfg,
-		client:   deps.Client,
-		rt:       &runtimeAdapter{rt: deps.Runtime, img: deps.Image, logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
-		clock:    deps.Clock,
-		log:      deps.Logger.With("node", cfg.NodeName),
-		workers:  map[types.UID]chan struct{}{},
+	k := &Kubelet{
+		cfg:         cfg,
+		client:      deps.Client,
+		rt:          &runtimeAdapter{rt: deps.Runtime, img: deps.Image, logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
+		clock:       deps.Clock,
+		log:         deps.Logger.With("node", cfg.NodeName),
+		workers:     map[types.UID]chan struct{}{},
 		startErr:    map[types.UID]map[string]waitReason{},
 		sandboxFail: map[types.UID]failure{},
-	}, nil
+	}
+	k.probes = prober.NewManager(prober.NetChecker{Runtime: deps.Runtime}, deps.Clock, k.enqueue)
+	return k, nil
 }
 
 // Run registers the node and runs pods until ctx ends. Running containers
@@ -148,7 +153,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		}
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    kick,
+		AddFunc: kick,
 		UpdateFunc: func(o, n any) {
 			// Our own status writes come back as updates; only what the
 			// kubelet acts on (spec, deletion, metadata) needs a sync.
@@ -260,13 +265,27 @@ func (k *Kubelet) enqueue(uid types.UID) {
 	}
 }
 
+// worker runs uid's syncs one at a time. It holds at most one pending
+// wake-up: each sync result replaces the previous one, so retries never
+// pile up.
 func (k *Kubelet) worker(ctx context.Context, uid types.UID, kick chan struct{}) {
+	var timer clock.Timer
+	var wake <-chan time.Time
+	stopTimer := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, wake = nil, nil
+		}
+	}
+	defer stopTimer()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-kick:
+		case <-wake:
 		}
+		stopTimer()
 		res, err := k.syncPod(ctx, uid)
 		if err != nil && ctx.Err() == nil {
 			k.log.Error("syncing pod", "uid", uid, "err", err)
@@ -285,15 +304,8 @@ func (k *Kubelet) worker(ctx context.Context, uid types.UID, kick chan struct{})
 			continue
 		}
 		if res.requeue > 0 {
-			timer := k.clock.NewTimer(res.requeue)
-			go func() {
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-				case <-timer.C():
-					k.enqueue(uid)
-				}
-			}()
+			timer = k.clock.NewTimer(res.requeue)
+			wake = timer.C()
 		}
 	}
 }
@@ -335,6 +347,7 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 			return syncResult{}, err
 		}
 		k.rt.removeCgroups(uid)
+		k.probes.RetainPod(uid, nil)
 		return syncResult{done: true}, nil
 	}
 	log = k.log.With("pod", pod.Namespace+"/"+pod.Name)
@@ -352,12 +365,19 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		return syncResult{}, nil
 	}
 
+	if killed, err := k.killUnhealthy(ctx, pod, st, log); err != nil {
+		return syncResult{}, err
+	} else if killed {
+		if st, err = k.rt.podState(ctx, uid); err != nil {
+			return syncResult{}, err
+		}
+	}
 	now := k.clock.Now()
 	actions := computePodActions(pod, st, now)
 	res := syncResult{requeue: actions.RequeueAfter}
 	if actions.CreateSandbox {
 		if wait := k.sandboxBackoff(uid, now); wait > 0 {
-			return syncResult{requeue: wait}, k.writeStatus(ctx, pod, st, actions)
+			return syncResult{requeue: wait}, k.writeStatus(ctx, pod, st, actions, nil)
 		}
 	}
 	if actions.Changes() {
@@ -378,7 +398,58 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 			return res, err
 		}
 	}
-	return res, k.writeStatus(ctx, pod, st, actions)
+	ready := k.syncProbes(ctx, pod, st)
+	return res, k.writeStatus(ctx, pod, st, actions, ready)
+}
+
+// syncProbes keeps probe workers for the pod's running containers and
+// returns readiness by container ID.
+func (k *Kubelet) syncProbes(ctx context.Context, pod *v1.Pod, st PodState) map[string]bool {
+	live := map[string]bool{}
+	ready := map[string]bool{}
+	sb, ok := st.ReadySandbox()
+	if !ok {
+		k.probes.RetainPod(pod.UID, live)
+		return ready
+	}
+	podIP := ""
+	if len(sb.IPs) > 0 {
+		podIP = sb.IPs[0]
+	}
+	for i := range pod.Spec.Containers {
+		spec := &pod.Spec.Containers[i]
+		c, ok := st.Latest(spec.Name, sb.ID)
+		if !ok || c.State != ContainerRunning {
+			continue
+		}
+		live[c.ID] = true
+		k.probes.Ensure(k.ctx, prober.Target{PodUID: pod.UID, PodIP: podIP, ContainerID: c.ID, Container: spec})
+		if spec.ReadinessProbe != nil {
+			r, known := k.probes.Result(c.ID, prober.Readiness)
+			ready[c.ID] = known && r
+		}
+	}
+	k.probes.RetainPod(pod.UID, live)
+	return ready
+}
+
+// killUnhealthy stops running containers whose liveness probe failed; the
+// restart policy then restarts them like any other exit.
+func (k *Kubelet) killUnhealthy(ctx context.Context, pod *v1.Pod, st PodState, log *slog.Logger) (bool, error) {
+	killed := false
+	for _, c := range st.Containers {
+		if c.State != ContainerRunning {
+			continue
+		}
+		if r, known := k.probes.Result(c.ID, prober.Liveness); known && !r {
+			log.Info("liveness probe failed, killing container", "container", c.Name)
+			if err := k.rt.stopContainer(ctx, c.ID, podGrace(pod)); err != nil {
+				return killed, err
+			}
+			killed = true
+		}
+	}
+	return killed, nil
 }
 
 func podGrace(pod *v1.Pod) int64 {
@@ -401,6 +472,7 @@ func (k *Kubelet) terminatePod(ctx context.Context, pod *v1.Pod, st PodState, lo
 		}
 		k.rt.removeCgroups(pod.UID)
 	}
+	k.probes.RetainPod(pod.UID, nil)
 	zero := int64(0)
 	err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: &zero,
@@ -497,14 +569,14 @@ func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
 	}
 }
 
-func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions) error {
+func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions, ready map[string]bool) error {
 	k.mu.Lock()
 	startErr := map[string]waitReason{}
 	for n, w := range k.startErr[pod.UID] {
 		startErr[n] = w
 	}
 	k.mu.Unlock()
-	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr})
+	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr, Ready: ready})
 	status.NominatedNodeName = pod.Status.NominatedNodeName
 	if statusEqual(status, pod.Status) {
 		return nil

@@ -105,7 +105,7 @@ func nodeStatus(m Machine, reserved Reserved, nodeIP, hostname string, port int3
 			cond(v1.NodePIDPressure, v1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
 			cond(v1.NodeReady, v1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"),
 		},
-		Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: nodeIP}, {Type: v1.NodeHostName, Address: hostname}},
+		Addresses:       []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: nodeIP}, {Type: v1.NodeHostName, Address: hostname}},
 		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: port}},
 		NodeInfo: v1.NodeSystemInfo{
 			MachineID:               m.MachineID,

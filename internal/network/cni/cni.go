@@ -45,9 +45,9 @@ func Render(c Config) ([]byte, error) {
 	prefix := c.PodCIDR.Masked()
 	gw := prefix.Addr().Next()
 	bridge := map[string]any{
-		"type":             "bridge",
-		"bridge":           c.Bridge,
-		"isGateway":        true,
+		"type":      "bridge",
+		"bridge":    c.Bridge,
+		"isGateway": true,
 		// isDefaultGateway installs the pod's default route; an IPAM route
 		// as well would collide with it.
 		"isDefaultGateway": true,

@@ -19,6 +19,7 @@ import (
 	"skiff.dev/skiff/internal/controller/endpoints"
 	"skiff.dev/skiff/internal/controller/endpointslice"
 	"skiff.dev/skiff/internal/controller/garbagecollector"
+	"skiff.dev/skiff/internal/controller/localpath"
 	"skiff.dev/skiff/internal/controller/job"
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
@@ -26,6 +27,7 @@ import (
 	"skiff.dev/skiff/internal/controller/replicaset"
 	"skiff.dev/skiff/internal/controller/resourcequota"
 	"skiff.dev/skiff/internal/controller/serviceaccount"
+	"skiff.dev/skiff/internal/controller/volume"
 	"skiff.dev/skiff/internal/controller/statefulset"
 )
 
@@ -119,6 +121,12 @@ func DefaultRegistry() map[string]Registration {
 			f := c.Informers
 			return daemonset.New(daemonset.Config{Clock: c.Clock}, c.Client, f.Apps().V1().DaemonSets(), f.Core().V1().Pods(),
 				f.Core().V1().Nodes(), f.Apps().V1().ControllerRevisions(), c.Recorder("daemonset-controller"), c.Logger)
+		}},
+		"persistentvolume-binder": {Workers: 5, New: func(c Context) (Runner, error) {
+			return volume.New(c.Client, c.Informers, c.Logger)
+		}},
+		"local-path-provisioner": {Workers: 2, New: func(c Context) (Runner, error) {
+			return localpath.New(localpath.Config{}, c.Client, c.Informers, c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

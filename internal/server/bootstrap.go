@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -36,7 +38,28 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := createIfMissing(ctx, s.store("", "services"), "default", svc); err != nil {
 		return fmt.Errorf("creating the kubernetes service: %w", err)
 	}
+	if err := createIfMissing(ctx, s.store("storage.k8s.io", "storageclasses"), "", s.defaultStorageClass()); err != nil {
+		return fmt.Errorf("creating the default storage class: %w", err)
+	}
 	return nil
+}
+
+// defaultStorageClass is "local-path": node-local hostPath volumes under
+// <data dir>/storage from the built-in skiff.io/local-path provisioner,
+// bound when the first pod is scheduled, deleted with their claim.
+func (s *Server) defaultStorageClass() *storagev1.StorageClass {
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	del := corev1.PersistentVolumeReclaimDelete
+	return &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        "local-path",
+			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
+		},
+		Provisioner:       "skiff.io/local-path",
+		Parameters:        map[string]string{"basePath": filepath.Join(s.cfg.DataDir, "storage")},
+		ReclaimPolicy:     &del,
+		VolumeBindingMode: &wffc,
+	}
 }
 
 func createIfMissing(ctx context.Context, st *generic.Store, ns string, obj runtime.Object) error {

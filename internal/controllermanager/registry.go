@@ -19,16 +19,16 @@ import (
 	"skiff.dev/skiff/internal/controller/endpoints"
 	"skiff.dev/skiff/internal/controller/endpointslice"
 	"skiff.dev/skiff/internal/controller/garbagecollector"
-	"skiff.dev/skiff/internal/controller/localpath"
 	"skiff.dev/skiff/internal/controller/job"
+	"skiff.dev/skiff/internal/controller/localpath"
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
 	"skiff.dev/skiff/internal/controller/replicaset"
 	"skiff.dev/skiff/internal/controller/resourcequota"
 	"skiff.dev/skiff/internal/controller/serviceaccount"
-	"skiff.dev/skiff/internal/controller/volume"
 	"skiff.dev/skiff/internal/controller/statefulset"
+	"skiff.dev/skiff/internal/controller/volume"
 )
 
 // Runner is what every controller exposes: it blocks until ctx ends.

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"skiff.dev/skiff/internal/controller/cronjob"
 	"skiff.dev/skiff/internal/controller/daemonset"
 	"skiff.dev/skiff/internal/controller/deployment"
 	"skiff.dev/skiff/internal/controller/disruption"
@@ -127,6 +128,10 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"local-path-provisioner": {Workers: 2, New: func(c Context) (Runner, error) {
 			return localpath.New(localpath.Config{}, c.Client, c.Informers, c.Logger)
+		}},
+		"cronjob": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			return cronjob.New(cronjob.Config{Clock: c.Clock}, c.Client, f.Batch().V1().CronJobs(), f.Batch().V1().Jobs(), c.Recorder("cronjob-controller"), c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

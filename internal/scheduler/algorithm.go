@@ -85,6 +85,10 @@ type Algorithm struct {
 	Rand *rand.Rand
 
 	nextStartNodeIndex int
+	// statusBuf is findFeasible's reusable per-node status slice (Schedule
+	// runs on one goroutine); rejectedInSearch is its last reject count.
+	statusBuf        []*framework.Status
+	rejectedInSearch int
 }
 
 const (
@@ -154,7 +158,7 @@ func (a *Algorithm) Schedule(ctx context.Context, state *framework.CycleState, p
 	if len(feasible) == 0 {
 		return ScheduleResult{}, &FitError{NumAllNodes: len(all), Diagnosis: diag}
 	}
-	res := ScheduleResult{EvaluatedNodes: len(feasible) + len(diag.NodeToStatus), FeasibleNodes: len(feasible)}
+	res := ScheduleResult{EvaluatedNodes: len(feasible) + len(diag.NodeToStatus) + a.rejectedInSearch, FeasibleNodes: len(feasible)}
 	if len(feasible) == 1 {
 		res.SuggestedHost = feasible[0].Node().Name
 		return res, nil
@@ -192,8 +196,16 @@ func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleStat
 	n := len(nodes)
 	want := a.NumFeasibleNodesToFind(n)
 	feasible := make([]*framework.NodeInfo, want)
-	var found, processed atomic.Int64
-	var mu sync.Mutex
+	// Rejections go into a slice indexed by search position (no lock, no
+	// map insert per node); the NodeToStatus map is only built when no
+	// node fits, the one case that reads it.
+	if cap(a.statusBuf) < n {
+		a.statusBuf = make([]*framework.Status, n)
+	}
+	statuses := a.statusBuf[:n]
+	clear(statuses)
+	var found atomic.Int64
+	var errOnce sync.Once
 	var firstErr error
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -211,30 +223,36 @@ func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleStat
 				cancel()
 				return
 			}
-			processed.Add(1)
 			feasible[k-1] = ni
 			return
 		}
-		processed.Add(1)
-		mu.Lock()
-		defer mu.Unlock()
 		if st.Code() == framework.Error {
-			if firstErr == nil {
-				firstErr = st.AsError()
-			}
+			errOnce.Do(func() { firstErr = st.AsError() })
 			cancel()
 			return
 		}
-		diag.NodeToStatus[ni.Node().Name] = st
-		diag.UnschedulablePlugins.Insert(st.Plugin())
+		statuses[i] = st
 	})
 	if firstErr != nil {
 		return nil, fmt.Errorf("running filter plugins: %w", firstErr)
 	}
-	if n > 0 {
-		a.nextStartNodeIndex = (start + int(processed.Load())) % n
+	numFeasible := min(int(found.Load()), want)
+	rejected := 0
+	for i, st := range statuses {
+		if st == nil {
+			continue
+		}
+		rejected++
+		if numFeasible == 0 {
+			diag.NodeToStatus[nodes[(start+i)%n].Node().Name] = st
+			diag.UnschedulablePlugins.Insert(st.Plugin())
+		}
 	}
-	return feasible[:min(int(found.Load()), want)], nil
+	a.rejectedInSearch = rejected
+	if n > 0 {
+		a.nextStartNodeIndex = (start + numFeasible + rejected) % n
+	}
+	return feasible[:numFeasible], nil
 }
 
 // runFilters runs the filters; when higher-or-equal priority pods are

@@ -358,20 +358,13 @@ func (c *Cache) UpdateSnapshot(snap *framework.Snapshot) {
 		} else if len(it.info.Pods) > 0 {
 			name = it.info.Pods[0].Pod.Spec.NodeName
 		}
-		existing, ok := snap.NodeInfoMap[name]
-		if !ok {
-			existing = &framework.NodeInfo{}
-			snap.NodeInfoMap[name] = existing
-		}
-		hadAff, hadAnti := len(existing.PodsWithAffinity) > 0, len(existing.PodsWithRequiredAntiAffinity) > 0
-		*existing = *it.info.Clone()
-		if hadAff != (len(existing.PodsWithAffinity) > 0) || hadAnti != (len(existing.PodsWithRequiredAntiAffinity) > 0) {
+		if snap.SetNodeInfo(name, it.info.Clone()) {
 			affinityChanged = true
 		}
 	}
 	for _, name := range c.removed {
 		if _, ok := c.nodes[name]; !ok {
-			delete(snap.NodeInfoMap, name)
+			snap.DeleteNodeInfo(name)
 		}
 		c.listDirty = true
 	}

@@ -28,31 +28,36 @@ type StateData interface {
 // PreFilter/PreScore (single goroutine); reads in Filter/Score may be
 // concurrent.
 type CycleState struct {
-	mu   sync.RWMutex
-	data map[StateKey]StateData
+	// data is a sync.Map: Filter and Score read it from every worker for
+	// every node, and a sync.Map read takes no lock.
+	data sync.Map // StateKey -> StateData
 	// SkipFilterPlugins / SkipScorePlugins are plugins that returned Skip.
 	SkipFilterPlugins map[string]bool
 	SkipScorePlugins  map[string]bool
+
+	// activeFilters caches, after PreFilter, the filters of activeFor
+	// that were not skipped.
+	activeFilters []FilterPlugin
+	activeFor     *Framework
 }
 
 // NewCycleState returns an empty state.
 func NewCycleState() *CycleState {
-	return &CycleState{data: map[StateKey]StateData{}}
+	return &CycleState{}
 }
 
 // Read returns the data under key.
 func (c *CycleState) Read(key StateKey) (StateData, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	d, ok := c.data[key]
-	return d, ok
+	d, ok := c.data.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return d.(StateData), true
 }
 
 // Write stores data under key.
 func (c *CycleState) Write(key StateKey, d StateData) {
-	c.mu.Lock()
-	c.data[key] = d
-	c.mu.Unlock()
+	c.data.Store(key, d)
 }
 
 // Clone deep-copies the state.
@@ -61,13 +66,13 @@ func (c *CycleState) Clone() *CycleState {
 		return nil
 	}
 	out := NewCycleState()
-	c.mu.RLock()
-	for k, v := range c.data {
-		out.data[k] = v.Clone()
-	}
-	c.mu.RUnlock()
+	c.data.Range(func(k, v any) bool {
+		out.data.Store(k, v.(StateData).Clone())
+		return true
+	})
 	out.SkipFilterPlugins = c.SkipFilterPlugins
 	out.SkipScorePlugins = c.SkipScorePlugins
+	out.activeFilters, out.activeFor = c.activeFilters, c.activeFor
 	return out
 }
 

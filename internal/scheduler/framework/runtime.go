@@ -152,6 +152,7 @@ func (f *Framework) RunPreFilterPlugins(ctx context.Context, state *CycleState, 
 			}
 		}
 	}
+	state.activeFilters, state.activeFor = f.activeFilters(state), f
 	return result, nil
 }
 
@@ -188,15 +189,28 @@ func (f *Framework) RunPreFilterExtensionRemovePod(ctx context.Context, state *C
 // RunFilterPlugins runs the filters on one node and stops at the first
 // rejection, as upstream does.
 func (f *Framework) RunFilterPlugins(ctx context.Context, state *CycleState, pi *PodInfo, ni *NodeInfo) *Status {
-	for _, p := range f.filter {
-		if state.SkipFilterPlugins[p.Name()] {
-			continue
-		}
+	filters := state.activeFilters
+	if filters == nil || state.activeFor != f {
+		filters = f.activeFilters(state)
+	}
+	for _, p := range filters {
 		if st := p.Filter(ctx, state, pi, ni); !st.IsSuccess() {
 			return st.WithPlugin(p.Name())
 		}
 	}
 	return nil
+}
+
+// activeFilters lists the filters PreFilter did not skip. RunPreFilterPlugins
+// stores it in the state, so the per-node loop does no map lookups.
+func (f *Framework) activeFilters(state *CycleState) []FilterPlugin {
+	out := make([]FilterPlugin, 0, len(f.filter))
+	for _, p := range f.filter {
+		if !state.SkipFilterPlugins[p.Name()] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // RunPostFilterPlugins runs PostFilter plugins until one succeeds.
@@ -234,40 +248,55 @@ func (f *Framework) RunPreScorePlugins(ctx context.Context, state *CycleState, p
 }
 
 // RunScorePlugins scores nodes with every Score plugin, normalizes, applies
-// weights and returns the total per node (same order as nodes).
+// weights and returns the total per node (same order as nodes). All
+// plugins score a node in one parallel pass (one fan-out per cycle, not
+// one per plugin); normalization then runs per plugin, as upstream.
 func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo) ([]NodeScore, *Status) {
 	totals := make([]NodeScore, len(nodes))
 	for i, n := range nodes {
 		totals[i].Name = n.Node().Name
 	}
-	scores := make([]NodeScore, len(nodes))
+	active := make([]ScorePlugin, 0, len(f.score))
 	for _, p := range f.score {
-		if state.SkipScorePlugins[p.Name()] {
-			continue
+		if !state.SkipScorePlugins[p.Name()] {
+			active = append(active, p)
 		}
-		var errSt atomic.Pointer[Status]
-		f.par.Until(ctx, len(nodes), func(i int) {
+	}
+	if len(active) == 0 {
+		return totals, nil
+	}
+	backing := make([]NodeScore, len(active)*len(nodes))
+	scores := make([][]NodeScore, len(active))
+	for j := range active {
+		scores[j] = backing[j*len(nodes) : (j+1)*len(nodes)]
+	}
+	errs := make([]atomic.Pointer[Status], len(active))
+	f.par.Until(ctx, len(nodes), func(i int) {
+		for j, p := range active {
 			s, st := p.Score(ctx, state, pi, nodes[i])
 			if !st.IsSuccess() {
-				errSt.Store(st)
-				return
+				errs[j].Store(st)
+				continue
 			}
-			scores[i] = NodeScore{Name: totals[i].Name, Score: s}
-		})
-		if st := errSt.Load(); st != nil {
+			scores[j][i] = NodeScore{Name: totals[i].Name, Score: s}
+		}
+	})
+	for j, p := range active {
+		if st := errs[j].Load(); st != nil {
 			return nil, st.WithPlugin(p.Name())
 		}
 		if ext := p.ScoreExtensions(); ext != nil {
-			if st := ext.NormalizeScore(ctx, state, pi, scores); !st.IsSuccess() {
+			if st := ext.NormalizeScore(ctx, state, pi, scores[j]); !st.IsSuccess() {
 				return nil, st.WithPlugin(p.Name())
 			}
 		}
 		w := f.weights[p.Name()]
-		for i := range scores {
-			if scores[i].Score < 0 || scores[i].Score > MaxNodeScore {
-				return nil, AsStatus(fmt.Errorf("plugin %s returned score %d outside [0,%d]", p.Name(), scores[i].Score, MaxNodeScore)).WithPlugin(p.Name())
+		for i := range scores[j] {
+			sc := scores[j][i].Score
+			if sc < 0 || sc > MaxNodeScore {
+				return nil, AsStatus(fmt.Errorf("plugin %s returned score %d outside [0,%d]", p.Name(), sc, MaxNodeScore)).WithPlugin(p.Name())
 			}
-			totals[i].Score += scores[i].Score * w
+			totals[i].Score += sc * w
 		}
 	}
 	return totals, nil

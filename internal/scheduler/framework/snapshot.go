@@ -20,6 +20,56 @@ type Snapshot struct {
 	HavePodsWithRequiredAntiAffinityList []*NodeInfo
 	// Generation is the cache generation the snapshot reflects.
 	Generation int64
+
+	// index aggregates the pods for inter-pod affinity and topology spread;
+	// nil until first needed, then maintained by SetNodeInfo,
+	// DeleteNodeInfo and AddPod.
+	index *Index
+}
+
+// Index returns the snapshot's aggregates, building them on first use.
+// Code that changes NodeInfos in place must go through SetNodeInfo,
+// DeleteNodeInfo or AddPod to keep it current.
+func (s *Snapshot) Index() *Index {
+	if s.index == nil {
+		s.index = buildIndex(s.NodeInfoList)
+	}
+	return s.index
+}
+
+// SetNodeInfo makes the snapshot's NodeInfo for name a copy of ni (keeping
+// the NodeInfo pointer stable for NodeInfoList) and updates the index.
+// It reports whether the node's having pods with affinity or required
+// anti-affinity changed (the affinity lists then need a rebuild).
+func (s *Snapshot) SetNodeInfo(name string, ni *NodeInfo) (affinityChanged bool) {
+	if s.NodeInfoMap == nil {
+		s.NodeInfoMap = map[string]*NodeInfo{}
+	}
+	existing, ok := s.NodeInfoMap[name]
+	if !ok {
+		existing = &NodeInfo{}
+		s.NodeInfoMap[name] = existing
+	}
+	old := *existing
+	*existing = *ni
+	if s.index != nil {
+		s.index.replaceNode(old.node, old.Pods, existing.node, existing.Pods)
+	}
+	return (len(old.PodsWithAffinity) > 0) != (len(existing.PodsWithAffinity) > 0) ||
+		(len(old.PodsWithRequiredAntiAffinity) > 0) != (len(existing.PodsWithRequiredAntiAffinity) > 0)
+}
+
+// DeleteNodeInfo removes a node (and its pods) from the snapshot's map and
+// index; the caller rebuilds NodeInfoList.
+func (s *Snapshot) DeleteNodeInfo(name string) {
+	ni, ok := s.NodeInfoMap[name]
+	if !ok {
+		return
+	}
+	if s.index != nil {
+		s.index.removeNode(ni.node, ni.Pods)
+	}
+	delete(s.NodeInfoMap, name)
 }
 
 // NewSnapshot builds a snapshot from scratch: for tests and benchmarks.
@@ -38,6 +88,7 @@ func NewSnapshot(pods []*v1.Pod, nodes []*v1.Node) *Snapshot {
 		}
 	}
 	s.RebuildAffinityLists()
+	s.index = buildIndex(s.NodeInfoList)
 	return s
 }
 
@@ -78,7 +129,11 @@ func (s *Snapshot) AddPod(pod *v1.Pod) error {
 		return fmt.Errorf("node %q not in snapshot", pod.Spec.NodeName)
 	}
 	hadAff, hadAnti := len(ni.PodsWithAffinity) > 0, len(ni.PodsWithRequiredAntiAffinity) > 0
-	ni.AddPod(pod)
+	pi := NewPodInfo(pod)
+	ni.AddPodInfo(pi)
+	if s.index != nil && ni.node != nil {
+		s.index.addPod(pi, podLoc{node: ni.node.Name, labels: ni.node.Labels}, 1)
+	}
 	if !hadAff && len(ni.PodsWithAffinity) > 0 {
 		s.HavePodsWithAffinityList = append(s.HavePodsWithAffinityList, ni)
 	}

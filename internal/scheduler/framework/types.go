@@ -17,6 +17,29 @@ type AffinityTerm struct {
 	NamespaceSelector labels.Selector
 	Selector          labels.Selector
 	TopologyKey       string
+	// key renders the term canonically (see Key).
+	key string
+}
+
+// Key renders the term canonically: terms with equal keys select the same
+// pods in the same domains. Index groups existing pods' terms by it.
+func (t *AffinityTerm) Key() string {
+	if t.key == "" {
+		nsSel := "-"
+		if t.NamespaceSelector != nil {
+			nsSel = SelectorKey(t.NamespaceSelector)
+		}
+		t.key = NamespacesKey(t.Namespaces) + "|" + nsSel + "|" + SelectorKey(t.Selector) + "|" + t.TopologyKey
+	}
+	return t.key
+}
+
+// WithNamespaces returns a copy of t selecting exactly the namespaces ns
+// (no namespace selector), e.g. after resolving its selector.
+func (t AffinityTerm) WithNamespaces(ns sets.Set[string]) AffinityTerm {
+	t.Namespaces, t.NamespaceSelector, t.key = ns, nil, ""
+	t.Key()
+	return t
 }
 
 // Matches reports whether pod (whose namespace has nsLabels) is selected by
@@ -71,6 +94,7 @@ func newAffinityTerm(pod *v1.Pod, term *v1.PodAffinityTerm) (*AffinityTerm, erro
 		}
 		t.NamespaceSelector = ns
 	}
+	t.Key()
 	return t, nil
 }
 

@@ -8,8 +8,10 @@
 //   - symmetry: no existing pod whose required anti-affinity matches the
 //     incoming pod may be in the domain.
 //
-// PreFilter precomputes per-domain counts once per cycle (over the nodes
-// that hold pods, in parallel), so Filter is O(labels + terms) per node.
+// PreFilter reads per-domain counts from the snapshot's Index (existing
+// pods' terms grouped and counted per domain; counters of pods matching
+// the incoming pod's terms, kept current as pods come and go), so a cycle
+// costs O(matching domains), not O(pods); Filter is O(labels + terms).
 // Score adds preferred (anti-)affinity weights of both the incoming pod and
 // the existing pods (existing pods' required affinity counts with weight 1,
 // upstream's hardPodAffinityWeight), min-max normalized.
@@ -18,7 +20,6 @@ package interpodaffinity
 import (
 	"context"
 	"math"
-	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -108,7 +109,7 @@ func (p *InterPodAffinity) resolve(terms []framework.AffinityTerm) []framework.A
 			if p.h != nil {
 				ns.Insert(p.h.NamespacesMatching(t.NamespaceSelector)...)
 			}
-			t.Namespaces, t.NamespaceSelector = ns, nil
+			t = t.WithNamespaces(ns)
 		}
 		out[i] = t
 	}
@@ -123,7 +124,7 @@ func (p *InterPodAffinity) resolveW(terms []framework.WeightedAffinityTerm) []fr
 			if p.h != nil {
 				ns.Insert(p.h.NamespacesMatching(t.NamespaceSelector)...)
 			}
-			t.Namespaces, t.NamespaceSelector = ns, nil
+			t.AffinityTerm = t.AffinityTerm.WithNamespaces(ns)
 		}
 		out[i] = t
 	}
@@ -185,51 +186,59 @@ func incomingCounts(s *preFilterState, node *v1.Node, ex *v1.Pod, aff, anti coun
 	}
 }
 
-// parallelCount runs fn for each node into a local map and merges.
-func (p *InterPodAffinity) parallelCount(ctx context.Context, nodes []*framework.NodeInfo, fn func(ni *framework.NodeInfo, a, b counts)) (counts, counts) {
-	outA, outB := counts{}, counts{}
-	var mu sync.Mutex
-	par := framework.Parallelizer{}
-	if p.h != nil {
-		par = p.h.Parallelizer()
-	}
-	par.Until(ctx, len(nodes), func(i int) {
-		a, b := counts{}, counts{}
-		fn(nodes[i], a, b)
-		if len(a)+len(b) == 0 {
-			return
-		}
-		mu.Lock()
-		outA.add(a)
-		outB.add(b)
-		mu.Unlock()
-	})
-	return outA, outB
+// domainCounts returns the snapshot's per-domain count of pods matching
+// the (namespace-resolved) term t, kept current by the snapshot's index.
+func domainCounts(ix *framework.Index, t framework.AffinityTerm) map[string]int64 {
+	return ix.DomainCounts("ipa|"+t.Key(), t.TopologyKey, t.Selector, func(p *v1.Pod) bool { return t.Matches(p, nil) })
 }
 
 // PreFilter precomputes the per-domain counts; Skip when neither the pod
 // nor any existing pod has required (anti-)affinity.
-func (p *InterPodAffinity) PreFilter(ctx context.Context, cs *framework.CycleState, pi *framework.PodInfo, snap *framework.Snapshot) (*framework.PreFilterResult, *framework.Status) {
+func (p *InterPodAffinity) PreFilter(_ context.Context, cs *framework.CycleState, pi *framework.PodInfo, snap *framework.Snapshot) (*framework.PreFilterResult, *framework.Status) {
 	if pi.ParseError != nil {
 		return nil, framework.NewStatus(framework.UnschedulableAndUnresolvable, pi.ParseError.Error())
 	}
 	hasOwn := len(pi.RequiredAffinityTerms)+len(pi.RequiredAntiAffinityTerms) > 0
-	if !hasOwn && len(snap.HavePodsWithRequiredAntiAffinityList) == 0 {
+	ix := snap.Index()
+	if !hasOwn && !ix.HasExistingTerms(framework.ExistingRequiredAntiAffinity) {
 		return nil, framework.NewStatus(framework.Skip)
 	}
 	s := &preFilterState{
-		affTerms:  p.resolve(pi.RequiredAffinityTerms),
-		antiTerms: p.resolve(pi.RequiredAntiAffinityTerms),
-		nsLabels:  p.nsLabels(pi.Pod.Namespace),
+		affTerms:     p.resolve(pi.RequiredAffinityTerms),
+		antiTerms:    p.resolve(pi.RequiredAntiAffinityTerms),
+		nsLabels:     p.nsLabels(pi.Pod.Namespace),
+		existingAnti: counts{}, affinity: counts{}, anti: counts{},
 	}
-	s.existingAnti, _ = p.parallelCount(ctx, snap.HavePodsWithRequiredAntiAffinityList, func(ni *framework.NodeInfo, a, _ counts) {
-		existingAntiCounts(pi.Pod, s.nsLabels, ni, a, 1, nil)
+	// Symmetry: existing pods' required anti-affinity terms that select
+	// the incoming pod, aggregated per group of identical terms.
+	ix.ForEachMatchingExistingTerm(framework.ExistingRequiredAntiAffinity, pi.Pod, s.nsLabels, func(t *framework.AffinityTerm, _ int32, domains map[string]int64) {
+		for v, n := range domains {
+			s.existingAnti[pair{t.TopologyKey, v}] += n
+		}
 	})
-	s.affinity, s.anti = counts{}, counts{}
-	if hasOwn {
-		s.affinity, s.anti = p.parallelCount(ctx, snap.NodeInfoList, func(ni *framework.NodeInfo, a, b counts) {
-			for _, ex := range ni.Pods {
-				incomingCounts(s, ni.Node(), ex.Pod, a, b, 1)
+	for _, t := range s.antiTerms {
+		for v, n := range domainCounts(ix, t) {
+			s.anti[pair{t.TopologyKey, v}] += n
+		}
+	}
+	switch len(s.affTerms) {
+	case 0:
+	case 1:
+		t := s.affTerms[0]
+		for v, n := range domainCounts(ix, t) {
+			s.affinity[pair{t.TopologyKey, v}] += n
+		}
+	default:
+		// A pod counts only if it matches every term: no single counter
+		// answers that, so match the candidates of the first term.
+		ix.ForEachCandidatePod(s.affTerms[0].Selector, func(ex *framework.PodInfo, nodeLabels map[string]string) {
+			if !matchesAll(s.affTerms, ex.Pod) {
+				return
+			}
+			for i := range s.affTerms {
+				if v, ok := nodeLabels[s.affTerms[i].TopologyKey]; ok {
+					s.affinity[pair{s.affTerms[i].TopologyKey, v}]++
+				}
 			}
 		})
 	}
@@ -321,74 +330,42 @@ func (s *preScoreState) Clone() framework.StateData { return s }
 
 // PreScore builds the per-domain preferred scores; Skip when there is
 // nothing to score.
-func (p *InterPodAffinity) PreScore(ctx context.Context, cs *framework.CycleState, pi *framework.PodInfo, _ []*framework.NodeInfo) *framework.Status {
-	snap := p.h.Snapshot()
+func (p *InterPodAffinity) PreScore(_ context.Context, cs *framework.CycleState, pi *framework.PodInfo, _ []*framework.NodeInfo) *framework.Status {
+	ix := p.h.Snapshot().Index()
 	hasPref := len(pi.PreferredAffinityTerms)+len(pi.PreferredAntiAffinityTerms) > 0
-	if !hasPref && len(snap.HavePodsWithAffinityList) == 0 {
+	if !hasPref && !ix.HasExistingTerms(framework.ExistingRequiredAffinity) &&
+		!ix.HasExistingTerms(framework.ExistingPreferredAffinity) && !ix.HasExistingTerms(framework.ExistingPreferredAntiAffinity) {
 		return framework.NewStatus(framework.Skip)
 	}
-	prefAff := p.resolveW(pi.PreferredAffinityTerms)
-	prefAnti := p.resolveW(pi.PreferredAntiAffinityTerms)
-	nsLabels := p.nsLabels(pi.Pod.Namespace)
-	nodes := snap.HavePodsWithAffinityList
-	if hasPref {
-		nodes = snap.NodeInfoList
-	}
 	total := map[string]map[string]int64{}
-	var mu sync.Mutex
-	p.h.Parallelizer().Until(ctx, len(nodes), func(i int) {
-		ni := nodes[i]
-		node := ni.Node()
-		local := map[pair]int64{}
-		add := func(key string, w int64) {
-			if v, ok := node.Labels[key]; ok {
-				local[pair{key, v}] += w
-			}
-		}
-		pods := ni.PodsWithAffinity
-		if hasPref {
-			pods = ni.Pods
-		}
-		for _, ex := range pods {
-			for _, t := range prefAff {
-				if t.Matches(ex.Pod, nil) {
-					add(t.TopologyKey, int64(t.Weight))
-				}
-			}
-			for _, t := range prefAnti {
-				if t.Matches(ex.Pod, nil) {
-					add(t.TopologyKey, -int64(t.Weight))
-				}
-			}
-			for _, t := range ex.RequiredAffinityTerms {
-				if t.Matches(pi.Pod, nsLabels) {
-					add(t.TopologyKey, HardPodAffinityWeight)
-				}
-			}
-			for _, t := range ex.PreferredAffinityTerms {
-				if t.Matches(pi.Pod, nsLabels) {
-					add(t.TopologyKey, int64(t.Weight))
-				}
-			}
-			for _, t := range ex.PreferredAntiAffinityTerms {
-				if t.Matches(pi.Pod, nsLabels) {
-					add(t.TopologyKey, -int64(t.Weight))
-				}
-			}
-		}
-		if len(local) == 0 {
+	add := func(key string, domains map[string]int64, w int64) {
+		if len(domains) == 0 {
 			return
 		}
-		mu.Lock()
-		for k, v := range local {
-			m := total[k.key]
-			if m == nil {
-				m = map[string]int64{}
-				total[k.key] = m
-			}
-			m[k.value] += v
+		m := total[key]
+		if m == nil {
+			m = map[string]int64{}
+			total[key] = m
 		}
-		mu.Unlock()
+		for v, n := range domains {
+			m[v] += n * w
+		}
+	}
+	for _, t := range p.resolveW(pi.PreferredAffinityTerms) {
+		add(t.TopologyKey, domainCounts(ix, t.AffinityTerm), int64(t.Weight))
+	}
+	for _, t := range p.resolveW(pi.PreferredAntiAffinityTerms) {
+		add(t.TopologyKey, domainCounts(ix, t.AffinityTerm), -int64(t.Weight))
+	}
+	nsLabels := p.nsLabels(pi.Pod.Namespace)
+	ix.ForEachMatchingExistingTerm(framework.ExistingRequiredAffinity, pi.Pod, nsLabels, func(t *framework.AffinityTerm, _ int32, domains map[string]int64) {
+		add(t.TopologyKey, domains, HardPodAffinityWeight)
+	})
+	ix.ForEachMatchingExistingTerm(framework.ExistingPreferredAffinity, pi.Pod, nsLabels, func(t *framework.AffinityTerm, w int32, domains map[string]int64) {
+		add(t.TopologyKey, domains, int64(w))
+	})
+	ix.ForEachMatchingExistingTerm(framework.ExistingPreferredAntiAffinity, pi.Pod, nsLabels, func(t *framework.AffinityTerm, w int32, domains map[string]int64) {
+		add(t.TopologyKey, domains, -int64(w))
 	})
 	if len(total) == 0 {
 		return framework.NewStatus(framework.Skip)

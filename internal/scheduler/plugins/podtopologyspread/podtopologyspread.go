@@ -15,8 +15,12 @@
 // selector is built from the Services, ReplicaSets, StatefulSets and
 // ReplicationControllers selecting the pod.
 //
-// Counts are computed once per cycle in PreFilter/PreScore, so Filter and
-// Score are O(constraints) per node.
+// Counts come from the snapshot's Index: per-domain counters of pods
+// matching a constraint's selector, kept current as pods come and go, so
+// PreFilter/PreScore cost O(domains), not O(pods). When some nodes are not
+// eligible (node affinity or taint policies Honor with a restricting pod,
+// nodes lacking one of several keys), counts are taken over the eligible
+// nodes' pods instead. Filter and Score are O(constraints) per node.
 package podtopologyspread
 
 import (
@@ -254,10 +258,13 @@ type preFilterState struct {
 	constraints []constraint
 	counts      []map[string]int64
 	mins        []int64
+	// self[i] is 1 when the incoming pod matches constraint i's selector
+	// (computed once, not per node).
+	self []int64
 }
 
 func (s *preFilterState) Clone() framework.StateData {
-	c := &preFilterState{constraints: s.constraints, mins: append([]int64(nil), s.mins...)}
+	c := &preFilterState{constraints: s.constraints, mins: append([]int64(nil), s.mins...), self: s.self}
 	for _, m := range s.counts {
 		cm := make(map[string]int64, len(m))
 		for k, v := range m {
@@ -323,6 +330,39 @@ func (p *PodTopologySpread) countDomains(ctx context.Context, pod *v1.Pod, cs []
 	return out
 }
 
+// hasRequiredNodeAffinity reports whether the pod narrows nodes by
+// nodeSelector or required node affinity.
+func hasRequiredNodeAffinity(pod *v1.Pod) bool {
+	a := pod.Spec.Affinity
+	return len(pod.Spec.NodeSelector) > 0 || (a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil)
+}
+
+// counterFor returns the snapshot index's live per-domain count of pods
+// in the pod's namespace, not terminating, matching c's selector.
+func counterFor(ix *framework.Index, ns string, c *constraint, topologyKey string) map[string]int64 {
+	sel := c.selector
+	return ix.DomainCounts("tsc|"+ns+"|"+framework.SelectorKey(sel), topologyKey, sel, func(p *v1.Pod) bool {
+		return p.Namespace == ns && p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels))
+	})
+}
+
+// indexUsable reports whether every node counts for every constraint, so
+// per-domain counts can come from the index's counters: no node excluded
+// by the pod's node affinity (Honor) or taints (Honor), and no node
+// excluded for lacking one of several topology keys.
+func indexUsable(pod *v1.Pod, cs []constraint, ix *framework.Index) bool {
+	reqAff := hasRequiredNodeAffinity(pod)
+	for i := range cs {
+		if cs[i].honorTaints || (cs[i].honorAffinity && reqAff) {
+			return false
+		}
+		if cs[i].key != cs[0].key && (ix.NodesWithKey(cs[i].key) != ix.NumNodes() || ix.NodesWithKey(cs[0].key) != ix.NumNodes()) {
+			return false
+		}
+	}
+	return true
+}
+
 // PreFilter counts matching pods per domain for DoNotSchedule constraints.
 func (p *PodTopologySpread) PreFilter(ctx context.Context, cs *framework.CycleState, pi *framework.PodInfo, snap *framework.Snapshot) (*framework.PreFilterResult, *framework.Status) {
 	cons, err := p.compile(pi.Pod, v1.DoNotSchedule)
@@ -332,8 +372,29 @@ func (p *PodTopologySpread) PreFilter(ctx context.Context, cs *framework.CycleSt
 	if len(cons) == 0 {
 		return nil, framework.NewStatus(framework.Skip)
 	}
-	s := &preFilterState{constraints: cons, mins: make([]int64, len(cons))}
-	s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, nil)
+	s := &preFilterState{constraints: cons, mins: make([]int64, len(cons)), self: make([]int64, len(cons))}
+	podLabels := labels.Set(pi.Pod.Labels)
+	for i := range cons {
+		if cons[i].selector.Matches(podLabels) {
+			s.self[i] = 1
+		}
+	}
+	if ix := snap.Index(); indexUsable(pi.Pod, cons, ix) {
+		// Every node is eligible: domains are all values of the key, with
+		// counts kept by the index (O(domains), not O(pods)).
+		s.counts = make([]map[string]int64, len(cons))
+		for i := range cons {
+			live := counterFor(ix, pi.Pod.Namespace, &cons[i], cons[i].key)
+			dn := ix.DomainNodes(cons[i].key)
+			m := make(map[string]int64, len(dn))
+			for v := range dn {
+				m[v] = live[v]
+			}
+			s.counts[i] = m
+		}
+	} else {
+		s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, nil)
+	}
 	s.recomputeMins()
 	cs.Write(preFilterKey, s)
 	return nil, nil
@@ -381,18 +442,13 @@ func (p *PodTopologySpread) Filter(_ context.Context, cs *framework.CycleState, 
 	}
 	s := d.(*preFilterState)
 	node := ni.Node()
-	podLabels := labels.Set(pi.Pod.Labels)
 	for i := range s.constraints {
 		c := &s.constraints[i]
 		v, ok := node.Labels[c.key]
 		if !ok {
 			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNodeLabelNotMatch)
 		}
-		var self int64
-		if c.selector.Matches(podLabels) {
-			self = 1
-		}
-		if s.counts[i][v]+self-s.mins[i] > c.maxSkew {
+		if s.counts[i][v]+s.self[i]-s.mins[i] > c.maxSkew {
 			return framework.NewStatus(framework.Unschedulable, ErrReasonConstraintsNotMatch)
 		}
 	}
@@ -402,8 +458,11 @@ func (p *PodTopologySpread) Filter(_ context.Context, cs *framework.CycleState, 
 type preScoreState struct {
 	constraints []constraint
 	counts      []map[string]int64
-	weights     []float64
-	ignored     map[string]bool
+	// perNode[i] counts matching pods per node name for hostname
+	// constraints (nil: count on the node).
+	perNode []map[string]int64
+	weights []float64
+	ignored map[string]bool
 }
 
 func (s *preScoreState) Clone() framework.StateData { return s }
@@ -442,11 +501,36 @@ func (p *PodTopologySpread) PreScore(ctx context.Context, cs *framework.CycleSta
 		}
 		s.weights[i] = math.Log(float64(n + 2))
 	}
-	all := nodes
-	if p.h != nil && p.h.Snapshot() != nil {
-		all = p.h.Snapshot().NodeInfoList
+	var snap *framework.Snapshot
+	if p.h != nil {
+		snap = p.h.Snapshot()
 	}
-	s.counts = p.countDomains(ctx, pi.Pod, cons, all, domains)
+	if snap == nil {
+		s.counts = p.countDomains(ctx, pi.Pod, cons, nodes, domains)
+		cs.Write(preScoreKey, s)
+		return nil
+	}
+	ix := snap.Index()
+	s.perNode = make([]map[string]int64, len(cons))
+	for i := range cons {
+		if cons[i].key == v1.LabelHostname {
+			s.perNode[i] = counterFor(ix, pi.Pod.Namespace, &cons[i], framework.NodeNameTopology)
+		}
+	}
+	if indexUsable(pi.Pod, cons, ix) {
+		for i := range cons {
+			if cons[i].key == v1.LabelHostname {
+				continue
+			}
+			live := counterFor(ix, pi.Pod.Namespace, &cons[i], cons[i].key)
+			for v := range domains[i] {
+				domains[i][v] = live[v]
+			}
+		}
+		s.counts = domains
+	} else {
+		s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, domains)
+	}
 	cs.Write(preScoreKey, s)
 	return nil
 }
@@ -466,9 +550,12 @@ func (p *PodTopologySpread) Score(_ context.Context, cs *framework.CycleState, p
 	for i := range s.constraints {
 		c := &s.constraints[i]
 		var cnt int64
-		if c.key == v1.LabelHostname {
+		switch {
+		case c.key == v1.LabelHostname && s.perNode != nil:
+			cnt = s.perNode[i][node.Name]
+		case c.key == v1.LabelHostname:
 			cnt = countMatching(ni.Pods, pi.Pod.Namespace, c.selector)
-		} else {
+		default:
 			cnt = s.counts[i][node.Labels[c.key]]
 		}
 		score += float64(cnt)*s.weights[i] + float64(c.maxSkew-1)

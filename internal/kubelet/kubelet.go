@@ -74,6 +74,10 @@ type Kubelet struct {
 
 const uidIndex = "uid"
 
+// initPollInterval is how often a pod with a running init container is
+// re-synced.
+const initPollInterval = 100 * time.Millisecond
+
 // New validates cfg and builds a Kubelet; Run starts it.
 func New(cfg Config, deps Deps) (*Kubelet, error) {
 	if cfg.NodeName == "" {
@@ -392,6 +396,12 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		if actions.RequeueAfter > 0 && (res.requeue == 0 || actions.RequeueAfter < res.requeue) {
 			res.requeue = actions.RequeueAfter
 		}
+	}
+	if !actions.InitDone && !actions.InitFailed && res.requeue == 0 {
+		// containerd 1.6 sends no exit events over CRI and relist runs once
+		// a second: poll the running init container so the next one starts
+		// promptly.
+		res.requeue = initPollInterval
 	}
 	if actions.InitFailed && hasLive(st) {
 		if err := k.rt.killPod(ctx, st, podGrace(pod), "", false); err != nil {

@@ -39,18 +39,25 @@ func requireNode(t *testing.T) {
 	}
 }
 
-// node is a running agent with its private containerd.
+// node is an agent with its private containerd, which a test can stop and
+// start again on the same data dir.
 type node struct {
+	t      *testing.T
+	c      *framework.Cluster
+	cfg    agent.Config
 	agent  *agent.Agent
 	name   string
 	bridge string
 	cri    *cri.Client
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // startNode runs an agent joined with the cluster's join token. Cleanup
 // removes every sandbox through CRI while containerd still runs, then
 // stops the agent (and so containerd), kills leftover shims by PID, deletes
-// the bridge and unmounts whatever remains under the data dir.
+// the bridge and the cgroup root, and unmounts whatever remains under the
+// data dir.
 func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string) *node {
 	t.Helper()
 	dir := t.TempDir()
@@ -62,65 +69,91 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 	if err != nil {
 		t.Fatalf("reading join token: %v", err)
 	}
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(agent.Config{
+	cgroupRoot := "/skiff-" + name
+	n := &node{t: t, c: c, name: name, bridge: bridge, cfg: agent.Config{
 		Server: c.Server.URL(), Token: strings.TrimSpace(string(token)), CAFile: caFile,
-		DataDir: dir, NodeName: name, PodCIDR: podCIDR, Bridge: bridge, CgroupRoot: "/skiff-e2e",
-	}, agent.Deps{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+		DataDir: dir, NodeName: name, PodCIDR: podCIDR, Bridge: bridge, CgroupRoot: cgroupRoot,
+	}}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		killShims(t, dir)
 		if err := agent.UnmountUnder(dir); err != nil {
 			t.Logf("unmounting: %v", err)
 		}
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupRoot)
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
 	})
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Logf("agent exited: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("agent did not stop within 30s")
+		if n.cri != nil {
+			removeAllSandboxes(t, n.cri)
 		}
+		n.stop()
 	})
-	n := &node{agent: a, name: name, bridge: bridge}
-	socket := filepath.Join(a.ContainerdDir(), "containerd.sock")
-	// Wait for the node to be Ready: containerd up, images imported.
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("agent exited during start: %v", err)
-		default:
-		}
-		nd, err := c.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
-		if err == nil && nodeReady(nd) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s not Ready after 10m", name)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer dcancel()
-	n.cri, err = cri.Dial(dctx, "unix://"+socket)
+	n.start()
+	return n
+}
+
+// start runs the agent and waits for its Node to be Ready.
+func (n *node) start() {
+	t := n.t
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := agent.New(n.cfg, agent.Deps{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		removeAllSandboxes(t, n.cri)
+	n.agent = a
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan error, 1)
+	started := time.Now()
+	go func() { n.done <- a.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		select {
+		case err := <-n.done:
+			n.cancel = nil
+			t.Fatalf("agent exited during start: %v", err)
+		default:
+		}
+		nd, err := n.c.Client.CoreV1().Nodes().Get(context.Background(), n.name, metav1.GetOptions{})
+		if err == nil && nodeReady(nd) && nd.Status.Conditions[0].LastHeartbeatTime.After(started.Add(-time.Second)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s not Ready after 10m", n.name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("agent start to node Ready: %s", time.Since(started).Round(time.Millisecond))
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer dcancel()
+	n.cri, err = cri.Dial(dctx, "unix://"+filepath.Join(a.ContainerdDir(), "containerd.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop stops the agent and its containerd; pod containers keep running.
+func (n *node) stop() {
+	if n.cancel == nil {
+		return
+	}
+	if n.cri != nil {
 		n.cri.Close()
-	})
-	return n
+		n.cri = nil
+	}
+	n.cancel()
+	n.cancel = nil
+	select {
+	case err := <-n.done:
+		if err != nil {
+			n.t.Logf("agent exited: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		n.t.Errorf("agent did not stop within 30s")
+	}
 }
 
 func nodeReady(n *v1.Node) bool {
@@ -297,6 +330,9 @@ func TestPodRunsServesAndCleansUp(t *testing.T) {
 	}
 	if allocated, _ := cni.Allocated(n.agent.CNIDataDir(), agent.NetworkName); len(allocated) != 0 {
 		t.Errorf("host-local allocations left: %v", allocated)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/skiff-" + n.name + "/pod" + string(running.UID)); len(left) != 0 {
+		t.Errorf("pod cgroups left: %v", left)
 	}
 }
 

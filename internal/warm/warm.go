@@ -7,8 +7,10 @@ import (
 	_ "github.com/google/go-containerregistry/pkg/v1/empty"
 	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
 	_ "github.com/google/go-containerregistry/pkg/v1/tarball"
+	_ "github.com/miekg/dns"
 	_ "github.com/prometheus/client_golang/prometheus/promhttp"
 	_ "github.com/spf13/cobra"
+	_ "github.com/vishvananda/netlink"
 	_ "go.etcd.io/etcd/client/v3"
 	_ "go.etcd.io/etcd/server/v3/embed"
 	_ "gopkg.in/evanphx/json-patch.v4"
@@ -30,5 +32,6 @@ import (
 	_ "k8s.io/kube-openapi/pkg/spec3"
 	_ "k8s.io/kube-openapi/pkg/validation/spec"
 	_ "k8s.io/kubectl/pkg/cmd"
+	_ "sigs.k8s.io/knftables"
 	_ "sigs.k8s.io/structured-merge-diff/v6/typed"
 )

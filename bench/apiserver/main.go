@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ type options struct {
 	watchers, watchRate              int
 	watchDur                         time.Duration
 	inprocess                        bool
+	heapprofile                      string
 }
 
 func run() error {
@@ -74,6 +76,7 @@ func run() error {
 	flag.DurationVar(&o.watchDur, "watch-duration", 10*time.Second, "how long to write while watching")
 	flag.BoolVar(&o.inprocess, "inprocess", false, "run create/list/watch against an in-process server (for -cpuprofile)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (with -inprocess: the server too)")
+	flag.StringVar(&o.heapprofile, "heapprofile", "", "with -inprocess: write a heap profile of the idle server after -idle, before any load")
 	flag.Parse()
 	for _, s := range strings.Split(levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -158,13 +161,24 @@ func run() error {
 			return err
 		}
 		defer stop()
+		if o.heapprofile != "" {
+			if err := writeHeapProfile(o.heapprofile, o.idle); err != nil {
+				return err
+			}
+		}
 		if want["create"] {
 			for _, c := range o.levels {
+				cpu0, cpuErr := t.cpuTime()
 				rate, lats, err := createLoad(ctx, t, fmt.Sprintf("bench-create-%d", c), c, o.pods)
 				if err != nil {
 					return fmt.Errorf("create scenario (%d clients): %w", c, err)
 				}
 				load := loadAvg()
+				if cpu1, err := t.cpuTime(); err == nil && cpuErr == nil {
+					// CPU per pod does not depend on how busy the machine
+					// is, unlike pods/s.
+					emit(result{"create", fmt.Sprintf("server CPU per pod, %d clients", c), ms((cpu1 - cpu0) / time.Duration(o.pods)), "", load})
+				}
 				emit(result{"create", fmt.Sprintf("pods/s, %d clients", c), fmt.Sprintf("%.0f", rate), targetFor(c), load})
 				emit(result{"create", fmt.Sprintf("p50 latency, %d clients", c), ms(lats.median()), "", load})
 				emit(result{"create", fmt.Sprintf("p99 latency, %d clients", c), ms(lats.percentile(0.99)), p99TargetFor(c), load})
@@ -283,3 +297,22 @@ func (o *options) startTarget(ctx context.Context) (target, func(), error) {
 type inproc struct{ s *server.Server }
 
 func (i inproc) restConfig() (*rest.Config, error) { return i.s.LoopbackConfig(), nil }
+
+func (i inproc) cpuTime() (time.Duration, error) {
+	return 0, fmt.Errorf("server cpu is not separable in process")
+}
+
+// writeHeapProfile waits idle, collects garbage and writes a heap profile.
+func writeHeapProfile(path string, idle time.Duration) error {
+	time.Sleep(idle)
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating heap profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("writing heap profile: %w", err)
+	}
+	return nil
+}

@@ -31,6 +31,9 @@ type result struct {
 // target is a running API server a scenario talks to.
 type target interface {
 	restConfig() (*rest.Config, error)
+	// cpuTime is the CPU the server has used so far (an error when it
+	// cannot be told apart from the benchmark's own, in process).
+	cpuTime() (time.Duration, error)
 }
 
 // newClientset builds a clientset with its own TCP connection: client-go

@@ -185,3 +185,34 @@ func loadAvg() string {
 	}
 	return strings.Join(fs[:3], " ")
 }
+
+// cpuTime is the user+system CPU the server process has used so far.
+func (p *serverProc) cpuTime() (time.Duration, error) {
+	return procCPU(p.cmd.Process.Pid)
+}
+
+// procCPU reads utime+stime from /proc/PID/stat (in clock ticks of 10 ms,
+// the USER_HZ every Linux ABI exposes).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading process stat: %w", err)
+	}
+	// The command name may contain spaces; fields start after ")".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	fs := strings.Fields(s[i+1:])
+	// fs[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(fs) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	u, err1 := strconv.ParseInt(fs[11], 10, 64)
+	st, err2 := strconv.ParseInt(fs[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed cpu times in /proc stat")
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
+}

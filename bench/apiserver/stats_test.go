@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -40,5 +41,28 @@ func TestMS(t *testing.T) {
 		if got := ms(d); got != want {
 			t.Errorf("ms(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	// Burn a little CPU and check our own counter moves forward.
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	after, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after < before || x == 0 {
+		t.Errorf("cpu went backwards: %v -> %v", before, after)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Error("procCPU(-1) succeeded")
 	}
 }

@@ -525,7 +525,12 @@ func (t *tokenIssuer) IssueFor(ctx context.Context, sa *corev1.ServiceAccount, r
 }
 
 // getter gives admission read access to the stores.
-type getter struct{ s *Server }
+type getter struct {
+	s *Server
+	// noQuota remembers namespaces a live read found without quotas, until
+	// when (see ListResourceQuotas).
+	noQuota sync.Map
+}
 
 func (g *getter) GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error) {
 	st := g.s.store("", "namespaces")

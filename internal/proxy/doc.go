@@ -1,0 +1,37 @@
+// Package proxy is skiff's service proxy: it programs Services and their
+// EndpointSlices into one nftables table of skiff's own (skiff-proxy,
+// family ip) on every node.
+//
+// The pipeline, pure until the last step:
+//
+//	informers ─▶ Proxier (records objects, marks namespace/name dirty)
+//	          ─▶ Rules.Service (pure: one Service + its slices → nftables.Unit)
+//	          ─▶ nftables.Applier (diff against the last applied unit → one
+//	             knftables transaction) ─▶ nft
+//
+// Table layout (names as upstream kube-proxy's nftables mode, whose design
+// this follows; no upstream code is used):
+//
+//   - verdict maps service-ips (ip daddr . l4proto . dport → goto chain) and
+//     service-nodeports (l4proto . dport, matched on `fib daddr type local`),
+//     and their twins no-endpoint-services / no-endpoint-nodeports used by
+//     filter chains to reject (TCP reset, ICMP port unreachable) or drop;
+//   - svc-<ns>/<name>/<proto>/<port>: random choice over the ready
+//     endpoints (`numgen random mod N vmap {...}`), preceded by ClientIP
+//     affinity lookups and the masquerade mark for clients outside the
+//     cluster CIDRs; local-… the same over this node's endpoints (Local
+//     traffic policies); ext-… the entry for NodePort and LoadBalancer
+//     traffic;
+//   - ep-<svc port id>__<ip>/<port>: hairpin masquerade mark, affinity set
+//     update, DNAT;
+//   - affinity-<ep chain>: a dynamic set of client IPs with the affinity
+//     timeout;
+//   - base chains at prerouting/output (nat, dstnat), postrouting (nat,
+//     srcnat: masquerade marked packets) and input/forward/output (filter).
+//
+// Contract: a change to one Service or its EndpointSlices produces a
+// transaction that touches only that service's chains, sets and map
+// elements. The whole table is rewritten on start, after a failed
+// transaction and every FullSyncPeriod. IPv6 is not handled yet (an ip6
+// table built the same way would be).
+package proxy

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -28,9 +29,11 @@ type StateData interface {
 // PreFilter/PreScore (single goroutine); reads in Filter/Score may be
 // concurrent.
 type CycleState struct {
-	// data is a sync.Map: Filter and Score read it from every worker for
-	// every node, and a sync.Map read takes no lock.
-	data sync.Map // StateKey -> StateData
+	// data is copy-on-write: Filter and Score read it from every worker
+	// for every node, so a read is one atomic load and a map lookup, with
+	// no lock; the few writes per cycle copy the small map.
+	mu   sync.Mutex
+	data atomic.Pointer[map[StateKey]StateData]
 	// SkipFilterPlugins / SkipScorePlugins are plugins that returned Skip.
 	SkipFilterPlugins map[string]bool
 	SkipScorePlugins  map[string]bool
@@ -48,16 +51,27 @@ func NewCycleState() *CycleState {
 
 // Read returns the data under key.
 func (c *CycleState) Read(key StateKey) (StateData, bool) {
-	d, ok := c.data.Load(key)
-	if !ok {
+	m := c.data.Load()
+	if m == nil {
 		return nil, false
 	}
-	return d.(StateData), true
+	d, ok := (*m)[key]
+	return d, ok
 }
 
 // Write stores data under key.
 func (c *CycleState) Write(key StateKey, d StateData) {
-	c.data.Store(key, d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.data.Load()
+	m := make(map[StateKey]StateData, 8)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[key] = d
+	c.data.Store(&m)
 }
 
 // Clone deep-copies the state.
@@ -66,10 +80,13 @@ func (c *CycleState) Clone() *CycleState {
 		return nil
 	}
 	out := NewCycleState()
-	c.data.Range(func(k, v any) bool {
-		out.data.Store(k, v.(StateData).Clone())
-		return true
-	})
+	if m := c.data.Load(); m != nil {
+		cm := make(map[StateKey]StateData, len(*m))
+		for k, v := range *m {
+			cm[k] = v.Clone()
+		}
+		out.data.Store(&cm)
+	}
 	out.SkipFilterPlugins = c.SkipFilterPlugins
 	out.SkipScorePlugins = c.SkipScorePlugins
 	out.activeFilters, out.activeFor = c.activeFilters, c.activeFor

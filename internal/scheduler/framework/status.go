@@ -88,9 +88,11 @@ func (s *Status) Plugin() string {
 	return s.plugin
 }
 
-// WithPlugin records which plugin produced the status and returns it.
+// WithPlugin records which plugin produced the status and returns it. A
+// status that already names the plugin is not written, so plugins may
+// return one shared, pre-labelled status from concurrent Filter calls.
 func (s *Status) WithPlugin(name string) *Status {
-	if s != nil {
+	if s != nil && s.plugin != name {
 		s.plugin = name
 	}
 	return s

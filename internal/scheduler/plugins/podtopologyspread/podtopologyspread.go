@@ -74,6 +74,10 @@ type Args struct {
 	DefaultConstraints []v1.TopologySpreadConstraint
 }
 
+// errConstraintsNotMatch is shared by every rejecting Filter call (most
+// nodes are rejected when one domain is behind): no allocation per node.
+var errConstraintsNotMatch = framework.NewStatus(framework.Unschedulable, ErrReasonConstraintsNotMatch).WithPlugin(Name)
+
 // PodTopologySpread is the plugin.
 type PodTopologySpread struct {
 	h        framework.Handle
@@ -449,7 +453,7 @@ func (p *PodTopologySpread) Filter(_ context.Context, cs *framework.CycleState, 
 			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNodeLabelNotMatch)
 		}
 		if s.counts[i][v]+s.self[i]-s.mins[i] > c.maxSkew {
-			return framework.NewStatus(framework.Unschedulable, ErrReasonConstraintsNotMatch)
+			return errConstraintsNotMatch
 		}
 	}
 	return nil

@@ -126,6 +126,17 @@ func (a *Agent) Dir() string { return filepath.Join(a.cfg.DataDir, "agent") }
 // ContainerdDir is where the private containerd keeps its state.
 func (a *Agent) ContainerdDir() string { return filepath.Join(a.Dir(), "containerd") }
 
+// CNIConfDir holds the CNI network config containerd reads.
+func (a *Agent) CNIConfDir() string { return filepath.Join(a.Dir(), "cni", "net.d") }
+
+// ContainerdConfig is the configuration of the agent's private containerd.
+func (a *Agent) ContainerdConfig() ContainerdConfig {
+	return ContainerdConfig{
+		Dir: a.ContainerdDir(), CNIBinDir: a.cfg.CNIBinDir, CNIConfDir: a.CNIConfDir(),
+		SandboxImage: images.Pause, Logger: a.log,
+	}
+}
+
 // CNIDataDir is host-local's allocation store.
 func (a *Agent) CNIDataDir() string { return filepath.Join(a.Dir(), "cni", "ipam") }
 
@@ -154,23 +165,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	confDir := filepath.Join(a.Dir(), "cni", "net.d")
-	if err := cni.Write(confDir, cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir()}); err != nil {
+	if err := cni.Write(a.CNIConfDir(), cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir()}); err != nil {
 		return err
 	}
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""
 	if endpoint == "" {
-		cd, err := StartContainerd(ctx, ContainerdConfig{
-			Dir: a.ContainerdDir(), CNIBinDir: a.cfg.CNIBinDir, CNIConfDir: confDir,
-			SandboxImage: images.Pause, Logger: a.log,
-		})
+		cd, err := StartContainerd(ctx, a.ContainerdConfig())
 		if err != nil {
 			return err
 		}
 		defer cd.Stop()
-		endpoint, socket = cd.Endpoint(), ContainerdConfig{Dir: a.ContainerdDir()}.Socket()
+		endpoint, socket = cd.Endpoint(), a.ContainerdConfig().Socket()
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	criClient, err := cri.Dial(dialCtx, endpoint)
@@ -185,10 +192,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := images.ImportDir(ctx, socket, filepath.Join(a.Dir(), "images")); err != nil {
 			a.log.Warn("importing image tarballs", "err", err)
 		}
+		// Without the pause image no sandbox starts, but the node still
+		// registers so the problem is visible from the cluster too.
 		if err := images.Ensure(ctx, criClient.Image, socket, filepath.Join(a.Dir(), "image-build")); err != nil {
-			return fmt.Errorf("preparing built-in images: %w", err)
+			a.log.Error("preparing built-in images; pods cannot start until "+images.Pause+" is imported (drop it in "+filepath.Join(a.Dir(), "images")+")", "err", err)
+		} else {
+			a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
 		}
-		a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
 	}
 
 	k, err := kubelet.New(kubelet.Config{

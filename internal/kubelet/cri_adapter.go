@@ -72,13 +72,13 @@ func (r *runtimeAdapter) snapshot(ctx context.Context) (map[types.UID]string, er
 	for _, sb := range sbs.GetItems() {
 		uid := types.UID(sb.GetLabels()[labelPodUID])
 		if uid != "" {
-			out[uid] += sb.GetId()[:12] + ":" + strconv.Itoa(int(sb.GetState())) + ";"
+			out[uid] += shortID(sb.GetId()) + ":" + strconv.Itoa(int(sb.GetState())) + ";"
 		}
 	}
 	for _, c := range cs.GetContainers() {
 		uid := types.UID(c.GetLabels()[labelPodUID])
 		if uid != "" {
-			out[uid] += c.GetId()[:12] + ":" + strconv.Itoa(int(c.GetState())) + ";"
+			out[uid] += shortID(c.GetId()) + ":" + strconv.Itoa(int(c.GetState())) + ";"
 		}
 	}
 	return out, nil

@@ -74,6 +74,10 @@ type Kubelet struct {
 
 const uidIndex = "uid"
 
+func podUIDIndex(obj any) ([]string, error) {
+	return []string{string(obj.(*v1.Pod).UID)}, nil
+}
+
 // initPollInterval is how often a pod with a running init container is
 // re-synced.
 const initPollInterval = 100 * time.Millisecond
@@ -142,9 +146,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.cfg.NodeName).String()
 	}))
 	inf := factory.Core().V1().Pods().Informer()
-	if err := inf.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
-		return []string{string(obj.(*v1.Pod).UID)}, nil
-	}}); err != nil {
+	if err := inf.AddIndexers(cache.Indexers{uidIndex: podUIDIndex}); err != nil {
 		return fmt.Errorf("indexing pods: %w", err)
 	}
 	k.podIndex = inf.GetIndexer()
@@ -511,6 +513,7 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 	}
 	var podIPs []string
 	if a.CreateSandbox {
+		begin := k.clock.Now()
 		id, err := k.rt.runSandbox(ctx, sandboxCfg)
 		k.recordSandbox(pod.UID, err)
 		if err != nil {
@@ -522,14 +525,18 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 			return fmt.Errorf("getting status of sandbox %s: %w", id, err)
 		}
 		podIPs = sandboxState(&runtimeapi.PodSandbox{Id: id}, resp.GetStatus()).IPs
-		log.Info("created sandbox", "sandbox", id[:12], "ips", podIPs)
+		log.Info("created sandbox", "sandbox", shortID(id), "ips", podIPs, "took", k.clock.Since(begin).Round(time.Millisecond))
 	} else {
 		sandboxCfg.Metadata.Attempt = sb.Attempt
 		podIPs = sb.IPs
 	}
 	start := func(c *v1.Container) error {
+		begin := k.clock.Now()
 		err := k.startOne(ctx, pod, c, a.Attempts[c.Name], sandboxID, sandboxCfg, podIPs)
 		k.recordStartErr(pod.UID, c.Name, err)
+		if err == nil {
+			log.Info("started container", "container", c.Name, "attempt", a.Attempts[c.Name], "took", k.clock.Since(begin).Round(time.Millisecond))
+		}
 		return err
 	}
 	if a.StartInit >= 0 {

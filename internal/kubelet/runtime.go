@@ -181,3 +181,11 @@ func sortState(s *PodState) {
 		return a.CreatedAt.After(b.CreatedAt)
 	})
 }
+
+// shortID is the 12-character prefix of a runtime ID, as tools print it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -43,7 +43,7 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 		s.HostIPs = []v1.HostIP{{IP: in.HostIP}}
 	}
 	if s.StartTime == nil {
-		t := metav1.NewTime(in.Now)
+		t := apiTime(in.Now)
 		s.StartTime = &t
 	}
 	var sb SandboxState
@@ -95,7 +95,7 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 		if ok {
 			c.Status, c.Reason, c.Message = v1.ConditionTrue, "", ""
 		}
-		c.LastTransitionTime = metav1.NewTime(in.Now)
+		c.LastTransitionTime = apiTime(in.Now)
 		for _, o := range old.Conditions {
 			if o.Type == t && o.Status == c.Status {
 				c.LastTransitionTime = o.LastTransitionTime
@@ -135,7 +135,7 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 		podReady = podReady && met
 	}
 	cond(v1.PodReady, podReady, readyReason, readyMsg)
-	scheduled := v1.PodCondition{Type: v1.PodScheduled, Status: v1.ConditionTrue, LastTransitionTime: metav1.NewTime(in.Now)}
+	scheduled := v1.PodCondition{Type: v1.PodScheduled, Status: v1.ConditionTrue, LastTransitionTime: apiTime(in.Now)}
 	for _, o := range old.Conditions {
 		if o.Type == v1.PodScheduled {
 			scheduled.LastTransitionTime = o.LastTransitionTime
@@ -193,7 +193,7 @@ func containerStatus(pod *v1.Pod, spec v1.Container, in statusInput, sandboxID s
 	}
 	switch c.State {
 	case ContainerRunning:
-		cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(c.StartedAt)}
+		cs.State.Running = &v1.ContainerStateRunning{StartedAt: apiTime(c.StartedAt)}
 		started := true
 		cs.Started = &started
 		cs.Ready = true
@@ -242,8 +242,8 @@ func terminated(c ContainerState) *v1.ContainerStateTerminated {
 		ExitCode:    c.ExitCode,
 		Reason:      reason,
 		Message:     c.Message,
-		StartedAt:   metav1.NewTime(c.StartedAt),
-		FinishedAt:  metav1.NewTime(c.FinishedAt),
+		StartedAt:   apiTime(c.StartedAt),
+		FinishedAt:  apiTime(c.FinishedAt),
 		ContainerID: containerIDPrefix + c.ID,
 	}
 }
@@ -327,3 +327,8 @@ func qosClass(pod *v1.Pod) v1.PodQOSClass {
 
 // statusEqual ignores nothing: every field the kubelet writes is derived.
 func statusEqual(a, b v1.PodStatus) bool { return equality.Semantic.DeepEqual(a, b) }
+
+// apiTime truncates to the second, as the API's RFC 3339 encoding does, so
+// a status read back from the server compares equal to a freshly generated
+// one and unchanged pods cause no writes.
+func apiTime(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }

@@ -80,16 +80,11 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 		if err := agent.UnmountUnder(dir); err != nil {
 			t.Logf("unmounting: %v", err)
 		}
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupRoot)
-		for _, d := range dirs {
-			_ = os.Remove(d)
-		}
+		removeCgroupTree(t, cgroupRoot)
 	})
 	t.Cleanup(func() {
-		if n.cri != nil {
-			removeAllSandboxes(t, n.cri)
-		}
 		n.stop()
+		n.purge()
 	})
 	n.start()
 	return n
@@ -133,6 +128,27 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// purge removes every sandbox (netns, veth, IP) through a containerd of
+// its own on the node's state, whatever state the agent was left in.
+func (n *node) purge() {
+	t := n.t
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cd, err := agent.StartContainerd(ctx, n.agent.ContainerdConfig())
+	if err != nil {
+		t.Errorf("starting containerd for cleanup: %v", err)
+		return
+	}
+	defer cd.Stop()
+	client, err := cri.Dial(ctx, cd.Endpoint())
+	if err != nil {
+		t.Errorf("dialing containerd for cleanup: %v", err)
+		return
+	}
+	defer client.Close()
+	removeAllSandboxes(t, client)
 }
 
 // stop stops the agent and its containerd; pod containers keep running.
@@ -192,6 +208,36 @@ func killShims(t *testing.T, dir string) {
 			t.Logf("killing leftover shim %d", pid)
 			_ = proc.Kill()
 		}
+	}
+}
+
+// removeCgroupTree kills any process left in the node's cgroups (containers
+// whose shim died) and removes the cgroup directories, deepest first.
+func removeCgroupTree(t *testing.T, root string) {
+	var dirs []string
+	tops, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
+	for _, top := range tops {
+		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	for _, d := range dirs {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				if proc, err := os.FindProcess(pid); err == nil {
+					t.Logf("killing leftover container process %d", pid)
+					_ = proc.Kill()
+				}
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
 	}
 }
 

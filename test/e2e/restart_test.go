@@ -84,6 +84,13 @@ func TestProbesRestartAndCrashLoop(t *testing.T) {
 	if got := httpGet(t, "http://"+ip+":8080/hostname"); got != "web" {
 		t.Errorf("/hostname after restart = %q", got)
 	}
+	// A settled pod causes no status writes: relists and probes that find
+	// nothing new leave the object alone.
+	rv := p.ResourceVersion
+	time.Sleep(3 * time.Second)
+	if p2 := waitPod(t, c, "web", time.Second, "web", func(*v1.Pod) bool { return true }); p2.ResourceVersion != rv {
+		t.Errorf("idle pod rewritten: resourceVersion %s -> %s, status %+v", rv, p2.ResourceVersion, p2.Status)
+	}
 
 	// A crashing container restarts, then waits in CrashLoopBackOff.
 	crash := &v1.Pod{

@@ -27,8 +27,8 @@ type Client struct {
 	conn    *grpc.ClientConn
 }
 
-// Dial connects to endpoint ("unix:///path" or a bare socket path) and checks
-// the runtime answers Version within the context's deadline.
+// Dial connects to endpoint ("unix:///path" or a bare socket path) and waits
+// until the runtime answers Version, or ctx ends (give it a deadline).
 func Dial(ctx context.Context, endpoint string) (*Client, error) {
 	path := strings.TrimPrefix(endpoint, "unix://")
 	if strings.Contains(path, "://") {
@@ -50,20 +50,26 @@ func Dial(ctx context.Context, endpoint string) (*Client, error) {
 		Image:   runtimeapi.NewImageServiceClient(conn),
 		conn:    conn,
 	}
-	if _, err := c.Version(ctx); err != nil {
-		conn.Close()
-		return nil, err
+	// A restarting containerd accepts connections before its CRI plugin
+	// has recovered ("server is not initialized yet"): retry until ready.
+	for {
+		_, err := c.Version(ctx)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return c, nil
 }
 
 // Version asks the runtime for its name and version.
 func (c *Client) Version(ctx context.Context) (*runtimeapi.VersionResponse, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	v, err := c.Runtime.Version(ctx, &runtimeapi.VersionRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("getting cri runtime version: %w", err)

@@ -60,7 +60,7 @@ func affinity(sec int32) svcOpt {
 }
 
 type ep struct {
-	ip, node                   string
+	ip, node                    string
 	ready, serving, terminating bool
 }
 
@@ -116,9 +116,9 @@ func fixture() (map[string]*v1.Service, map[string][]*discovery.EndpointSlice) {
 			// A second slice: pods whose named port "http" resolves to 9090.
 			slice("web", "web-b", []slicePort{{"http", v1.ProtocolTCP, 9090}}, readyEP("10.244.3.4", "node-c")),
 		},
-		"default/dns": {slice("dns", "dns-a", []slicePort{{"dns", v1.ProtocolUDP, 5353}, {"dns-tcp", v1.ProtocolTCP, 5353}}, readyEP("10.244.1.3", "node-a"))},
-		"default/np":  {slice("np", "np-a", tcp8080, readyEP("10.244.2.4", "node-b"))},
-		"default/lb":  {slice("lb", "lb-a", tcp8080, readyEP("10.244.1.4", "node-a"), readyEP("10.244.2.5", "node-b"))},
+		"default/dns":    {slice("dns", "dns-a", []slicePort{{"dns", v1.ProtocolUDP, 5353}, {"dns-tcp", v1.ProtocolTCP, 5353}}, readyEP("10.244.1.3", "node-a"))},
+		"default/np":     {slice("np", "np-a", tcp8080, readyEP("10.244.2.4", "node-b"))},
+		"default/lb":     {slice("lb", "lb-a", tcp8080, readyEP("10.244.1.4", "node-a"), readyEP("10.244.2.5", "node-b"))},
 		"default/sticky": {slice("sticky", "sticky-a", tcp8080, readyEP("10.244.1.5", "node-a"), readyEP("10.244.2.6", "node-b"))},
 		"default/itp":    {slice("itp", "itp-a", tcp8080, readyEP("10.244.2.7", "node-b"))},
 		"default/sctp":   {slice("sctp", "sctp-a", []slicePort{{"", v1.ProtocolSCTP, 9999}}, readyEP("10.244.1.6", "node-a"))},

@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+
+	"skiff.dev/skiff/internal/proxy/nftables"
+)
+
+// inNetns runs fn on a thread that has joined the named network namespace.
+// The thread stays locked, so Go discards it afterwards.
+func inNetns(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + name)
+		if err != nil {
+			errc <- fmt.Errorf("opening netns %s: %w", name, err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("joining netns %s: %w", name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestNetnsClusterIP connects to a ClusterIP through the real kernel: a
+// "node" namespace holding skiff's table and a "pod" namespace with a TCP
+// server, joined by a veth pair created directly inside the namespaces (no
+// host link ever exists). Deleting the namespaces removes the links.
+func TestNetnsClusterIP(t *testing.T) {
+	requireNFT(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	node, pod := randomName("skiff-test-node-"), randomName("skiff-test-pod-")
+	for _, ns := range []string{node, pod} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
+			}
+		})
+	}
+	run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
+	run(t, "ip", "-n", node, "addr", "add", "10.244.77.1/24", "dev", "veth-node")
+	run(t, "ip", "-n", pod, "addr", "add", "10.244.77.2/24", "dev", "veth-pod")
+	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
+		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
+	}
+	// Service IPs need a route for the output path to reach the nat hook.
+	run(t, "ip", "-n", node, "route", "add", "10.96.0.0/16", "dev", "veth-node")
+
+	var ln net.Listener
+	if err := inNetns(pod, func() (err error) {
+		ln, err = net.Listen("tcp", "10.244.77.2:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "hello from "+c.LocalAddr().String())
+			c.Close()
+		}
+	}()
+
+	table := randomName("skiff-test-")
+	ctx := context.Background()
+	err := inNetns(node, func() (err error) {
+		nft, err := knftables.New(knftables.IPv4Family, table)
+		if err != nil {
+			return fmt.Errorf("opening nftables: %w", err)
+		}
+		defer func() {
+			tx := nft.NewTransaction()
+			tx.Delete(&knftables.Table{})
+			if derr := nft.Run(ctx, tx); derr != nil && err == nil {
+				err = fmt.Errorf("deleting table %s: %w", table, derr)
+			}
+		}()
+		r := testRules()
+		r.NodeName = "node-x"
+		svcs := map[string]*v1.Service{
+			"default/web":   service("web", "10.96.77.10"),
+			"default/empty": service("empty", "10.96.77.50"),
+		}
+		sl := map[string][]*discovery.EndpointSlice{
+			"default/web": {slice("web", "web-a", tcp8080, readyEP("10.244.77.2", "node-y"))},
+		}
+		a := nftables.New(nft, knftables.IPv4Family, table)
+		if _, err := a.FullSync(ctx, r.Base(), units(r, svcs, sl)); err != nil {
+			return err
+		}
+		d := net.Dialer{Timeout: 3 * time.Second}
+		c, err := d.Dial("tcp", "10.96.77.10:80")
+		if err != nil {
+			return fmt.Errorf("connecting to the ClusterIP: %w", err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if string(b) != "hello from 10.244.77.2:8080" {
+			return fmt.Errorf("ClusterIP answered %q", b)
+		}
+		// No endpoints: refused at once (TCP reset), not a timeout.
+		start := time.Now()
+		_, err = d.Dial("tcp", "10.96.77.50:80")
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("service without endpoints: want connection refused, got %v after %v", err, time.Since(start))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

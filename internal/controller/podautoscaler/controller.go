@@ -406,27 +406,32 @@ func (c *Controller) replicasForMetric(ctx context.Context, now time.Time, hpa *
 
 // resourceReplicas fetches the usage and the pods and runs the calculator.
 func (c *Controller) resourceReplicas(ctx context.Context, now time.Time, namespace string, current int32, name v1.ResourceName, container string, target autoscalingv2.MetricTarget, selector labels.Selector) (int32, string, autoscalingv2.MetricValueStatus, error) {
+	var none autoscalingv2.MetricValueStatus
 	if target.AverageValue == nil && target.AverageUtilization == nil {
-		return 0, "", autoscalingv2.MetricValueStatus{}, errors.New("invalid resource metric source: neither an average utilization target nor an average value (usage) target was set")
+		return 0, "", none, errors.New("invalid resource metric source: neither an average utilization target nor an average value (usage) target was set")
+	}
+	what := fmt.Sprintf("failed to get %s utilization", name)
+	if target.AverageValue != nil {
+		what = fmt.Sprintf("failed to get %s usage", name)
 	}
 	metrics, _, err := c.metrics.GetResourceMetric(ctx, name, namespace, selector, container)
 	if err != nil {
-		return 0, "", autoscalingv2.MetricValueStatus{}, fmt.Errorf("unable to get metrics for resource %s: %w", name, err)
+		return 0, "", none, fmt.Errorf("%s: unable to get metrics for resource %s: %w", what, name, err)
 	}
 	pods, err := c.podLister.Pods(namespace).List(selector)
 	if err != nil {
-		return 0, "", autoscalingv2.MetricValueStatus{}, fmt.Errorf("unable to get pods while calculating replica count: %w", err)
+		return 0, "", none, fmt.Errorf("%s: unable to get pods while calculating replica count: %w", what, err)
 	}
 	if target.AverageValue != nil {
 		n, avg, err := c.calc.averageValueReplicas(now, current, target.AverageValue.MilliValue(), name, pods, metrics)
 		if err != nil {
-			return 0, "", autoscalingv2.MetricValueStatus{}, fmt.Errorf("failed to get %s usage: %w", name, err)
+			return 0, "", none, fmt.Errorf("%s: %w", what, err)
 		}
 		return n, fmt.Sprintf("%s resource", name), autoscalingv2.MetricValueStatus{AverageValue: resource.NewMilliQuantity(avg, resource.DecimalSI)}, nil
 	}
 	p, err := c.calc.utilizationReplicas(now, current, *target.AverageUtilization, name, container, pods, metrics)
 	if err != nil {
-		return 0, "", autoscalingv2.MetricValueStatus{}, fmt.Errorf("failed to get %s utilization: %w", name, err)
+		return 0, "", none, fmt.Errorf("%s: %w", what, err)
 	}
 	utilization := p.utilization
 	return p.replicas, fmt.Sprintf("%s resource utilization (percentage of request)", name),

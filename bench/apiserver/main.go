@@ -58,6 +58,7 @@ type options struct {
 	watchDur                         time.Duration
 	inprocess                        bool
 	heapprofile                      string
+	serverEnv                        []string
 }
 
 func run() error {
@@ -77,7 +78,12 @@ func run() error {
 	flag.BoolVar(&o.inprocess, "inprocess", false, "run create/list/watch against an in-process server (for -cpuprofile)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (with -inprocess: the server too)")
 	flag.StringVar(&o.heapprofile, "heapprofile", "", "with -inprocess: write a heap profile of the idle server after -idle, before any load")
+	var serverEnv string
+	flag.StringVar(&serverEnv, "server-env", "", "comma-separated VAR=value settings for every server started (e.g. GOGC=200)")
 	flag.Parse()
+	if serverEnv != "" {
+		o.serverEnv = strings.Split(serverEnv, ",")
+	}
 	for _, s := range strings.Split(levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -136,7 +142,7 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "%-8s %-44s %12s   (load %s)\n", r.scenario, r.metric, r.value, r.load)
 	}
 	if want["start"] {
-		fresh, restart, err := coldStarts(ctx, o.bin, o.work, o.starts)
+		fresh, restart, err := coldStarts(ctx, o.bin, o.work, o.starts, o.serverEnv)
 		if err != nil {
 			return fmt.Errorf("start scenario: %w", err)
 		}
@@ -148,7 +154,7 @@ func run() error {
 			apiOnly bool
 			label   string
 		}{{false, "whole server (--disable-agent)"}, {true, "API server + etcd only"}} {
-			kb, err := idleRSS(ctx, o.bin, filepath.Join(o.work, "rss"), v.apiOnly, o.idle, nil)
+			kb, err := idleRSS(ctx, o.bin, filepath.Join(o.work, "rss"), v.apiOnly, o.idle, o.serverEnv)
 			if err != nil {
 				return fmt.Errorf("rss scenario: %w", err)
 			}
@@ -253,7 +259,7 @@ func (o *options) startTarget(ctx context.Context) (target, func(), error) {
 	dir := filepath.Join(o.work, "load")
 	_ = os.RemoveAll(dir)
 	if !o.inprocess {
-		p, err := startServer(ctx, o.bin, dir, true, nil)
+		p, err := startServer(ctx, o.bin, dir, true, o.serverEnv)
 		if err != nil {
 			return nil, nil, err
 		}

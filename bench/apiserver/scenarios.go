@@ -249,13 +249,13 @@ func watchLatency(ctx context.Context, t target, ns string, watchers, rate int, 
 
 // coldStarts starts n fresh servers and then restarts the last one on its
 // existing data dir, returning the times to /readyz 200.
-func coldStarts(ctx context.Context, bin, work string, n int) (durations, time.Duration, error) {
+func coldStarts(ctx context.Context, bin, work string, n int, env []string) (durations, time.Duration, error) {
 	var fresh durations
 	var last string
 	for i := 0; i < n; i++ {
 		dir := filepath.Join(work, fmt.Sprintf("start-%d", i))
 		_ = os.RemoveAll(dir)
-		p, err := startServer(ctx, bin, dir, false, nil)
+		p, err := startServer(ctx, bin, dir, false, env)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -265,7 +265,7 @@ func coldStarts(ctx context.Context, bin, work string, n int) (durations, time.D
 	}
 	var restart durations
 	for i := 0; i < n; i++ {
-		p, err := startServer(ctx, bin, last, false, nil)
+		p, err := startServer(ctx, bin, last, false, env)
 		if err != nil {
 			return nil, 0, err
 		}

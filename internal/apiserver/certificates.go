@@ -25,22 +25,7 @@ func (s *Server) serveCSRApproval(w http.ResponseWriter, r *http.Request, ri *Re
 		s.writeError(w, r, apierrors.NewMethodNotSupported(st.R.GroupResource(), ri.Verb))
 		return
 	}
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	dr, err := dryRun(r.URL.Query())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	fm, err := fieldManagerName(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	obj, err := s.decodeBody(w, r, st, body, st.R.New())
+	obj, wp, err := s.decodeWrite(w, r, st)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -57,7 +42,7 @@ func (s *Server) serveCSRApproval(w http.ResponseWriter, r *http.Request, ri *Re
 			return nil, apierrors.NewInvalid(st.R.GroupVersionKind().GroupKind(), ri.Name, errs)
 		}
 		return next, nil
-	}, generic.UpdateOptions{DryRun: dr, FieldManager: fm, Subresource: "approval"})
+	}, generic.UpdateOptions{DryRun: wp.dryRun, FieldManager: wp.fieldManager, Subresource: "approval"})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -316,28 +316,47 @@ func fieldManagerName(r *http.Request) (string, error) {
 
 // ---------------------------------------------------------------- writes
 
-func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
+// writeParams are the query parameters every write takes.
+type writeParams struct {
+	dryRun       bool
+	fieldManager string
+}
+
+// parseWrite reads the body and the common write parameters.
+func parseWrite(r *http.Request) ([]byte, writeParams, error) {
 	body, err := readBody(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, writeParams{}, err
 	}
-	q := r.URL.Query()
-	dr, err := dryRun(q)
+	dr, err := dryRun(r.URL.Query())
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, writeParams{}, err
 	}
 	fm, err := fieldManagerName(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, writeParams{}, err
+	}
+	return body, writeParams{dryRun: dr, fieldManager: fm}, nil
+}
+
+// decodeWrite is parseWrite plus decoding the body into a new object of
+// st's type.
+func (s *Server) decodeWrite(w http.ResponseWriter, r *http.Request, st *generic.Store) (runtime.Object, writeParams, error) {
+	body, wp, err := parseWrite(r)
+	if err != nil {
+		return nil, wp, err
 	}
 	obj, err := s.decodeBody(w, r, st, body, st.R.New())
+	return obj, wp, err
+}
+
+func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
+	obj, wp, err := s.decodeWrite(w, r, st)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	dr, fm := wp.dryRun, wp.fieldManager
 	out, err := st.Create(r.Context(), ri.Namespace, obj, generic.CreateOptions{DryRun: dr, FieldManager: fm})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -347,27 +366,12 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, ri *Request
 }
 
 func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
-	body, err := readBody(r)
+	obj, wp, err := s.decodeWrite(w, r, st)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	dr, err := dryRun(q)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	fm, err := fieldManagerName(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	obj, err := s.decodeBody(w, r, st, body, st.R.New())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	dr, fm := wp.dryRun, wp.fieldManager
 	sub := ri.Subresource
 	if sub == "finalize" {
 		s.serveFinalize(w, r, ri, st, obj, dr)

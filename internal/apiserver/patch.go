@@ -38,23 +38,14 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 		s.writeError(w, r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", st.R.GroupResource(), ri.Name, "apply-patch+cbor is not supported", 0, false))
 		return
 	}
-	body, err := readBody(r)
+	body, wp, err := parseWrite(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	dr, fm := wp.dryRun, wp.fieldManager
 	q := r.URL.Query()
-	dr, err := dryRun(q)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	directive, err := fieldValidation(q)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	fm, err := fieldManagerName(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

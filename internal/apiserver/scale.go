@@ -54,17 +54,12 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *RequestI
 		}
 		s.writeRaw(w, http.StatusOK, mediaJSON, s.neg.byType[mediaJSON].Serializer, scaleOf(st, obj))
 	case "update", "patch":
-		body, err := readBody(r)
+		body, wp, err := parseWrite(r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		dr, err := dryRun(r.URL.Query())
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		fm, _ := fieldManagerName(r)
+		dr, fm := wp.dryRun, wp.fieldManager
 		var warnings []string
 		out, _, err := st.Update(ctx, ri.Namespace, ri.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
 			if cur == nil {

@@ -86,7 +86,9 @@ func TestNamespaceLifecycle(t *testing.T) {
 		"dying": {ObjectMeta: metav1.ObjectMeta{Name: "dying", DeletionTimestamp: &now}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating}},
 	}})
 	ctx := context.Background()
-	pod := func(ns string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns}} }
+	pod := func(ns string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns}}
+	}
 	if err := c.Validate(ctx, podsR, generic.OpCreate, pod("live"), nil); err != nil {
 		t.Errorf("create in live namespace: %v", err)
 	}

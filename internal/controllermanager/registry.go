@@ -25,6 +25,7 @@ import (
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
 	"skiff.dev/skiff/internal/controller/nodelifecycle"
+	"skiff.dev/skiff/internal/controller/podautoscaler"
 	"skiff.dev/skiff/internal/controller/replicaset"
 	"skiff.dev/skiff/internal/controller/resourcequota"
 	"skiff.dev/skiff/internal/controller/serviceaccount"
@@ -135,6 +136,13 @@ func DefaultRegistry() map[string]Registration {
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)
+		}},
+		"horizontalpodautoscaling": {Workers: 5, New: func(c Context) (Runner, error) {
+			f := c.Informers
+			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery))
+			return podautoscaler.New(podautoscaler.Config{Clock: c.Clock, Mapper: mapper, Scales: podautoscaler.NewScaleClient(c.Client, c.Discovery, mapper),
+				Metrics: podautoscaler.MetricsForKube(c.Client)}, c.Client, f.Autoscaling().V2().HorizontalPodAutoscalers(), f.Core().V1().Pods(),
+				c.Recorder("horizontal-pod-autoscaler"), c.Logger)
 		}},
 	}
 }

@@ -154,11 +154,11 @@ func run() error {
 			apiOnly bool
 			label   string
 		}{{false, "whole server (--disable-agent)"}, {true, "API server + etcd only"}} {
-			kb, err := idleRSS(ctx, o.bin, filepath.Join(o.work, "rss"), v.apiOnly, o.idle, o.serverEnv)
+			r, err := idleRSS(ctx, o.bin, filepath.Join(o.work, "rss"), v.apiOnly, o.idle, o.serverEnv)
 			if err != nil {
 				return fmt.Errorf("rss scenario: %w", err)
 			}
-			emit(result{"rss", fmt.Sprintf("idle VmRSS after %s, %s", o.idle, v.label), fmt.Sprintf("%.0f MB", float64(kb)/1024), "< 100 MB", loadAvg()})
+			emit(result{"rss", fmt.Sprintf("idle VmRSS after %s, %s", o.idle, v.label), r.String(), "< 100 MB", loadAvg()})
 		}
 	}
 	if want["create"] || want["list"] || want["watch"] {

@@ -275,18 +275,36 @@ func coldStarts(ctx context.Context, bin, work string, n int, env []string) (dur
 	return fresh, restart.median(), nil
 }
 
-// idleRSS starts a server, waits idle, and reads VmRSS.
-func idleRSS(ctx context.Context, bin, dir string, apiOnly bool, idle time.Duration, env []string) (int64, error) {
+// rss is a process's resident memory in KiB: the total, and its anonymous
+// (heap, stacks) and file-backed (mostly the mapped skiff binary) parts.
+type rss struct{ total, anon, file int64 }
+
+func (r rss) String() string {
+	return fmt.Sprintf("%.0f MB (anon %.0f, file %.0f)", float64(r.total)/1024, float64(r.anon)/1024, float64(r.file)/1024)
+}
+
+// idleRSS starts a server, waits idle, and reads its resident memory.
+func idleRSS(ctx context.Context, bin, dir string, apiOnly bool, idle time.Duration, env []string) (rss, error) {
 	_ = os.RemoveAll(dir)
 	p, err := startServer(ctx, bin, dir, apiOnly, env)
 	if err != nil {
-		return 0, err
+		return rss{}, err
 	}
 	defer p.stop()
 	select {
 	case <-time.After(idle):
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return rss{}, ctx.Err()
 	}
-	return p.rssKB()
+	var r rss
+	pid := p.cmd.Process.Pid
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{"VmRSS:", &r.total}, {"RssAnon:", &r.anon}, {"RssFile:", &r.file}} {
+		if *f.dst, err = procStatusKB(pid, f.name); err != nil {
+			return rss{}, err
+		}
+	}
+	return r, nil
 }

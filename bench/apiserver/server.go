@@ -134,11 +134,6 @@ func (p *serverProc) restConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-// rssKB reads VmRSS of the server process in KiB.
-func (p *serverProc) rssKB() (int64, error) {
-	return procStatusKB(p.cmd.Process.Pid, "VmRSS:")
-}
-
 func procStatusKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -547,7 +547,10 @@ func (c *Controller) cleanupUnhealthy(ctx context.Context, d *appsv1.Deployment,
 			break
 		}
 		size := replicas(rs.Spec.Replicas)
-		if size == 0 || size == rs.Status.AvailableReplicas {
+		// A status written before the last scale-down can report more
+		// available pods than the spec: nothing is unhealthy then, and
+		// "cleaning up" a negative count would scale the old set back up.
+		if size == 0 || rs.Status.AvailableReplicas >= size {
 			continue
 		}
 		down := min(maxCleanup-total, size-rs.Status.AvailableReplicas)

@@ -33,11 +33,15 @@ func deployments() *registry.Resource {
 				d.Status = o.Status
 			}
 		},
+		// As upstream's deployment status strategy: the spec and labels are
+		// kept, other metadata (the controller's revision annotation) may
+		// change through the status subresource.
 		PrepareForStatusUpdate: func(obj, old runtime.Object) {
 			d, ok1 := obj.(*appsv1.Deployment)
 			o, ok2 := old.(*appsv1.Deployment)
 			if ok1 && ok2 {
 				d.Spec = o.Spec
+				d.Labels = o.Labels
 			}
 		},
 		Validate:       func(obj runtime.Object) field.ErrorList { return validateDeployment(obj.(*appsv1.Deployment)) },

@@ -121,7 +121,9 @@ func TestSelectVictimsOnNode(t *testing.T) {
 }
 
 func TestPickOne(t *testing.T) {
-	v := func(name string, prio int32, started time.Duration) *v1.Pod { return prioPod(name, "", "1", prio, started, nil) }
+	v := func(name string, prio int32, started time.Duration) *v1.Pod {
+		return prioPod(name, "", "1", prio, started, nil)
+	}
 	tests := []struct {
 		name string
 		cs   []Candidate

@@ -276,7 +276,10 @@ func (p *InterPodAffinity) RemovePod(_ context.Context, cs *framework.CycleState
 	return p.update(cs, pi, rm, ni, -1)
 }
 
-// Filter checks the three rules against the precomputed counts.
+// Filter checks the three rules against the precomputed counts, in
+// upstream's order (so the reported reason is upstream's when several
+// fail): the pod's affinity, its anti-affinity, then existing pods'
+// anti-affinity.
 func (p *InterPodAffinity) Filter(_ context.Context, cs *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
 	d, ok := cs.Read(preFilterKey)
 	if !ok {
@@ -284,18 +287,6 @@ func (p *InterPodAffinity) Filter(_ context.Context, cs *framework.CycleState, p
 	}
 	s := d.(*preFilterState)
 	node := ni.Node()
-	if len(s.existingAnti) > 0 {
-		for k, v := range node.Labels {
-			if s.existingAnti[pair{k, v}] > 0 {
-				return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinityRulesNotMatch)
-			}
-		}
-	}
-	for i := range s.antiTerms {
-		if v, ok := node.Labels[s.antiTerms[i].TopologyKey]; ok && s.anti[pair{s.antiTerms[i].TopologyKey, v}] > 0 {
-			return framework.NewStatus(framework.Unschedulable, ErrReasonAntiAffinityRulesNotMatch)
-		}
-	}
 	if len(s.affTerms) > 0 {
 		all := true
 		for i := range s.affTerms {
@@ -308,15 +299,26 @@ func (p *InterPodAffinity) Filter(_ context.Context, cs *framework.CycleState, p
 		if !all {
 			// The first pod of a self-affine group may go anywhere that has
 			// the topology keys.
-			if len(s.affinity) == 0 && matchesAll(s.affTerms, pi.Pod) {
-				for i := range s.affTerms {
-					if _, ok := node.Labels[s.affTerms[i].TopologyKey]; !ok {
-						return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonAffinityRulesNotMatch)
-					}
-				}
-				return nil
+			if len(s.affinity) > 0 || !matchesAll(s.affTerms, pi.Pod) {
+				return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonAffinityRulesNotMatch)
 			}
-			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonAffinityRulesNotMatch)
+			for i := range s.affTerms {
+				if _, ok := node.Labels[s.affTerms[i].TopologyKey]; !ok {
+					return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonAffinityRulesNotMatch)
+				}
+			}
+		}
+	}
+	for i := range s.antiTerms {
+		if v, ok := node.Labels[s.antiTerms[i].TopologyKey]; ok && s.anti[pair{s.antiTerms[i].TopologyKey, v}] > 0 {
+			return framework.NewStatus(framework.Unschedulable, ErrReasonAntiAffinityRulesNotMatch)
+		}
+	}
+	if len(s.existingAnti) > 0 {
+		for k, v := range node.Labels {
+			if s.existingAnti[pair{k, v}] > 0 {
+				return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinityRulesNotMatch)
+			}
 		}
 	}
 	return nil

@@ -1,0 +1,185 @@
+// Package e2e benchmarks the scheduler end to end through the API, the way
+// kube-scheduler was measured for issue 3: an in-process skiff API server
+// (embedded etcd), hollow nodes registered and pending pods created first,
+// then the scheduler started; the clock runs from the scheduler's start
+// until the last pod is bound (seen through a pod watch). pods/s is pods
+// divided by that time.
+//
+//	go test ./bench/scheduler/e2e -run XXX -bench . -benchtime 1x -timeout 60m \
+//	    -args -nodes 5000 -pods 10000
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"skiff.dev/skiff/internal/hollow"
+	"skiff.dev/skiff/internal/scheduler"
+	"skiff.dev/skiff/test/integration/framework"
+)
+
+var (
+	numNodes = flag.Int("nodes", 5000, "hollow nodes to register")
+	numPods  = flag.Int("pods", 10000, "pending pods to schedule")
+	numZones = flag.Int("zones", 10, "zones the nodes are spread over")
+	creators = flag.Int("creators", 16, "goroutines creating pods")
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func registerNodes(b *testing.B, client kubernetes.Interface) {
+	b.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, *numZones)
+	per := *numNodes / *numZones
+	for z := 0; z < *numZones; z++ {
+		count := per
+		if z == *numZones-1 {
+			count = *numNodes - per*(*numZones-1)
+		}
+		nodes := hollow.New(client, hollow.Options{Count: count, Prefix: fmt.Sprintf("z%d-node-", z),
+			Labels: map[string]string{v1.LabelTopologyZone: fmt.Sprintf("zone-%d", z)}})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := nodes.Register(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatalf("registering hollow nodes: %v", err)
+	}
+}
+
+func createPods(b *testing.B, client kubernetes.Interface) {
+	b.Helper()
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	for w := 0; w < *creators; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *numPods || firstErr.Load() != nil {
+					return
+				}
+				p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i), Labels: map[string]string{"app": "bench"}},
+					Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10",
+						Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
+							v1.ResourceCPU: resource.MustParse("100m"), v1.ResourceMemory: resource.MustParse("500Mi")}}}}}}
+				if _, err := client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+					err = fmt.Errorf("creating pod %d: %w", i, err)
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstErr.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
+func BenchmarkSchedulingBasicE2E(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		runOnce(b)
+	}
+}
+
+func runOnce(b *testing.B) {
+	c := framework.Start(b, framework.Options{})
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = -1, 1000 // client-side limits lifted, as for kube-scheduler
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	registerNodes(b, client)
+	b.Logf("registered %d nodes in %v", *numNodes, time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	createPods(b, client)
+	b.Logf("created %d pods in %v", *numPods, time.Since(t0).Round(time.Millisecond))
+
+	// Count bound pods from a watch, as a test harness would.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bound atomic.Int64
+	done := make(chan struct{})
+	watchFactory := informers.NewSharedInformerFactory(client, 0)
+	podInf := watchFactory.Core().V1().Pods().Informer()
+	seen := sync.Map{}
+	onPod := func(obj any) {
+		p, ok := obj.(*v1.Pod)
+		if !ok || p.Spec.NodeName == "" {
+			return
+		}
+		if _, dup := seen.LoadOrStore(p.UID, true); !dup && bound.Add(1) == int64(*numPods) {
+			close(done)
+		}
+	}
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onPod, UpdateFunc: func(_, o any) { onPod(o) }}); err != nil {
+		b.Fatal(err)
+	}
+	watchFactory.Start(ctx.Done())
+	cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced)
+
+	schedFactory := informers.NewSharedInformerFactory(client, 0)
+	s, err := scheduler.New(scheduler.Config{}, client, schedFactory, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	b.ResetTimer()
+	go func() { _ = s.Run(ctx) }()
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-progress.C:
+			b.Logf("%v: %d/%d pods bound", time.Since(start).Round(time.Second), bound.Load(), *numPods)
+		case <-time.After(30 * time.Minute):
+			b.Fatalf("only %d/%d pods bound after 30 minutes", bound.Load(), *numPods)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(*numPods)/elapsed.Seconds(), "pods/s")
+	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cpu-cores")
+	b.Logf("%d nodes, %d pods: all bound in %v (%.0f pods/s), process CPU %v", *numNodes, *numPods,
+		elapsed.Round(time.Millisecond), float64(*numPods)/elapsed.Seconds(), cpu.Round(time.Millisecond))
+}

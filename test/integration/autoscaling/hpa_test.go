@@ -3,7 +3,10 @@
 // nodes. The metrics.k8s.io API is not served yet, so each test builds its
 // own controller against the server with a fake MetricsClient; the scale
 // subresource, the REST mapper (from discovery), informers, status and
-// events are all real.
+// events are all real. The controller manager's own HPA controller runs
+// too: without a metrics API it only reports FailedGetResourceMetric and
+// never rescales, so assertions stick to sizes, desiredReplicas,
+// lastScaleTime, the ScalingLimited condition and events.
 package autoscaling
 
 import (

@@ -1,0 +1,253 @@
+// Package controllers benchmarks the control plane end to end, as issue 4
+// asks: an in-process skiff server (embedded etcd without fsync) running
+// the controller manager and the scheduler, hollow nodes reporting bound
+// pods Running, and one large Deployment. The clock starts when the
+// Deployment is created and stops when the last pod is Running (seen by a
+// pod informer in the benchmark); pods/s is replicas divided by that time.
+// A rolling update of the Deployment (25%/25%) is then timed until the
+// Deployment reports every replica updated and available and no old pod is
+// left.
+//
+//	go test ./bench/controllers -run XXX -bench . -benchtime 1x -timeout 60m \
+//	    -args -nodes 1000 -replicas 10000
+//
+// Add -cpuprofile cpu.out to profile the whole process (API server, etcd,
+// controllers, scheduler, hollow nodes and the benchmark's informer).
+package controllers
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"skiff.dev/skiff/internal/hollow"
+	"skiff.dev/skiff/test/integration/framework"
+)
+
+var (
+	numNodes    = flag.Int("nodes", 1000, "hollow nodes")
+	numReplicas = flag.Int("replicas", 10000, "replicas of the Deployment")
+	hollowWork  = flag.Int("hollow-workers", 32, "hollow pod status workers")
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// tracker follows the benchmark Deployment's pods: when each was first
+// seen, bound and Running.
+type tracker struct {
+	mu                      sync.Mutex
+	created, bound, running map[string]time.Time
+	image                   map[string]string
+	liveByImage             map[string]int
+	firstCreate, lastCreate time.Time
+	lastBound, lastRunning  time.Time
+	changed                 chan struct{}
+}
+
+func newTracker() *tracker {
+	return &tracker{created: map[string]time.Time{}, bound: map[string]time.Time{}, running: map[string]time.Time{},
+		image: map[string]string{}, liveByImage: map[string]int{}, changed: make(chan struct{}, 1)}
+}
+
+func (tr *tracker) observe(p *v1.Pod, deleted bool) {
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	k := p.Name
+	img := p.Spec.Containers[0].Image
+	if deleted {
+		if _, ok := tr.image[k]; ok {
+			tr.liveByImage[tr.image[k]]--
+			delete(tr.image, k)
+		}
+	} else {
+		if _, ok := tr.image[k]; !ok {
+			tr.image[k] = img
+			tr.liveByImage[img]++
+		}
+		if _, ok := tr.created[k]; !ok {
+			tr.created[k] = now
+			tr.lastCreate = now
+			if tr.firstCreate.IsZero() {
+				tr.firstCreate = now
+			}
+		}
+		if _, ok := tr.bound[k]; !ok && p.Spec.NodeName != "" {
+			tr.bound[k] = now
+			tr.lastBound = now
+		}
+		if _, ok := tr.running[k]; !ok && p.Status.Phase == v1.PodRunning {
+			tr.running[k] = now
+			tr.lastRunning = now
+		}
+	}
+	select {
+	case tr.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (tr *tracker) waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.After(timeout)
+	for {
+		tr.mu.Lock()
+		ok := cond()
+		tr.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-tr.changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			return fmt.Errorf("timed out after %v", timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func BenchmarkDeploymentEndToEnd(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		run(b)
+	}
+}
+
+func run(b *testing.B) {
+	c := framework.Start(b, framework.Options{ControllerManager: true, Scheduler: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := c.Client
+
+	h := hollow.New(client, hollow.Options{Count: *numNodes, Workers: *hollowWork})
+	hdone := make(chan error, 1)
+	go func() { hdone <- h.Run(ctx) }()
+	defer func() { cancel(); <-hdone }()
+	regStart := time.Now()
+	for {
+		l, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err == nil && len(l.Items) >= *numNodes {
+			break
+		}
+		if time.Since(regStart) > 5*time.Minute {
+			b.Fatalf("nodes not registered after 5m")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Logf("%d hollow nodes registered in %v", *numNodes, time.Since(regStart).Round(time.Millisecond))
+
+	tr := newTracker()
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace("default"))
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { tr.observe(o.(*v1.Pod), false) },
+		UpdateFunc: func(_, o any) { tr.observe(o.(*v1.Pod), false) },
+		DeleteFunc: func(o any) {
+			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			if p, ok := o.(*v1.Pod); ok {
+				tr.observe(p, true)
+			}
+		},
+	}); err != nil {
+		b.Fatalf("adding handler: %v", err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+
+	n := int32(*numReplicas)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &n,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "bench"}},
+			Template: v1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "bench"}},
+				Spec:       v1.PodSpec{Containers: []v1.Container{{Name: "app", Image: "bench:v1"}}},
+			},
+		},
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	b.ResetTimer()
+	if _, err := client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		b.Fatalf("creating deployment: %v", err)
+	}
+	total := int(n)
+	err := tr.waitUntil(ctx, 30*time.Minute, func() bool { return len(tr.running) >= total })
+	tr.mu.Lock()
+	created, bound, running := len(tr.created), len(tr.bound), len(tr.running)
+	lastCreate, lastBound, lastRunning, firstCreate := tr.lastCreate, tr.lastBound, tr.lastRunning, tr.firstCreate
+	tr.mu.Unlock()
+	if err != nil {
+		b.Fatalf("waiting for %d running pods: %v (created %d, bound %d, running %d)", total, err, created, bound, running)
+	}
+	upTime := lastRunning.Sub(start)
+	upCPU := cpuTime() - cpu0
+
+	// Rolling update to v2, complete when the Deployment says so and no
+	// v1 pod is left.
+	cpu1 := cpuTime()
+	rollStart := time.Now()
+	for attempt := 0; ; attempt++ {
+		cur, err := client.AppsV1().Deployments("default").Get(ctx, "bench", metav1.GetOptions{})
+		if err != nil {
+			b.Fatalf("getting deployment: %v", err)
+		}
+		cur.Spec.Template.Spec.Containers[0].Image = "bench:v2"
+		if _, err = client.AppsV1().Deployments("default").Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
+			break
+		} else if attempt > 10 {
+			b.Fatalf("updating deployment: %v", err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		cur, err := client.AppsV1().Deployments("default").Get(ctx, "bench", metav1.GetOptions{})
+		if err != nil {
+			b.Fatalf("getting deployment: %v", err)
+		}
+		s := cur.Status
+		tr.mu.Lock()
+		oldLeft := tr.liveByImage["bench:v1"]
+		tr.mu.Unlock()
+		if s.ObservedGeneration >= cur.Generation && s.UpdatedReplicas == n && s.AvailableReplicas == n && s.Replicas == n && oldLeft == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("rolling update not complete after 30m: status %+v, %d v1 pods left", s, oldLeft)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rollTime := time.Since(rollStart)
+	rollCPU := cpuTime() - cpu1
+	b.StopTimer()
+
+	b.ReportMetric(float64(total)/upTime.Seconds(), "pods-running/s")
+	b.ReportMetric(float64(total)/rollTime.Seconds(), "pods-rolled/s")
+	fmt.Printf("\n%d hollow nodes, Deployment of %d replicas\n", *numNodes, total)
+	fmt.Printf("| phase                          | time      | pods/s | process CPU |\n")
+	fmt.Printf("|--------------------------------|----------:|-------:|------------:|\n")
+	fmt.Printf("| first pod created              | %9v |        |             |\n", firstCreate.Sub(start).Round(time.Millisecond))
+	fmt.Printf("| all pods created               | %9v | %6.0f |             |\n", lastCreate.Sub(start).Round(time.Millisecond), float64(total)/lastCreate.Sub(start).Seconds())
+	fmt.Printf("| all pods bound                 | %9v | %6.0f |             |\n", lastBound.Sub(start).Round(time.Millisecond), float64(total)/lastBound.Sub(start).Seconds())
+	fmt.Printf("| all pods Running               | %9v | %6.0f | %11v |\n", upTime.Round(time.Millisecond), float64(total)/upTime.Seconds(), upCPU.Round(time.Second))
+	fmt.Printf("| rolling update v1 -> v2 done   | %9v | %6.0f | %11v |\n", rollTime.Round(time.Millisecond), float64(total)/rollTime.Seconds(), rollCPU.Round(time.Second))
+}

@@ -46,7 +46,7 @@ func TestDefaultServiceAccountAndTokenRequest(t *testing.T) {
 	if _, err := bearer(tr.Status.Token).CoreV1().ServiceAccounts(e.ns).Get(e.ctx, "default", metav1.GetOptions{}); err != nil {
 		t.Errorf("GET with the service account token: %v", err)
 	}
-	if _, err := bearer(tr.Status.Token + "x").CoreV1().ServiceAccounts(e.ns).Get(e.ctx, "default", metav1.GetOptions{}); !apierrors.IsUnauthorized(err) {
+	if _, err := bearer(tr.Status.Token+"x").CoreV1().ServiceAccounts(e.ns).Get(e.ctx, "default", metav1.GetOptions{}); !apierrors.IsUnauthorized(err) {
 		t.Errorf("GET with a tampered token: err = %v, want Unauthorized", err)
 	}
 	// A token for another audience is not accepted by the API server.

@@ -365,3 +365,51 @@ func TestOnDeleteDoesNotReplace(t *testing.T) {
 		t.Fatalf("recreated pod image %s", img)
 	}
 }
+
+func TestWhenDeletedDeleteOwnsClaimsBySet(t *testing.T) {
+	f := newFixture(t, newSet(1, func(s *appsv1.StatefulSet) {
+		s.Spec.VolumeClaimTemplates = []v1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: map[string]string{"tier": "db"}}}}
+		s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+			WhenDeleted: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+			WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+		}
+	}))
+	f.sync()
+	c, err := f.client.CoreV1().PersistentVolumeClaims("default").Get(context.Background(), "data-web-0", metav1.GetOptions{})
+	must(t, err)
+	if len(c.OwnerReferences) != 1 || c.OwnerReferences[0].Kind != "StatefulSet" || c.OwnerReferences[0].UID != "set-uid" {
+		t.Fatalf("owners = %+v", c.OwnerReferences)
+	}
+	if c.Labels["tier"] != "db" || c.Labels["app"] != "web" {
+		t.Fatalf("labels = %v", c.Labels)
+	}
+	// Switching the policy to Retain releases the claim.
+	f.runReady("web-0")
+	s := f.set()
+	s.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+	must(t, f.client.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("statefulsets"), s, "default"))
+	f.refresh()
+	f.sync()
+	f.expectWrites("update persistentvolumeclaims data-web-0")
+	c, _ = f.client.CoreV1().PersistentVolumeClaims("default").Get(context.Background(), "data-web-0", metav1.GetOptions{})
+	if len(c.OwnerReferences) != 0 {
+		t.Fatalf("owners after Retain = %+v", c.OwnerReferences)
+	}
+}
+
+func TestRestartsFinishedPods(t *testing.T) {
+	f := newFixture(t, newSet(2))
+	f.sync()
+	f.runReady("web-0")
+	f.sync()
+	f.runReady("web-1")
+	p := f.pod("web-0")
+	p.Status.Phase = v1.PodFailed
+	must(t, f.client.Tracker().Update(v1.SchemeGroupVersion.WithResource("pods"), p, "default"))
+	f.refresh()
+	f.sync()
+	f.expectWrites("delete pods web-0")
+	f.refresh()
+	f.sync()
+	f.expectWrites("create pods web-0")
+}

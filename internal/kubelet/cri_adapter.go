@@ -85,7 +85,22 @@ func (r *runtimeAdapter) snapshot(ctx context.Context) (map[types.UID]string, er
 }
 
 func (r *runtimeAdapter) podLogDir(pod *v1.Pod) string {
-	return filepath.Join(r.logRoot, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID))
+	return r.logDir(pod.Namespace, pod.Name, pod.UID)
+}
+
+// logDir is a pod's container log directory, named as upstream's
+// /var/log/pods/<namespace>_<name>_<uid>.
+func (r *runtimeAdapter) logDir(namespace, name string, uid types.UID) string {
+	return filepath.Join(r.logRoot, namespace+"_"+name+"_"+string(uid))
+}
+
+// removePodFiles deletes what the kubelet itself keeps for a removed pod:
+// its cgroup directories and its container logs.
+func (r *runtimeAdapter) removePodFiles(namespace, name string, uid types.UID) {
+	r.removeCgroups(uid)
+	if namespace != "" && name != "" {
+		_ = os.RemoveAll(r.logDir(namespace, name, uid))
+	}
 }
 
 func (r *runtimeAdapter) cgroupParent(uid types.UID) string {

@@ -352,7 +352,7 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		if err := k.rt.killPod(ctx, st, grace, "", true); err != nil {
 			return syncResult{}, err
 		}
-		k.rt.removeCgroups(uid)
+		k.rt.removePodFiles(st.Namespace, st.Name, uid)
 		k.probes.RetainPod(uid, nil)
 		return syncResult{done: true}, nil
 	}
@@ -482,8 +482,8 @@ func (k *Kubelet) terminatePod(ctx context.Context, pod *v1.Pod, st PodState, lo
 		if err := k.rt.killPod(ctx, st, podGrace(pod), "", true); err != nil {
 			return syncResult{}, err
 		}
-		k.rt.removeCgroups(pod.UID)
 	}
+	k.rt.removePodFiles(pod.Namespace, pod.Name, pod.UID)
 	k.probes.RetainPod(pod.UID, nil)
 	zero := int64(0)
 	err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{

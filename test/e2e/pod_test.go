@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,6 +161,7 @@ func (n *node) stop() {
 		n.cri.Close()
 		n.cri = nil
 	}
+	stopping := time.Now()
 	n.cancel()
 	n.cancel = nil
 	select {
@@ -168,8 +170,15 @@ func (n *node) stop() {
 			n.t.Logf("agent exited: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		n.t.Errorf("agent did not stop within 30s")
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		n.t.Errorf("agent did not stop within 30s; goroutines:\n%s", b.String())
+		select {
+		case <-n.done:
+		case <-time.After(time.Minute):
+		}
 	}
+	n.t.Logf("agent stopped in %s", time.Since(stopping).Round(time.Millisecond))
 }
 
 func nodeReady(n *v1.Node) bool {
@@ -224,10 +233,12 @@ func removeCgroupTree(t *testing.T, root string) {
 			return nil
 		})
 	}
+	killed := map[int]bool{}
 	for _, d := range dirs {
 		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
 		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
+			if pid, err := strconv.Atoi(f); err == nil && !killed[pid] {
+				killed[pid] = true
 				if proc, err := os.FindProcess(pid); err == nil {
 					t.Logf("killing leftover container process %d", pid)
 					_ = proc.Kill()

@@ -117,7 +117,32 @@ func TestProbesRestartAndCrashLoop(t *testing.T) {
 	}
 	t.Logf("crash loop: %s", cs.State.Waiting.Message)
 
-	for _, name := range []string{"web", "crash"} {
+	// A failing liveness probe kills the container; restartPolicy restarts it.
+	sick := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "sick"},
+		Spec: v1.PodSpec{
+			NodeName:                      n.name,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []v1.Container{{
+				Name: "app", Image: images.Testapp,
+				LivenessProbe: &v1.Probe{
+					ProbeHandler:  v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8081)}},
+					PeriodSeconds: 1, FailureThreshold: 2,
+				},
+			}},
+		},
+	}
+	if _, err := pods.Create(ctx, sick, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p = waitPod(t, c, "sick", time.Minute, "liveness restart", func(p *v1.Pod) bool {
+		return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].RestartCount >= 1
+	})
+	if lt := p.Status.ContainerStatuses[0].LastTerminationState.Terminated; lt == nil || lt.ExitCode != 2 && lt.ExitCode != 137 && lt.ExitCode != 143 {
+		t.Errorf("liveness kill: last state %+v", lt)
+	}
+
+	for _, name := range []string{"web", "crash", "sick"} {
 		if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
-	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"skiff.dev/skiff/internal/proxy/nftables"

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	discovery "k8s.io/api/discovery/v1"
 	"golang.org/x/sys/unix"
+	discovery "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 
 	"skiff.dev/skiff/internal/proxy/nftables"
@@ -94,7 +94,7 @@ func TestRealNFT(t *testing.T) {
 		}
 		for _, want := range []string{
 			"chain svc-default/web/tcp/http",
-			"numgen random mod 3 vmap",
+			"numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.2/8080",
 			"10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/http",
 			"tcp . 30080 : goto ext-default/np/tcp/80",
 			"10.96.0.50 . tcp . 80 : goto reject-chain",

@@ -278,6 +278,10 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 			keys = append(keys, k)
 		}
 	}
+	if len(keys) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
 	type input struct {
 		svc    *v1.Service
 		slices []*discovery.EndpointSlice

@@ -225,11 +225,19 @@ func (r *Rules) Service(svc *v1.Service, slices []*discovery.EndpointSlice) (*nf
 					rules = append(rules, "ip saddr @"+affSet(e)+" goto "+epChain(e))
 				}
 			}
-			vm := make([]string, len(eps))
+			// A cascade of rules, rule i taking 1/(N-i) of what reaches it, is
+			// uniform like `numgen random mod N vmap {...}` but creates no
+			// anonymous map: the kernel names each anonymous set by scanning
+			// all sets of the table, so one vmap per service made a 10k
+			// service sync quadratic (see bench/proxy/RESULTS.md).
 			for i, e := range eps {
-				vm[i] = strconv.Itoa(i) + " : goto " + epChain(e)
+				if left := len(eps) - i; left > 1 {
+					rules = append(rules, fmt.Sprintf("numgen random mod %d 0 goto %s", left, epChain(e)))
+				} else {
+					rules = append(rules, "goto "+epChain(e))
+				}
 			}
-			return append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(vm, " , ")))
+			return rules
 		}
 		if len(cluster) > 0 {
 			var rules []string

@@ -117,7 +117,9 @@ func TestRenderSemantics(t *testing.T) {
 		{"not-ready endpoint skipped", rules("ep-default/web/tcp/http__10.244.1.9/8080"), "<no chain>"},
 		{"random balancing over ready endpoints", rules("svc-default/web/tcp/http"),
 			"ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n" +
-				"numgen random mod 3 vmap { 0 : goto ep-default/web/tcp/http__10.244.1.2/8080 , 1 : goto ep-default/web/tcp/http__10.244.2.3/8080 , 2 : goto ep-default/web/tcp/http__10.244.3.4/9090 }"},
+				"numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.2/8080\n" +
+				"numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.2.3/8080\n" +
+				"goto ep-default/web/tcp/http__10.244.3.4/9090"},
 		{"udp port", elem(mapServiceIPs, "10.96.0.53", "udp", "53"), "goto svc-default/dns/udp/dns"},
 		{"sctp port", elem(mapServiceIPs, "10.96.0.70", "sctp", "9999"), "goto svc-default/sctp/sctp/9999"},
 		{"nodeport", elem(mapServiceNodePorts, "tcp", "30080"), "goto ext-default/np/tcp/80"},
@@ -125,7 +127,7 @@ func TestRenderSemantics(t *testing.T) {
 		{"lb ip", elem(mapServiceIPs, "10.96.100.1", "tcp", "80"), "goto ext-default/lb/tcp/80"},
 		{"etp local keeps source for outside clients", rules("ext-default/lb/tcp/80"),
 			"ip saddr 10.244.0.0/16 goto svc-default/lb/tcp/80\nfib saddr type local jump mark-for-masquerade\nfib saddr type local goto svc-default/lb/tcp/80\ngoto local-default/lb/tcp/80"},
-		{"etp local chain has only local endpoints", rules("local-default/lb/tcp/80"), "numgen random mod 1 vmap { 0 : goto ep-default/lb/tcp/80__10.244.1.4/8080 }"},
+		{"etp local chain has only local endpoints", rules("local-default/lb/tcp/80"), "goto ep-default/lb/tcp/80__10.244.1.4/8080"},
 		{"affinity lookup", strings.Split(rules("svc-default/sticky/tcp/80"), "\n")[1], "ip saddr @affinity-ep-default/sticky/tcp/80__10.244.1.5/8080 goto ep-default/sticky/tcp/80__10.244.1.5/8080"},
 		{"affinity update", strings.Split(rules("ep-default/sticky/tcp/80__10.244.2.6/8080"), "\n")[1], "update @affinity-ep-default/sticky/tcp/80__10.244.2.6/8080 { ip saddr }"},
 		{"no endpoints rejects", elem(mapNoEndpointServices, "10.96.0.50", "tcp", "80"), "goto reject-chain"},
@@ -133,7 +135,7 @@ func TestRenderSemantics(t *testing.T) {
 		{"no endpoints not in service map", elem(mapServiceIPs, "10.96.0.50", "tcp", "80"), "<none>"},
 		{"itp local without local endpoints drops", elem(mapNoEndpointServices, "10.96.0.60", "tcp", "80"), "drop"},
 		{"terminating serving fallback", rules("svc-default/term/tcp/80"),
-			"ip daddr 10.96.0.80 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\nnumgen random mod 1 vmap { 0 : goto ep-default/term/tcp/80__10.244.1.7/8080 }"},
+			"ip daddr 10.96.0.80 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\ngoto ep-default/term/tcp/80__10.244.1.7/8080"},
 		{"headless ignored", rules("svc-default/headless/tcp/80"), "<no chain>"},
 	} {
 		if tc.got != tc.want {

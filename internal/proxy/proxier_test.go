@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/knftables"
+)
+
+type recordingConntrack struct {
+	mu    sync.Mutex
+	flows []Flow
+}
+
+func (r *recordingConntrack) Delete(_ context.Context, f []Flow) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flows = append(r.flows, f...)
+	return nil
+}
+
+type syncEvent struct {
+	full     bool
+	services []string
+}
+
+// TestProxierEndToEnd drives the proxier through a fake clientset: the
+// initial full sync, then an EndpointSlice update that must reach nft as a
+// partial sync of that one service, with its programming latency and its
+// stale UDP flows reported.
+func TestProxierEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svcs, sl := fixture()
+	client := fake.NewClientset()
+	for _, s := range svcs {
+		if _, err := client.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ss := range sl {
+		for _, s := range ss {
+			if _, err := client.DiscoveryV1().EndpointSlices("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nft := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+	ct := &recordingConntrack{}
+	reg := prometheus.NewRegistry()
+	events := make(chan syncEvent, 10)
+	factory := informers.NewSharedInformerFactory(client, 0)
+	p, err := New(Config{
+		NFT: nft, Conntrack: ct, Metrics: reg, ClusterCIDRs: testRules().ClusterCIDRs,
+		OnSync: func(full bool, s []string) { events <- syncEvent{full, s} },
+	}, client, factory, testNode, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	wait := func() syncEvent {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sync within 10s")
+		}
+		return syncEvent{}
+	}
+	if e := wait(); !e.full {
+		t.Fatalf("first sync was not full: %+v", e)
+	}
+	nft.RLock()
+	got := nft.Dump()
+	nft.RUnlock()
+	want, _ := fullSync(t, testRules(), svcs, sl)
+	if got != want.Dump() {
+		t.Fatalf("proxier's table differs from the golden rendering:\n%s", lineDiff(want.Dump(), got))
+	}
+
+	// Remove the DNS endpoint, stamped with a trigger time.
+	dns := sl["default/dns"][0].DeepCopy()
+	dns.Endpoints = nil
+	dns.Annotations = map[string]string{v1.EndpointsLastChangeTriggerTime: time.Now().Format(time.RFC3339Nano)}
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, dns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := wait()
+	if e.full || len(e.services) != 1 || e.services[0] != "default/dns" {
+		t.Fatalf("endpoint change synced %+v, want a partial sync of default/dns", e)
+	}
+	nft.RLock()
+	tx := nft.LastTransaction.String()
+	nft.RUnlock()
+	for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
+		if !strings.Contains(line, "default/dns/") && !strings.Contains(line, "10.96.0.53") {
+			t.Errorf("partial sync touched another service: %s", line)
+		}
+	}
+	ct.mu.Lock()
+	if len(ct.flows) != 1 || ct.flows[0].EndpointIP != "10.244.1.3" || ct.flows[0].ServiceIP != "10.96.0.53" {
+		t.Errorf("conntrack flows = %+v, want the UDP flow to 10.244.1.3", ct.flows)
+	}
+	ct.mu.Unlock()
+	if n := histogramCount(t, reg, "skiff_proxy_network_programming_duration_seconds"); n != 1 {
+		t.Errorf("programming latency observations = %d, want 1", n)
+	}
+
+	// Deleting a service removes its chains.
+	if err := client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(); e.full || len(e.services) != 1 {
+		t.Fatalf("service delete synced %+v", e)
+	}
+	nft.RLock()
+	for name := range nft.Table.Chains {
+		if strings.Contains(name, "default/web/") {
+			t.Errorf("chain %s left after service delete", name)
+		}
+	}
+	nft.RUnlock()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var n uint64
+			for _, m := range mf.GetMetric() {
+				n += histogram(m).GetSampleCount()
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+func histogram(m *dto.Metric) *dto.Histogram { return m.GetHistogram() }

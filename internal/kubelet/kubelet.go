@@ -383,7 +383,8 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 	res := syncResult{requeue: actions.RequeueAfter}
 	if actions.CreateSandbox {
 		if wait := k.sandboxBackoff(uid, now); wait > 0 {
-			return syncResult{requeue: wait}, k.writeStatus(ctx, pod, st, actions, nil)
+			_, err := k.writeStatus(ctx, pod, st, actions, nil)
+			return syncResult{requeue: wait}, err
 		}
 	}
 	if actions.Changes() {
@@ -411,7 +412,13 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		}
 	}
 	ready := k.syncProbes(ctx, pod, st)
-	return res, k.writeStatus(ctx, pod, st, actions, ready)
+	phase, err := k.writeStatus(ctx, pod, st, actions, ready)
+	if err == nil && (phase == v1.PodSucceeded || phase == v1.PodFailed) && hasLive(st) {
+		// Done for good: release the sandbox (and its IP) now rather than
+		// when the terminal status comes back through the informer.
+		err = k.rt.killPod(ctx, st, podGrace(pod), "", false)
+	}
+	return res, err
 }
 
 // syncProbes keeps probe workers for the pod's running containers and
@@ -586,7 +593,9 @@ func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
 	}
 }
 
-func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions, ready map[string]bool) error {
+// writeStatus writes the status derived from st when it differs from the
+// pod's and returns the phase it derived.
+func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions, ready map[string]bool) (v1.PodPhase, error) {
 	k.mu.Lock()
 	startErr := map[string]waitReason{}
 	for n, w := range k.startErr[pod.UID] {
@@ -596,17 +605,17 @@ func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a A
 	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr, Ready: ready})
 	status.NominatedNodeName = pod.Status.NominatedNodeName
 	if statusEqual(status, pod.Status) {
-		return nil
+		return status.Phase, nil
 	}
 	p := pod.DeepCopy()
 	p.Status = status
 	if _, err := k.client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil // a newer object is on its way through the informer
+			return status.Phase, nil // a newer object is on its way through the informer
 		}
-		return fmt.Errorf("updating pod status: %w", err)
+		return status.Phase, fmt.Errorf("updating pod status: %w", err)
 	}
-	return nil
+	return status.Phase, nil
 }
 
 // clientGetter reads ConfigMaps and Secrets straight from the API server.

@@ -180,9 +180,6 @@ func containerStatus(pod *v1.Pod, spec v1.Container, in statusInput, sandboxID s
 			w = e
 		}
 		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
-		if isInit {
-			cs.State.Waiting.Reason = w.Reason
-		}
 		return cs
 	}
 	cs.ContainerID = containerIDPrefix + c.ID

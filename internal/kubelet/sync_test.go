@@ -352,3 +352,32 @@ func podIsReady(p *v1.Pod) bool {
 	}
 	return false
 }
+
+func TestSyncPodCompletes(t *testing.T) {
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "job", Namespace: "ns", UID: "uid-2"},
+		Spec:       v1.PodSpec{NodeName: "n1", RestartPolicy: v1.RestartPolicyNever, Containers: []v1.Container{{Name: "app", Image: "img"}}},
+	}
+	k, f, client, _ := newTestKubelet(t, pod)
+	ctx := context.Background()
+	if _, err := k.syncPod(ctx, pod.UID); err != nil {
+		t.Fatal(err)
+	}
+	latestStatus(t, k, client, pod)
+	f.exit("app", 0)
+	if _, err := k.syncPod(ctx, pod.UID); err != nil {
+		t.Fatal(err)
+	}
+	p := latestStatus(t, k, client, pod)
+	if p.Status.Phase != v1.PodSucceeded {
+		t.Fatalf("phase %s", p.Status.Phase)
+	}
+	for _, sb := range f.sandboxes {
+		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			t.Errorf("sandbox %s still ready after the pod succeeded", sb.Id)
+		}
+	}
+	if len(f.meta) != 1 {
+		t.Errorf("the exited container should be kept for logs, have %d", len(f.meta))
+	}
+}

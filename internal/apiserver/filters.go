@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -229,12 +230,9 @@ func (s *Server) withMetrics(h http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
 		ri := parseRequestInfo(r)
-		verb, resource := ri.Verb, ri.Resource
+		verb, resource := metricsVerb(ri, r), ri.Resource
 		if !ri.IsResourceRequest {
 			verb, resource = r.Method, ""
-		}
-		if ri.Verb == "watch" {
-			verb = "WATCH"
 		}
 		code := rec.code
 		if code == 0 {
@@ -242,4 +240,22 @@ func (s *Server) withMetrics(h http.Handler) http.Handler {
 		}
 		s.metrics.observe(verb, ri.APIGroup, ri.APIVersion, resource, ri.Subresource, code, time.Since(start))
 	})
+}
+
+// metricsVerb is upstream's verb label for a resource request: the REST
+// action (POST, PUT, LIST ...) rather than the authorization verb, with
+// server-side apply counted as APPLY.
+func metricsVerb(ri *RequestInfo, r *http.Request) string {
+	switch ri.Verb {
+	case "create":
+		return "POST"
+	case "update":
+		return "PUT"
+	case "patch":
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/apply-patch") {
+			return "APPLY"
+		}
+		return "PATCH"
+	}
+	return strings.ToUpper(ri.Verb)
 }

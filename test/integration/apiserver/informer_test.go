@@ -32,7 +32,7 @@ type recorder struct {
 	byName map[string][]string
 	// rvs: every resourceVersion delivered per object, deletes included,
 	// which must increase.
-	rvs map[string][]int64
+	rvs    map[string][]int64
 	events atomic.Int64
 }
 
@@ -217,7 +217,7 @@ func TestInformerSeesEveryWriteOnce(t *testing.T) {
 		t.Fatalf("creating filler: %v", err)
 	}
 	for i := total + 1; i <= cacher.DefaultEventBufferSize+10; i++ {
-		filler.Data["i"] = strconv.Itoa(i)
+		filler.Data = map[string]string{"i": strconv.Itoa(i)}
 		if filler, err = cms.Update(ctx, filler, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("updating filler: %v", err)
 		}

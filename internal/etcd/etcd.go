@@ -25,6 +25,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -257,6 +258,12 @@ func (s *Server) Close() {
 		<-s.etcd.Server.StopNotify()
 	})
 }
+
+// InProcessClient returns a client that calls the member's gRPC service
+// implementations directly instead of going through a loopback socket:
+// no gRPC framing, HTTP/2 or TCP on either side. The member keeps serving
+// its client URLs for other processes.
+func (s *Server) InProcessClient() *clientv3.Client { return v3client.New(s.etcd.Server) }
 
 // Err delivers fatal errors from the running server.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }

@@ -325,7 +325,11 @@ func (s *Server) startEtcd(ctx context.Context) error {
 			return fmt.Errorf("starting embedded etcd: %w", err)
 		}
 		s.etcd = e
-		endpoints = e.Endpoints()
+		// The API server's own storage calls skip the loopback gRPC
+		// round trip (client and server side were ~12% of the CPU of a
+		// pod create).
+		s.cli = e.InProcessClient()
+		return nil
 	}
 	cli, err := etcd.NewClient(endpoints, nil)
 	if err != nil {

@@ -71,7 +71,7 @@ func (ix *Index) Len() int { return len(ix.names) }
 type builder struct {
 	opts  IndexOptions
 	names map[string]*node
-	seen  map[string]bool // rr.String(), to drop duplicates
+	seen  map[string]bool // rrKey, to drop duplicates
 }
 
 // BuildIndex computes the records for in. It never fails: objects that
@@ -134,7 +134,7 @@ func (b *builder) node(name string) *node {
 	}
 	n := &node{}
 	b.names[name] = n
-	if name != b.opts.Zone && mdns.IsSubDomain(b.opts.Zone, name) {
+	if strings.HasSuffix(name, "."+b.opts.Zone) {
 		for off, end := mdns.NextLabel(name, 0); !end; off, end = mdns.NextLabel(name, off) {
 			parent := name[off:]
 			if _, ok := b.names[parent]; ok {
@@ -150,7 +150,7 @@ func (b *builder) node(name string) *node {
 }
 
 func (b *builder) add(rr mdns.RR) {
-	key := rr.String()
+	key := rrKey(rr)
 	if b.seen[key] {
 		return
 	}
@@ -161,6 +161,26 @@ func (b *builder) add(rr mdns.RR) {
 	}
 	t := rr.Header().Rrtype
 	n.rrs[t] = append(n.rrs[t], rr)
+}
+
+// rrKey identifies a record for de-duplication (the same address in two
+// slices, two services on one IP) far more cheaply than rr.String().
+func rrKey(rr mdns.RR) string {
+	h := rr.Header()
+	var data string
+	switch rr := rr.(type) {
+	case *mdns.A:
+		data = string(rr.A)
+	case *mdns.AAAA:
+		data = string(rr.AAAA)
+	case *mdns.PTR:
+		data = rr.Ptr
+	case *mdns.SRV:
+		data = string(rune(rr.Port)) + rr.Target
+	default:
+		return rr.String()
+	}
+	return h.Name + string(rune(h.Rrtype)) + data
 }
 
 func (b *builder) addAddr(name string, ip netip.Addr) {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
+	"skiff.dev/skiff/internal/agent"
 	"skiff.dev/skiff/internal/controllermanager"
 	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/internal/server"
@@ -24,6 +25,13 @@ func AddComponents(s *server.Server) {
 	if !cfg.DisableControllerManager {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			return newControllerManager(s.LoopbackConfig(), cfg.ClusterCIDR, s)
+		})
+	}
+	if !cfg.DisableAgent {
+		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+			// The in-process agent talks to the API server like a remote one,
+			// through the loopback client.
+			return agent.New(agent.Config{DataDir: cfg.DataDir}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
 		})
 	}
 	if !cfg.DisableScheduler {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"skiff.dev/skiff/internal/cli/agent"
 	"skiff.dev/skiff/internal/cli/controllermanager"
 	"skiff.dev/skiff/internal/cli/hollownodes"
 	"skiff.dev/skiff/internal/cli/scheduler"
@@ -58,6 +59,8 @@ func newRoot() *cobra.Command {
 		scheduler.NewCommand(),
 		hollownodes.NewCommand(),
 		controllermanager.NewCommand(),
+		agent.NewCommand(),
+		agent.NewCheckConfigCommand(),
 	)
 	return root
 }

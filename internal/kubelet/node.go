@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 )
 
 // Machine is what the node reports about its host; readMachine fills it
@@ -168,10 +169,23 @@ func (k *Kubelet) registerNode(ctx context.Context) (*v1.Node, error) {
 	return k.updateNodeStatus(ctx, node, now)
 }
 
+// updateNodeStatus writes the node's status, re-reading the node when
+// another writer (the node IPAM controller setting spec.podCIDR, the node
+// lifecycle controller) changed it in between.
 func (k *Kubelet) updateNodeStatus(ctx context.Context, node *v1.Node, now time.Time) (*v1.Node, error) {
-	node = node.DeepCopy()
-	node.Status = nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, now, &node.Status)
-	out, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	var out *v1.Node
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		next := node.DeepCopy()
+		next.Status = nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, now, &node.Status)
+		var err error
+		out, err = k.client.CoreV1().Nodes().UpdateStatus(ctx, next, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := k.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{}); gerr == nil {
+				node = fresh
+			}
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("updating status of node %s: %w", node.Name, err)
 	}

@@ -762,15 +762,8 @@ func (s *Store) Delete(ctx context.Context, ns, name string, opts *metav1.Delete
 	if opts == nil {
 		opts = &metav1.DeleteOptions{}
 	}
-	if opts.OrphanDependents != nil && opts.PropagationPolicy != nil {
-		return nil, false, apierrors.NewBadRequest("OrphanDependents and PropagationPolicy cannot be both set")
-	}
-	if opts.PropagationPolicy != nil {
-		switch *opts.PropagationPolicy {
-		case metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan:
-		default:
-			return nil, false, apierrors.NewInvalid(s.R.GroupVersionKind().GroupKind(), name, field.ErrorList{field.NotSupported(field.NewPath("propagationPolicy"), *opts.PropagationPolicy, []string{"Foreground", "Background", "Orphan", "nil"})})
-		}
+	if err := validateDeleteOptions(opts); err != nil {
+		return nil, false, err
 	}
 	if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds < 0 {
 		return nil, false, apierrors.NewInvalid(s.R.GroupVersionKind().GroupKind(), name, field.ErrorList{field.Invalid(field.NewPath("gracePeriodSeconds"), *opts.GracePeriodSeconds, "must be greater than or equal to 0")})
@@ -920,6 +913,27 @@ func checkPreconditions(s *Store, name string, obj runtime.Object, p *metav1.Pre
 	return nil
 }
 
+// validateDeleteOptions checks the propagation options as upstream does:
+// 422 Invalid against DeleteOptions.meta.k8s.io (not the resource), so an
+// empty collection cannot hide bad options either.
+func validateDeleteOptions(opts *metav1.DeleteOptions) error {
+	var errs field.ErrorList
+	if opts.OrphanDependents != nil && opts.PropagationPolicy != nil {
+		errs = append(errs, field.Invalid(field.NewPath("propagationPolicy"), *opts.PropagationPolicy, "orphanDependents and deletionPropagation cannot be both set"))
+	}
+	if opts.PropagationPolicy != nil {
+		switch *opts.PropagationPolicy {
+		case metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan:
+		default:
+			errs = append(errs, field.NotSupported(field.NewPath("propagationPolicy"), *opts.PropagationPolicy, []string{"Foreground", "Background", "Orphan", "nil"}))
+		}
+	}
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("DeleteOptions").GroupKind(), "", errs)
+	}
+	return nil
+}
+
 func propagation(opts *metav1.DeleteOptions) metav1.DeletionPropagation {
 	if opts.PropagationPolicy != nil {
 		return *opts.PropagationPolicy
@@ -987,6 +1001,11 @@ func equalStrings(a, b []string) bool {
 // (so finalizers and grace periods apply), and returns the list of what it
 // deleted or marked.
 func (s *Store) DeleteCollection(ctx context.Context, ns string, lopts ListOptions, dopts *metav1.DeleteOptions, dryRun bool) (runtime.Object, error) {
+	if dopts != nil {
+		if err := validateDeleteOptions(dopts); err != nil {
+			return nil, err
+		}
+	}
 	lopts.Limit, lopts.Continue = 0, ""
 	listObj, err := s.List(ctx, ns, lopts)
 	if err != nil {

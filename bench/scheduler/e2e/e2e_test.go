@@ -14,6 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +40,8 @@ var (
 	numPods  = flag.Int("pods", 10000, "pending pods to schedule")
 	numZones = flag.Int("zones", 10, "zones the nodes are spread over")
 	creators = flag.Int("creators", 16, "goroutines creating pods")
+	logs     = flag.Bool("logs", false, "send the scheduler's logs to stderr")
+	dump     = flag.String("goroutines", "", "write a goroutine profile here every 10 s (debugging stalls)")
 )
 
 func cpuTime() time.Duration {
@@ -154,7 +158,11 @@ func runOnce(b *testing.B) {
 	cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced)
 
 	schedFactory := informers.NewSharedInformerFactory(client, 0)
-	s, err := scheduler.New(scheduler.Config{}, client, schedFactory, slog.New(slog.DiscardHandler))
+	logger := slog.New(slog.DiscardHandler)
+	if *logs {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	s, err := scheduler.New(scheduler.Config{}, client, schedFactory, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,6 +178,12 @@ wait:
 		case <-done:
 			break wait
 		case <-progress.C:
+			if *dump != "" {
+				if f, err := os.Create(*dump); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
+			}
 			b.Logf("%v: %d/%d pods bound", time.Since(start).Round(time.Second), bound.Load(), *numPods)
 		case <-time.After(30 * time.Minute):
 			b.Fatalf("only %d/%d pods bound after 30 minutes", bound.Load(), *numPods)

@@ -247,8 +247,8 @@ func BenchmarkEndpointChangeProxierNFT(b *testing.B) {
 						}
 						select {
 						case <-synced:
-						case <-time.After(10 * time.Second):
-							return fmt.Errorf("change %d not applied within 10s", c)
+						case <-time.After(60 * time.Second):
+							return fmt.Errorf("change %d not applied within 60s", c)
 						}
 						lat = append(lat, time.Since(start))
 					}

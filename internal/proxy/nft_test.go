@@ -94,7 +94,8 @@ func TestRealNFT(t *testing.T) {
 		}
 		for _, want := range []string{
 			"chain svc-default/web/tcp/http",
-			"numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.2/8080",
+			"numgen random mod 3 0 meta l4proto tcp dnat to 10.244.1.2:8080",
+			"10.244.1.2 . 10.244.1.2",
 			"10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/http",
 			"tcp . 30080 : goto ext-default/np/tcp/80",
 			"10.96.0.50 . tcp . 80 : goto reject-chain",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/knftables"
 )
 
@@ -107,7 +109,7 @@ func TestProxierEndToEnd(t *testing.T) {
 	tx := nft.LastTransaction.String()
 	nft.RUnlock()
 	for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
-		if !strings.Contains(line, "default/dns/") && !strings.Contains(line, "10.96.0.53") {
+		if !strings.Contains(line, "default/dns/") && !strings.Contains(line, "10.96.0.53") && !strings.Contains(line, "hairpin { 10.244.1.3 . 10.244.1.3 }") {
 			t.Errorf("partial sync touched another service: %s", line)
 		}
 	}
@@ -159,3 +161,70 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 }
 
 func histogram(m *dto.Metric) *dto.Histogram { return m.GetHistogram() }
+
+// TestProxierCoalesces checks that changes arriving within the min-sync
+// period become one partial sync covering exactly the changed services.
+func TestProxierCoalesces(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svcs, sl := fixture()
+	client := fake.NewClientset()
+	for _, s := range svcs {
+		if _, err := client.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := clocktesting.NewFakeClock(time.Now())
+	events := make(chan syncEvent, 10)
+	p, err := New(Config{
+		NFT: knftables.NewFake(knftables.IPv4Family, DefaultTable), Conntrack: &recordingConntrack{}, Clock: clk,
+		OnSync: func(full bool, s []string) { events <- syncEvent{full, s} },
+	}, client, informers.NewSharedInformerFactory(client, 0), testNode, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Run(ctx) }()
+	select {
+	case <-events:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no initial sync")
+	}
+	for _, name := range []string{"web", "np"} {
+		if _, err := client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl["default/"+name][0], metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		n := len(p.dirty)
+		p.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("changes not recorded: %d dirty", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("synced %+v before the min-sync period passed", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+	clk.Step(10 * time.Millisecond)
+	select {
+	case e := <-events:
+		if e.full || strings.Join(sorted(e.services), ",") != "default/np,default/web" {
+			t.Errorf("sync = %+v, want one partial sync of default/np and default/web", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync after the min-sync period")
+	}
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}

@@ -21,6 +21,7 @@ const (
 	mapServiceNodePorts    = "service-nodeports"
 	mapNoEndpointServices  = "no-endpoint-services"
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
+	setHairpin             = "hairpin"
 
 	chainServices         = "services"
 	chainMarkMasq         = "mark-for-masquerade"
@@ -65,6 +66,7 @@ func (r *Rules) Base() *nftables.Base {
 			{Name: mapServiceNodePorts, Map: true, Type: npKey},
 			{Name: mapNoEndpointServices, Map: true, Type: key},
 			{Name: mapNoEndpointNodePorts, Map: true, Type: npKey},
+			{Name: setHairpin, Type: "ipv4_addr . ipv4_addr"},
 		},
 	}
 	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
@@ -90,6 +92,9 @@ func (r *Rules) Base() *nftables.Base {
 		"fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @"+mapServiceNodePorts)
 	chain(chainMarkMasq, "meta mark set meta mark | "+r.mark())
 	chain(chainMasquerading,
+		// A pod reaching itself through a service must see the node as
+		// the client, or its reply would skip the reverse NAT.
+		"ct status dnat ip saddr . ip daddr @"+setHairpin+" masquerade fully-random",
 		"meta mark & "+r.mark()+" == 0 return",
 		"meta mark set meta mark ^ "+r.mark(),
 		"masquerade fully-random")
@@ -206,24 +211,31 @@ func (r *Rules) Service(svc *v1.Service, slices []*discovery.EndpointSlice) (*nf
 		for _, k := range sortedKeys(needed) {
 			e := needed[k]
 			pi.Endpoints[k] = true
-			rules := []string{"ip saddr " + e.IP + " jump " + chainMarkMasq}
-			if affinity > 0 {
-				u.Sets = append(u.Sets, nftables.Set{
-					Name: affSet(e), Type: "ipv4_addr",
-					Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: affinity,
-				})
-				rules = append(rules, "update @"+affSet(e)+" { ip saddr }")
+			u.Shared = append(u.Shared, nftables.SharedElement{Set: setHairpin, Key: []string{e.IP, e.IP}})
+			if affinity == 0 {
+				continue
 			}
-			rules = append(rules, "meta l4proto "+proto+" dnat to "+e.IP+":"+strconv.Itoa(int(e.Port)))
-			u.Chains = append(u.Chains, nftables.Chain{Name: epChain(e), Rules: rules})
+			// Affinity needs a chain per endpoint to record the client;
+			// otherwise DNAT sits in the balancing rule itself and a
+			// service costs one chain, not one per endpoint.
+			u.Sets = append(u.Sets, nftables.Set{
+				Name: affSet(e), Type: "ipv4_addr",
+				Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: affinity,
+			})
+			u.Chains = append(u.Chains, nftables.Chain{Name: epChain(e), Rules: []string{
+				"update @" + affSet(e) + " { ip saddr }",
+				dnat(proto, e),
+			}})
 		}
 
 		balance := func(eps []endpoint) []string {
 			var rules []string
+			to := func(e endpoint) string { return dnat(proto, e) }
 			if affinity > 0 {
 				for _, e := range eps {
 					rules = append(rules, "ip saddr @"+affSet(e)+" goto "+epChain(e))
 				}
+				to = func(e endpoint) string { return "goto " + epChain(e) }
 			}
 			// A cascade of rules, rule i taking 1/(N-i) of what reaches it, is
 			// uniform like `numgen random mod N vmap {...}` but creates no
@@ -232,9 +244,9 @@ func (r *Rules) Service(svc *v1.Service, slices []*discovery.EndpointSlice) (*nf
 			// service sync quadratic (see bench/proxy/RESULTS.md).
 			for i, e := range eps {
 				if left := len(eps) - i; left > 1 {
-					rules = append(rules, fmt.Sprintf("numgen random mod %d 0 goto %s", left, epChain(e)))
+					rules = append(rules, fmt.Sprintf("numgen random mod %d 0 %s", left, to(e)))
 				} else {
-					rules = append(rules, "goto "+epChain(e))
+					rules = append(rules, to(e))
 				}
 			}
 			return rules
@@ -313,6 +325,10 @@ func (r *Rules) Service(svc *v1.Service, slices []*discovery.EndpointSlice) (*nf
 	sort.Slice(u.Chains, func(i, j int) bool { return u.Chains[i].Name < u.Chains[j].Name })
 	sort.Slice(u.Sets, func(i, j int) bool { return u.Sets[i].Name < u.Sets[j].Name })
 	return u, info
+}
+
+func dnat(proto string, e endpoint) string {
+	return "meta l4proto " + proto + " dnat to " + e.IP + ":" + strconv.Itoa(int(e.Port))
 }
 
 func protocolOf(p v1.Protocol) v1.Protocol {

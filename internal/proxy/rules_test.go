@@ -113,13 +113,13 @@ func TestRenderSemantics(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, got, want string }{
 		{"clusterIP goes to service chain", elem(mapServiceIPs, "10.96.0.10", "tcp", "80"), "goto svc-default/web/tcp/http"},
-		{"named port resolves per slice", rules("ep-default/web/tcp/http__10.244.3.4/9090"), "ip saddr 10.244.3.4 jump mark-for-masquerade\nmeta l4proto tcp dnat to 10.244.3.4:9090"},
+		{"no endpoint chains without affinity", rules("ep-default/web/tcp/http__10.244.3.4/9090"), "<no chain>"},
 		{"not-ready endpoint skipped", rules("ep-default/web/tcp/http__10.244.1.9/8080"), "<no chain>"},
 		{"random balancing over ready endpoints", rules("svc-default/web/tcp/http"),
 			"ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n" +
-				"numgen random mod 3 0 goto ep-default/web/tcp/http__10.244.1.2/8080\n" +
-				"numgen random mod 2 0 goto ep-default/web/tcp/http__10.244.2.3/8080\n" +
-				"goto ep-default/web/tcp/http__10.244.3.4/9090"},
+				"numgen random mod 3 0 meta l4proto tcp dnat to 10.244.1.2:8080\n" +
+				"numgen random mod 2 0 meta l4proto tcp dnat to 10.244.2.3:8080\n" +
+				"meta l4proto tcp dnat to 10.244.3.4:9090"},
 		{"udp port", elem(mapServiceIPs, "10.96.0.53", "udp", "53"), "goto svc-default/dns/udp/dns"},
 		{"sctp port", elem(mapServiceIPs, "10.96.0.70", "sctp", "9999"), "goto svc-default/sctp/sctp/9999"},
 		{"nodeport", elem(mapServiceNodePorts, "tcp", "30080"), "goto ext-default/np/tcp/80"},
@@ -127,15 +127,17 @@ func TestRenderSemantics(t *testing.T) {
 		{"lb ip", elem(mapServiceIPs, "10.96.100.1", "tcp", "80"), "goto ext-default/lb/tcp/80"},
 		{"etp local keeps source for outside clients", rules("ext-default/lb/tcp/80"),
 			"ip saddr 10.244.0.0/16 goto svc-default/lb/tcp/80\nfib saddr type local jump mark-for-masquerade\nfib saddr type local goto svc-default/lb/tcp/80\ngoto local-default/lb/tcp/80"},
-		{"etp local chain has only local endpoints", rules("local-default/lb/tcp/80"), "goto ep-default/lb/tcp/80__10.244.1.4/8080"},
+		{"etp local chain has only local endpoints", rules("local-default/lb/tcp/80"), "meta l4proto tcp dnat to 10.244.1.4:8080"},
 		{"affinity lookup", strings.Split(rules("svc-default/sticky/tcp/80"), "\n")[1], "ip saddr @affinity-ep-default/sticky/tcp/80__10.244.1.5/8080 goto ep-default/sticky/tcp/80__10.244.1.5/8080"},
-		{"affinity update", strings.Split(rules("ep-default/sticky/tcp/80__10.244.2.6/8080"), "\n")[1], "update @affinity-ep-default/sticky/tcp/80__10.244.2.6/8080 { ip saddr }"},
+		{"affinity update", rules("ep-default/sticky/tcp/80__10.244.2.6/8080"), "update @affinity-ep-default/sticky/tcp/80__10.244.2.6/8080 { ip saddr }\nmeta l4proto tcp dnat to 10.244.2.6:8080"},
+		{"affinity balancing goes through endpoint chains", strings.Split(rules("svc-default/sticky/tcp/80"), "\n")[3], "numgen random mod 2 0 goto ep-default/sticky/tcp/80__10.244.1.5/8080"},
+		{"hairpin", rules("masquerading"), "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random\nmeta mark & 0x00004000 == 0 return\nmeta mark set meta mark ^ 0x00004000\nmasquerade fully-random"},
 		{"no endpoints rejects", elem(mapNoEndpointServices, "10.96.0.50", "tcp", "80"), "goto reject-chain"},
 		{"no endpoints rejects nodeport", elem(mapNoEndpointNodePorts, "tcp", "30050"), "goto reject-chain"},
 		{"no endpoints not in service map", elem(mapServiceIPs, "10.96.0.50", "tcp", "80"), "<none>"},
 		{"itp local without local endpoints drops", elem(mapNoEndpointServices, "10.96.0.60", "tcp", "80"), "drop"},
 		{"terminating serving fallback", rules("svc-default/term/tcp/80"),
-			"ip daddr 10.96.0.80 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\ngoto ep-default/term/tcp/80__10.244.1.7/8080"},
+			"ip daddr 10.96.0.80 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\nmeta l4proto tcp dnat to 10.244.1.7:8080"},
 		{"headless ignored", rules("svc-default/headless/tcp/80"), "<no chain>"},
 	} {
 		if tc.got != tc.want {
@@ -169,11 +171,11 @@ func TestIncrementalTouchesOnlyChangedService(t *testing.T) {
 	tx := fake.LastTransaction.String()
 	golden(t, "incremental-remove-endpoint.golden", tx)
 	for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
-		if !strings.Contains(line, "default/web/") {
+		if !strings.Contains(line, "default/web/") && !strings.Contains(line, "hairpin { 10.244.2.3 . 10.244.2.3 }") {
 			t.Errorf("transaction line touches another service: %s", line)
 		}
 	}
-	for _, want := range []string{"flush chain ip skiff-proxy svc-default/web/tcp/http", "delete chain ip skiff-proxy ep-default/web/tcp/http__10.244.2.3/8080"} {
+	for _, want := range []string{"flush chain ip skiff-proxy svc-default/web/tcp/http", "delete element ip skiff-proxy hairpin { 10.244.2.3 . 10.244.2.3 }"} {
 		if !strings.Contains(tx, want) {
 			t.Errorf("transaction lacks %q:\n%s", want, tx)
 		}
@@ -328,6 +330,9 @@ func elementKeys(us ...*nftables.Unit) map[string]bool {
 		for _, e := range u.Elements {
 			m[e.Map+" { "+strings.Join(e.Key, " . ")] = true
 		}
+		for _, e := range u.Shared {
+			m[e.Set+" { "+strings.Join(e.Key, " . ")] = true
+		}
 	}
 	return m
 }
@@ -343,4 +348,67 @@ func elementKeyOf(line string) string {
 		rest = rest[:i]
 	}
 	return strings.TrimSuffix(rest, " }")
+}
+
+// TestBalanceIsUniform evaluates the numgen cascade exactly: rule i of N
+// is reached with what earlier rules left and takes 1/(N-i) of it.
+func TestBalanceIsUniform(t *testing.T) {
+	r := testRules()
+	for n := 1; n <= 7; n++ {
+		var eps []ep
+		for i := 0; i < n; i++ {
+			eps = append(eps, readyEP(fmt.Sprintf("10.244.5.%d", i+1), "node-b"))
+		}
+		u, _ := r.Service(service("u", "10.96.5.1"), []*discovery.EndpointSlice{slice("u", "u-a", tcp8080, eps...)})
+		var chain []string
+		for _, c := range u.Chains {
+			if c.Name == "svc-default/u/tcp/80" {
+				chain = c.Rules
+			}
+		}
+		share := map[string]float64{}
+		left := 1.0
+		for _, rule := range chain {
+			var k int
+			switch {
+			case strings.HasPrefix(rule, "numgen"):
+				if _, err := fmt.Sscanf(rule, "numgen random mod %d 0 ", &k); err != nil {
+					t.Fatalf("unexpected rule %q: %v", rule, err)
+				}
+				target := rule[len(fmt.Sprintf("numgen random mod %d 0 ", k)):]
+				share[target] += left / float64(k)
+				left -= left / float64(k)
+			case strings.HasPrefix(rule, "meta l4proto tcp dnat to "):
+				share[rule] += left
+				left = 0
+			}
+		}
+		if len(share) != n || left > 1e-9 {
+			t.Fatalf("n=%d: %d targets, %.3f unrouted: %v", n, len(share), left, chain)
+		}
+		for target, s := range share {
+			if d := s - 1/float64(n); d > 1e-9 || d < -1e-9 {
+				t.Errorf("n=%d: %s gets %.4f, want %.4f", n, target, s, 1/float64(n))
+			}
+		}
+	}
+}
+
+func TestExecConntrack(t *testing.T) {
+	var got []string
+	c := &ExecConntrack{Path: "conntrack", Run: func(_ context.Context, name string, args ...string) error {
+		got = append(got, name+" "+strings.Join(args, " "))
+		return nil
+	}}
+	err := c.Delete(context.Background(), []Flow{
+		{Protocol: v1.ProtocolUDP, ServiceIP: "10.96.0.53", Port: 53, EndpointIP: "10.244.1.3"},
+		{Protocol: v1.ProtocolUDP, Port: 30053, EndpointIP: "10.244.1.3"},
+	})
+	want := []string{
+		"conntrack -D -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --dst-nat 10.244.1.3",
+		"conntrack -D -p udp --orig-port-dst 30053 --dst-nat 10.244.1.3",
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("ran %q (err %v), want %q", got, err, want)
+	}
 }

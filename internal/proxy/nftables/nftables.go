@@ -63,6 +63,16 @@ type Element struct {
 	Value []string
 }
 
+// SharedElement is an element of a base set that several units may want
+// (an endpoint IP used by two services): the applier counts references and
+// adds it on the first, deletes it with the last.
+type SharedElement struct {
+	Set string
+	Key []string
+}
+
+func (e *SharedElement) id() string { return e.Set + "\x00" + strings.Join(e.Key, " . ") }
+
 func (e *Element) id() string { return e.Map + "\x00" + strings.Join(e.Key, " . ") }
 
 // Unit is the set of objects one owner contributes. Chains, sets and
@@ -71,6 +81,7 @@ type Unit struct {
 	Chains   []Chain
 	Sets     []Set
 	Elements []Element
+	Shared   []SharedElement
 }
 
 // Base is the skeleton every full sync writes first.
@@ -86,12 +97,13 @@ type Applier struct {
 	table  string
 
 	applied  map[string]*Unit
+	refs     map[string]int // SharedElement id → units holding it
 	needFull bool
 }
 
 // New returns an applier for the table nft was created for.
 func New(nft knftables.Interface, family knftables.Family, table string) *Applier {
-	return &Applier{nft: nft, family: family, table: table, applied: map[string]*Unit{}, needFull: true}
+	return &Applier{nft: nft, family: family, table: table, applied: map[string]*Unit{}, refs: map[string]int{}, needFull: true}
 }
 
 // NeedsFullSync reports whether Update would be refused: before the first
@@ -114,8 +126,39 @@ func (a *Applier) Update(ctx context.Context, changes map[string]*Unit) (int, er
 	}
 	tx := a.nft.NewTransaction()
 	keys := sortedKeys(changes)
+	refs := map[string]int{} // changed counts, committed on success
+	count := func(id string) int {
+		if n, ok := refs[id]; ok {
+			return n
+		}
+		return a.refs[id]
+	}
+	touched := map[string]SharedElement{}
 	for _, k := range keys {
 		WriteDiff(tx, a.applied[k], changes[k])
+		oldS, newS := sharedOf(a.applied[k]), sharedOf(changes[k])
+		for id, e := range newS {
+			if _, ok := oldS[id]; !ok {
+				refs[id] = count(id) + 1
+				touched[id] = e
+			}
+		}
+		for id, e := range oldS {
+			if _, ok := newS[id]; !ok {
+				refs[id] = count(id) - 1
+				touched[id] = e
+			}
+		}
+	}
+	// Only the net change since the last transaction reaches the kernel.
+	for _, id := range sortedKeys(touched) {
+		e := touched[id]
+		switch before, after := a.refs[id], refs[id]; {
+		case before == 0 && after > 0:
+			tx.Add(&knftables.Element{Set: e.Set, Key: e.Key})
+		case before > 0 && after == 0:
+			tx.Delete(&knftables.Element{Set: e.Set, Key: e.Key})
+		}
 	}
 	n := tx.NumOperations()
 	if n == 0 {
@@ -130,6 +173,13 @@ func (a *Applier) Update(ctx context.Context, changes map[string]*Unit) (int, er
 			delete(a.applied, k)
 		} else {
 			a.applied[k] = changes[k]
+		}
+	}
+	for id, c := range refs {
+		if c == 0 {
+			delete(a.refs, id)
+		} else {
+			a.refs[id] = c
 		}
 	}
 	return n, nil
@@ -197,6 +247,16 @@ func (a *Applier) FullSync(ctx context.Context, base *Base, units map[string]*Un
 			tx.Add(elementObject(&u.Elements[i]))
 		}
 	}
+	refs := map[string]int{}
+	for _, k := range keys {
+		shared := sharedOf(units[k]) // a unit holds each element once
+		for _, id := range sortedKeys(shared) {
+			e := shared[id]
+			if refs[id]++; refs[id] == 1 {
+				tx.Add(&knftables.Element{Set: e.Set, Key: e.Key})
+			}
+		}
+	}
 	// Stale chains may refer to each other and to stale sets: flush them
 	// all before deleting any.
 	var staleChains []string
@@ -233,6 +293,7 @@ func (a *Applier) FullSync(ctx context.Context, base *Base, units map[string]*Un
 	for k, u := range units {
 		a.applied[k] = u
 	}
+	a.refs = refs
 	a.needFull = false
 	return n, nil
 }
@@ -380,4 +441,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func sharedOf(u *Unit) map[string]SharedElement {
+	m := map[string]SharedElement{}
+	if u != nil {
+		for _, e := range u.Shared {
+			m[e.id()] = e
+		}
+	}
+	return m
 }

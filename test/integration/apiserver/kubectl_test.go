@@ -385,6 +385,28 @@ func TestKubectlCreateDeleteWatch(t *testing.T) {
 			t.Errorf("create with an invalid name: err %v\n%s", err, out)
 		}
 
+		// Server-side apply of the whole multi-document manifest, twice:
+		// the second is a no-op that writes nothing.
+		out := k.run(t, "apply", "--server-side", "-f", testdata(t, "seeds.yaml"))
+		mustContain(t, "apply --server-side", out, "deployment.apps/my-app serverside-applied", "secret/app-secrets serverside-applied", "pod/my-app serverside-applied")
+		d1, err := c.Client.AppsV1().Deployments(k.ns).Get(ctx, "my-app", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("server-side applied deployment: %v", err)
+		}
+		k.run(t, "apply", "--server-side", "-f", testdata(t, "seeds.yaml"))
+		d2, err := c.Client.AppsV1().Deployments(k.ns).Get(ctx, "my-app", metav1.GetOptions{})
+		if err != nil || d2.ResourceVersion != d1.ResourceVersion {
+			t.Errorf("re-applying the same manifest server-side changed the object: %v rv %s -> %s", err, d1.ResourceVersion, d2.ResourceVersion)
+		}
+		if len(d2.ManagedFields) != 1 || d2.ManagedFields[0].Manager != "kubectl" || d2.ManagedFields[0].Operation != metav1.ManagedFieldsOperationApply {
+			t.Errorf("managedFields after server-side apply: %+v", d2.ManagedFields)
+		}
+		out = k.run(t, "apply", "--server-side", "--dry-run=server", "-f", testdata(t, "seeds-edited.yaml"))
+		mustContain(t, "apply --server-side --dry-run=server", out, "(server dry run)")
+		if d3, _ := c.Client.AppsV1().Deployments(k.ns).Get(ctx, "my-app", metav1.GetOptions{}); d3 == nil || *d3.Spec.Replicas != 3 {
+			t.Errorf("a server dry run changed the deployment")
+		}
+
 		// get -w: start it, make a change, see the line.
 		watchSeesChange(t, k, func() {
 			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "watched"}, Data: map[string]string{"x": "1", "y": "2", "z": "3"}}

@@ -16,16 +16,23 @@
 //     service-nodeports (l4proto . dport, matched on `fib daddr type local`),
 //     and their twins no-endpoint-services / no-endpoint-nodeports used by
 //     filter chains to reject (TCP reset, ICMP port unreachable) or drop;
-//   - svc-<ns>/<name>/<proto>/<port>: random choice over the ready
-//     endpoints (`numgen random mod N vmap {...}`), preceded by ClientIP
+//   - svc-<ns>/<name>/<proto>/<port>: uniform random choice over the ready
+//     endpoints as a cascade `numgen random mod N-i 0 dnat to ip:port`
+//     (rule i takes 1/(N-i) of what reaches it), preceded by ClientIP
 //     affinity lookups and the masquerade mark for clients outside the
 //     cluster CIDRs; local-… the same over this node's endpoints (Local
 //     traffic policies); ext-… the entry for NodePort and LoadBalancer
-//     traffic;
-//   - ep-<svc port id>__<ip>/<port>: hairpin masquerade mark, affinity set
-//     update, DNAT;
-//   - affinity-<ep chain>: a dynamic set of client IPs with the affinity
-//     timeout;
+//     traffic. Upstream uses `numgen random mod N vmap {…}` and a chain per
+//     endpoint; both were measured too slow at 10k services (anonymous
+//     vmaps make the kernel quadratic, and 50k endpoint chains make every
+//     nft call list and validate 60k chains): see bench/proxy/RESULTS.md;
+//   - ep-<svc port id>__<ip>/<port>, only for ClientIP affinity: record the
+//     client in affinity-<ep chain> (a dynamic set with the affinity
+//     timeout), then DNAT;
+//   - hairpin: a set of "ip . ip" pairs, one per endpoint IP, shared by
+//     services and reference-counted by the applier; postrouting
+//     masquerades a DNATed packet whose source and destination are the
+//     same pod;
 //   - base chains at prerouting/output (nat, dstnat), postrouting (nat,
 //     srcnat: masquerade marked packets) and input/forward/output (filter).
 //

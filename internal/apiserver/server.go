@@ -190,7 +190,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Confi
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(l, tlsConfig)) }()
+	// ServeTLS (rather than a tls.Listener) lets net/http offer HTTP/2, so
+	// a client's many requests and watches share one connection.
+	srv.TLSConfig = tlsConfig.Clone()
+	go func() { errc <- srv.ServeTLS(l, "", "") }()
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

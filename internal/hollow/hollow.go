@@ -55,6 +55,8 @@ type Nodes struct {
 	index  map[string]int
 	queue  workqueue.TypedRateLimitingInterface[string]
 	pods   corelisters.PodLister
+	// nodeLister (set by Run) lets the lease loop see nodes marked NotReady.
+	nodeLister corelisters.NodeLister
 
 	mu    sync.Mutex
 	ips   map[string]map[string]string // node -> pod key -> ip
@@ -194,17 +196,40 @@ func (n *Nodes) RenewLease(ctx context.Context, i int) error {
 	return nil
 }
 
-// runLeases renews every lease once per interval, node i at offset
-// i*interval/count, from one goroutine.
+// leaseShards is how many goroutines renew leases. One goroutine doing
+// a Get and an Update per node cannot renew 1,000 leases every 10 s once
+// requests take more than 10 ms (a loaded machine): nodes then miss their
+// lease duration and the node lifecycle controller marks them unreachable.
+const leaseShards = 8
+
+// runLeases renews every lease once per interval: node i by shard
+// i%leaseShards, the shard's nodes spread evenly over the interval.
 func (n *Nodes) runLeases(ctx context.Context) {
 	count := len(n.names)
 	if count == 0 {
 		return
 	}
-	step := n.opts.LeaseInterval / time.Duration(count)
-	for i := 0; ; i = (i + 1) % count {
+	shards := min(leaseShards, count)
+	var wg sync.WaitGroup
+	for s := 0; s < shards; s++ {
+		wg.Go(func() { n.runLeaseShard(ctx, s, shards) })
+	}
+	wg.Wait()
+}
+
+func (n *Nodes) runLeaseShard(ctx context.Context, shard, shards int) {
+	count := len(n.names)
+	mine := (count - shard + shards - 1) / shards
+	step := n.opts.LeaseInterval / time.Duration(mine)
+	for i := shard; ; i += shards {
+		if i >= count {
+			i = shard
+		}
 		if err := n.RenewLease(ctx, i); err != nil && ctx.Err() == nil {
 			n.opts.Logger.Error("renewing lease", "node", n.names[i], "err", err)
+		}
+		if err := n.ensureReady(ctx, i); err != nil && ctx.Err() == nil {
+			n.opts.Logger.Error("reporting node ready", "node", n.names[i], "err", err)
 		}
 		if step > 0 {
 			select {
@@ -216,6 +241,30 @@ func (n *Nodes) runLeases(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// ensureReady posts node i's status again when the cached Node is not
+// Ready (the node lifecycle controller set it Unknown while leases were
+// late), as a kubelet posts a changed status.
+func (n *Nodes) ensureReady(ctx context.Context, i int) error {
+	if n.nodeLister == nil {
+		return nil
+	}
+	cur, err := n.nodeLister.Get(n.names[i])
+	if err != nil {
+		return nil // not in the cache yet
+	}
+	for _, c := range cur.Status.Conditions {
+		if c.Type == v1.NodeReady && c.Status == v1.ConditionTrue {
+			return nil
+		}
+	}
+	node := cur.DeepCopy()
+	node.Status = n.node(i).Status
+	if _, err := n.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("updating status of node %s: %w", node.Name, err)
+	}
+	return nil
 }
 
 // Run registers the nodes, then heartbeats and runs pods until ctx ends.
@@ -240,8 +289,13 @@ func (n *Nodes) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("adding pod handler: %w", err)
 	}
+	nodeFactory := informers.NewSharedInformerFactory(n.client, 0)
+	nodeInf := nodeFactory.Core().V1().Nodes()
+	n.nodeLister = nodeInf.Lister()
+	nodeInf.Informer() // registers the informer before Start
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced) {
+	nodeFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced, nodeInf.Informer().HasSynced) {
 		return fmt.Errorf("waiting for pod informer: %w", ctx.Err())
 	}
 	var wg sync.WaitGroup

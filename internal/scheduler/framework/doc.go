@@ -11,6 +11,13 @@
 //   - Plugins never mutate the Snapshot or the pods in it; Filter and Score
 //     may be called concurrently for different nodes and must only read
 //     CycleState written in PreFilter/PreScore.
+//   - The Snapshot carries an Index (index.go): pods by label, nodes per
+//     topology domain, existing pods' (anti-)affinity terms grouped and
+//     counted per domain, and on-demand per-domain counters of pods matching
+//     a selector. It is maintained incrementally by the only mutators of a
+//     snapshot (SetNodeInfo/DeleteNodeInfo from the cache, AddPod from
+//     benchmarks), so InterPodAffinity and PodTopologySpread pay
+//     O(matching domains) per cycle instead of scanning every pod.
 //   - Everything here is pure: no API calls, no clocks, no goroutines other
 //     than the Parallelizer's, so plugins are tested against in-memory
 //     snapshots built with NewSnapshot.

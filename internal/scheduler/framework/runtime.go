@@ -247,6 +247,8 @@ func (f *Framework) RunPreScorePlugins(ctx context.Context, state *CycleState, p
 	return nil
 }
 
+var scoreScratch sync.Pool // *[]NodeScore
+
 // RunScorePlugins scores nodes with every Score plugin, normalizes, applies
 // weights and returns the total per node (same order as nodes). All
 // plugins score a node in one parallel pass (one fan-out per cycle, not
@@ -265,7 +267,16 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *
 	if len(active) == 0 {
 		return totals, nil
 	}
-	backing := make([]NodeScore, len(active)*len(nodes))
+	// The per-plugin score matrix is scratch space (only totals escape):
+	// reuse it across cycles instead of allocating ~plugins*nodes entries.
+	need := len(active) * len(nodes)
+	bp, _ := scoreScratch.Get().(*[]NodeScore)
+	if bp == nil || cap(*bp) < need {
+		b := make([]NodeScore, need)
+		bp = &b
+	}
+	defer scoreScratch.Put(bp)
+	backing := (*bp)[:need]
 	scores := make([][]NodeScore, len(active))
 	for j := range active {
 		scores[j] = backing[j*len(nodes) : (j+1)*len(nodes)]

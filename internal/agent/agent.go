@@ -11,6 +11,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,6 +34,7 @@ import (
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/kubelet"
 	"skiff.dev/skiff/internal/kubelet/cri"
+	kubeletserver "skiff.dev/skiff/internal/kubelet/server"
 	"skiff.dev/skiff/internal/network/cni"
 	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/internal/version"
@@ -47,8 +50,8 @@ type Config struct {
 	DataDir  string
 	NodeName string // default: hostname
 	NodeIP   string // default: the address of the default route
-	// KubeletPort is advertised in the Node (the kubelet API is not served
-	// yet).
+	// KubeletPort is where the kubelet API is served and what the Node
+	// advertises.
 	KubeletPort int
 	// ContainerRuntimeEndpoint names an existing CRI socket; empty starts a
 	// private containerd under DataDir/agent/containerd.
@@ -213,7 +216,41 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.startKubeletAPI(ctx, rc, criClient); err != nil {
+		return err
+	}
 	return k.Run(ctx)
+}
+
+// startKubeletAPI serves the kubelet API (logs, exec, attach,
+// port-forward) to the API server, whose client certificate is checked
+// against the cluster CA the agent trusts.
+func (a *Agent) startKubeletAPI(ctx context.Context, rc *rest.Config, criClient *cri.Client) error {
+	caPEM := rc.TLSClientConfig.CAData
+	if len(caPEM) == 0 && rc.TLSClientConfig.CAFile != "" {
+		b, err := os.ReadFile(rc.TLSClientConfig.CAFile)
+		if err != nil {
+			return fmt.Errorf("reading the cluster ca: %w", err)
+		}
+		caPEM = b
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return errors.New("starting the kubelet api: the cluster ca is unknown")
+	}
+	srv, err := kubeletserver.New(kubeletserver.Config{
+		Addr: net.JoinHostPort("", strconv.Itoa(a.cfg.KubeletPort)), ClientCAs: pool,
+		NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Runtime: criClient.Runtime, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := srv.Run(ctx); err != nil {
+			a.log.Error("kubelet api stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // podCIDR is the registered Node's CIDR when it has one, else the

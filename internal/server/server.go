@@ -35,12 +35,14 @@ import (
 	"k8s.io/client-go/rest"
 
 	"skiff.dev/skiff/internal/apiserver"
+	"skiff.dev/skiff/internal/apiserver/nodeproxy"
 	"skiff.dev/skiff/internal/apiserver/admission"
 	"skiff.dev/skiff/internal/apiserver/authn"
 	"skiff.dev/skiff/internal/apiserver/openapi"
 	"skiff.dev/skiff/internal/apiserver/servicealloc"
 	"skiff.dev/skiff/internal/etcd"
 	"skiff.dev/skiff/internal/kubeconfig"
+	kubeletserver "skiff.dev/skiff/internal/kubelet/server"
 	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/generic"
@@ -404,6 +406,17 @@ func (s *Server) buildAPI() error {
 		st.Hooks = services.Wrap(chain.Hooks())
 		s.stores = append(s.stores, st)
 	}
+	// The kubelet API admits only this client certificate; it is issued
+	// afresh at each start (kubelets check the CA and the name, not the
+	// serial).
+	kcCert, kcKey, err := s.pki.CA.IssueClient(kubeletserver.DefaultAllowedClient, []string{"system:masters"}, 365*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("issuing the kubelet client certificate: %w", err)
+	}
+	nodeProxy, err := nodeproxy.New(nodeproxy.Config{ClientCert: kcCert, ClientKey: kcKey, Logger: s.log})
+	if err != nil {
+		return err
+	}
 	key := s.pki.ServiceAccountKey
 	issuer, err := serviceaccount.NewIssuer(key, serviceaccount.IssuerOptions{})
 	if err != nil {
@@ -432,7 +445,7 @@ func (s *Server) buildAPI() error {
 		Stores:        s.stores,
 		TypeConverter: tc,
 		Authenticator: authenticator,
-		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}},
+		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}, NodeProxy: nodeProxy.Handle},
 		OpenAPI:       oamux,
 		Ready: func() error {
 			if !s.ready.Load() {

@@ -38,6 +38,7 @@ var (
 	numNodes    = flag.Int("nodes", 1000, "hollow nodes")
 	numReplicas = flag.Int("replicas", 10000, "replicas of the Deployment")
 	hollowWork  = flag.Int("hollow-workers", 32, "hollow pod status workers")
+	verifyList  = flag.Bool("verify-list", false, "print quorum-list counts beside the watch's in the progress lines")
 )
 
 func cpuTime() time.Duration {
@@ -191,6 +192,37 @@ func run(b *testing.B) {
 		b.Fatalf("creating deployment: %v", err)
 	}
 	total := int(n)
+	go func() {
+		// Progress, so a slow run can be told from a stuck one.
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			tr.mu.Lock()
+			fmt.Printf("%6.0fs watch: created %d bound %d running %d", time.Since(start).Seconds(), len(tr.created), len(tr.bound), len(tr.running))
+			tr.mu.Unlock()
+			if *verifyList {
+				// A quorum list tells lost watch events from a stuck pipeline.
+				if l, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err == nil {
+					nb, nr := 0, 0
+					for _, p := range l.Items {
+						if p.Spec.NodeName != "" {
+							nb++
+						}
+						if p.Status.Phase == v1.PodRunning {
+							nr++
+						}
+					}
+					fmt.Printf(" | list: pods %d bound %d running %d", len(l.Items), nb, nr)
+				}
+			}
+			fmt.Println()
+		}
+	}()
 	err := tr.waitUntil(ctx, 30*time.Minute, func() bool { return len(tr.running) >= total })
 	tr.mu.Lock()
 	created, bound, running := len(tr.created), len(tr.bound), len(tr.running)

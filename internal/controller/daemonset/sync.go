@@ -385,7 +385,25 @@ func (c *Controller) updateStatus(ctx context.Context, ds *appsv1.DaemonSet, nod
 	}
 	d := ds.DeepCopy()
 	d.Status = st
-	if _, err := c.client.AppsV1().DaemonSets(d.Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+	dsClient := c.client.AppsV1().DaemonSets(d.Namespace)
+	_, err := dsClient.UpdateStatus(ctx, d, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// The cache lags behind our last status write. Retry once on the
+		// live object, as upstream does: a failed sync would go back to
+		// the queue with exponential back-off, and once pod events stop
+		// the status could then stay stale for minutes.
+		fresh, gerr := dsClient.Get(ctx, d.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("getting daemonset %s/%s for its status: %w", d.Namespace, d.Name, gerr)
+		}
+		if fresh.UID != ds.UID || fresh.Generation != ds.Generation {
+			return fmt.Errorf("updating status of daemonset %s/%s: %w", d.Namespace, d.Name, err)
+		}
+		st.Conditions = fresh.Status.Conditions
+		fresh.Status = st
+		_, err = dsClient.UpdateStatus(ctx, fresh, metav1.UpdateOptions{})
+	}
+	if err != nil {
 		return fmt.Errorf("updating status of daemonset %s/%s: %w", d.Namespace, d.Name, err)
 	}
 	return nil

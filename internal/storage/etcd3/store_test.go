@@ -566,3 +566,47 @@ func BenchmarkCreate(b *testing.B) {
 		}
 	}
 }
+
+// A decision that ends without a write (here an error from tryUpdate) is
+// taken again on a linearizable read, since the first read is
+// serializable and may be stale.
+func TestGuaranteedUpdateRechecksFailuresOnAFreshRead(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	key := "/registry/pods/ns/recheck"
+	if _, err := s.Create(ctx, key, pod("ns", "recheck", nil)); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	refuse := errors.New("refused")
+	_, err := s.GuaranteedUpdate(ctx, key, false, func(cur runtime.Object) (runtime.Object, error) {
+		calls++
+		return nil, refuse
+	})
+	if !errors.Is(err, refuse) {
+		t.Fatalf("err = %v, want the tryUpdate error", err)
+	}
+	if calls != 2 {
+		t.Errorf("tryUpdate ran %d times, want 2 (serializable read, then a linearizable re-check)", calls)
+	}
+	// A successful write needs no re-check.
+	calls = 0
+	if _, err := s.GuaranteedUpdate(ctx, key, false, func(cur runtime.Object) (runtime.Object, error) {
+		calls++
+		p := cur.(*corev1.Pod)
+		p.Spec.NodeName = "n1"
+		return p, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("tryUpdate ran %d times for a clean write, want 1", calls)
+	}
+	// Not found is confirmed on a linearizable read too.
+	if _, err := s.GuaranteedUpdate(ctx, "/registry/pods/ns/absent", false, func(cur runtime.Object) (runtime.Object, error) {
+		t.Fatal("tryUpdate called for a missing key")
+		return nil, nil
+	}); !storage.IsNotFound(err) {
+		t.Errorf("err = %v, want not found", err)
+	}
+}

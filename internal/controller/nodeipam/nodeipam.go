@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"skiff.dev/skiff/internal/controller"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -114,18 +113,16 @@ func (c *Controller) enqueue(obj any) {
 // processes nodes until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
-	defer c.queue.ShutDown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodeSynced) {
+		c.queue.ShutDown()
 		return errors.New("waiting for node cache to sync")
 	}
 	if err := c.rebuild(); err != nil {
+		c.queue.ShutDown()
 		return err
 	}
 	c.logger.Info("starting workers", "workers", workers)
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
+	controller.RunWorkers(ctx, c.logger, c.queue, workers, c.sync)
 	return nil
 }
 
@@ -167,26 +164,6 @@ func (c *Controller) learnLocked(n *corev1.Node) bool {
 		learned = true
 	}
 	return learned
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for c.processNext(ctx) {
-	}
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		c.logger.Error("syncing node", "node", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
 }
 
 // sync makes sure node name holds exactly one subnet of ours.

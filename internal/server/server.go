@@ -35,9 +35,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"skiff.dev/skiff/internal/apiserver"
-	"skiff.dev/skiff/internal/apiserver/nodeproxy"
 	"skiff.dev/skiff/internal/apiserver/admission"
 	"skiff.dev/skiff/internal/apiserver/authn"
+	"skiff.dev/skiff/internal/apiserver/nodeproxy"
 	"skiff.dev/skiff/internal/apiserver/openapi"
 	"skiff.dev/skiff/internal/apiserver/servicealloc"
 	"skiff.dev/skiff/internal/etcd"

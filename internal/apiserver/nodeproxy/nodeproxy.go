@@ -321,4 +321,3 @@ func writeStatus(w http.ResponseWriter, err error) {
 	w.WriteHeader(int(status.Code))
 	_, _ = w.Write(b.Bytes())
 }
-

@@ -554,3 +554,33 @@ func TestTTLAfterFinished(t *testing.T) {
 		t.Fatalf("propagation = %v", p)
 	}
 }
+
+// A pod created by the previous sync can reach the cache while a sync is
+// counting (status write, finalizer patches), after that sync listed the
+// pods. Its creation then satisfies the expectations, but the pod is missing
+// from the listed active pods: the sync must not replace it. The hollow-node
+// benchmark ended at 10,045 succeeded for 10,000 completions because of
+// such extra pods, which succeeded and were counted.
+func TestPodCachedDuringSyncIsNotReplaced(t *testing.T) {
+	j := newJob(4, 2, func(j *batchv1.Job) { j.Status.Active = 1 })
+	p2 := jobPod("p2", v1.PodPending, -1, t0)
+	f := newFixture(t, j, jobPod("p1", v1.PodSucceeded, -1, t0), p2)
+	// p2 is the creation of the previous sync; the informer has not
+	// delivered it yet. It does while p1's finalizer is being removed.
+	_ = f.factory.Core().V1().Pods().Informer().GetIndexer().Delete(p2)
+	f.c.expectations.ExpectCreations("default/j", 1)
+	f.client.PrependReactor("patch", "pods", func(core.Action) (bool, runtime.Object, error) {
+		f.cache(p2)
+		f.c.addPod(p2)
+		return false, nil, nil
+	})
+	f.mustSync()
+	f.expectActions("update jobs/status", "patch pods p1", "update jobs/status")
+	if got := f.job().Status; got.Succeeded != 1 || len(f.pods()) != 2 {
+		t.Fatalf("succeeded %d, %d pods; want 1 and 2 (p1, p2)", got.Succeeded, len(f.pods()))
+	}
+	// The next sync sees p2 and creates the one pod parallelism allows.
+	f.refresh()
+	f.mustSync()
+	f.expectActions("create pods", "update jobs/status")
+}

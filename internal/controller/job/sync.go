@@ -46,6 +46,11 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		return fmt.Errorf("getting job %s: %w", key, err)
 	}
 	job := shared.DeepCopy()
+	// Expectations are read before the pods are listed, as upstream: a pod
+	// we created that reaches the cache after the listing (the counting
+	// below makes API calls) would satisfy them, and manage would then
+	// replace it because it is missing from the stale list of active pods.
+	satisfied := c.expectations.Satisfied(key)
 	pods, err := c.getPods(ctx, job)
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		_, err := c.removeFinalizers(ctx, key, held)
 		return err
 	}
-	return c.syncRunning(ctx, key, job, pods)
+	return c.syncRunning(ctx, key, job, pods, satisfied)
 }
 
 func (c *Controller) getPods(ctx context.Context, job *batchv1.Job) ([]*v1.Pod, error) {
@@ -189,7 +194,9 @@ func (s uidSet) sorted() []types.UID {
 	return out
 }
 
-func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.Job, pods []*v1.Pod) error {
+// satisfied is whether the expectations of key were met before pods were
+// listed.
+func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.Job, pods []*v1.Pod, satisfied bool) error {
 	now := c.clock.Now()
 	st := job.Status.DeepCopy()
 	if st.UncountedTerminatedPods == nil {
@@ -328,7 +335,6 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 	}
 	var manageErr error
 	var created, deleted int
-	satisfied := c.expectations.Satisfied(key)
 	switch {
 	case hasCondition(st, batchv1.JobFailureTarget) || hasCondition(st, batchv1.JobSuccessCriteriaMet):
 		deleted, manageErr = c.deletePods(ctx, key, job, active)

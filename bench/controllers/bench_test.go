@@ -19,6 +19,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +34,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"skiff.dev/skiff/internal/hollow"
@@ -35,11 +43,38 @@ import (
 )
 
 var (
-	numNodes    = flag.Int("nodes", 1000, "hollow nodes")
-	numReplicas = flag.Int("replicas", 10000, "replicas of the Deployment")
-	hollowWork  = flag.Int("hollow-workers", 32, "hollow pod status workers")
-	verifyList  = flag.Bool("verify-list", false, "print quorum-list counts beside the watch's in the progress lines")
+	numNodes     = flag.Int("nodes", 1000, "hollow nodes")
+	numReplicas  = flag.Int("replicas", 10000, "replicas of the Deployment")
+	hollowWork   = flag.Int("hollow-workers", 32, "hollow pod status workers")
+	verifyList   = flag.Bool("verify-list", false, "print quorum-list counts beside the watch's in the progress lines")
+	progressInt  = flag.Duration("progress", 10*time.Second, "interval of the progress lines")
+	separateConn = flag.Bool("separate-conn", false, "the hollow nodes (and TestWatchLag's informer) get their own client connection")
+	dumpDir      = flag.String("dump-dir", "", "write a goroutine dump there at every progress line (for stalls)")
 )
+
+// requestCodes sums apiserver_request_total by response code from /metrics.
+func requestCodes(ctx context.Context, client kubernetes.Interface) map[string]float64 {
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		i := strings.Index(line, `code="`)
+		j := strings.LastIndexByte(line, ' ')
+		if i < 0 || j < 0 {
+			continue
+		}
+		code := line[i+6:]
+		code = code[:strings.IndexByte(code, '"')]
+		v, _ := strconv.ParseFloat(line[j+1:], 64)
+		out[code] += v
+	}
+	return out
+}
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -47,6 +82,26 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runDelay is how long the process's threads have waited on a CPU run
+// queue (Linux schedstat): time the process was ready to run but the
+// machine, not the process, was busy.
+func runDelay() time.Duration {
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var total int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			total += n
+		}
+	}
+	return time.Duration(total)
 }
 
 // tracker follows the benchmark Deployment's pods: when each was first
@@ -136,7 +191,13 @@ func run(b *testing.B) {
 	defer cancel()
 	client := c.Client
 
-	h := hollow.New(client, hollow.Options{Count: *numNodes, Workers: *hollowWork})
+	hclient := client
+	if *separateConn {
+		rc := rest.CopyConfig(c.Config)
+		rc.Proxy = http.ProxyFromEnvironment
+		hclient = kubernetes.NewForConfigOrDie(rc)
+	}
+	h := hollow.New(hclient, hollow.Options{Count: *numNodes, Workers: *hollowWork})
 	hdone := make(chan error, 1)
 	go func() { hdone <- h.Run(ctx) }()
 	defer func() { cancel(); <-hdone }()
@@ -185,7 +246,7 @@ func run(b *testing.B) {
 			},
 		},
 	}
-	cpu0 := cpuTime()
+	cpu0, wait0 := cpuTime(), runDelay()
 	start := time.Now()
 	b.ResetTimer()
 	if _, err := client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -194,7 +255,7 @@ func run(b *testing.B) {
 	total := int(n)
 	go func() {
 		// Progress, so a slow run can be told from a stuck one.
-		t := time.NewTicker(10 * time.Second)
+		t := time.NewTicker(*progressInt)
 		defer t.Stop()
 		for {
 			select {
@@ -203,11 +264,14 @@ func run(b *testing.B) {
 			case <-t.C:
 			}
 			tr.mu.Lock()
-			fmt.Printf("%6.0fs watch: created %d bound %d running %d", time.Since(start).Seconds(), len(tr.created), len(tr.bound), len(tr.running))
+			fmt.Printf("%s %6.1fs cpu %v runq-wait %v watch: created %d bound %d running %d", time.Now().Format("15:04:05.000"), time.Since(start).Seconds(),
+				(cpuTime() - cpu0).Round(100*time.Millisecond), (runDelay() - wait0).Round(100*time.Millisecond), len(tr.created), len(tr.bound), len(tr.running))
 			tr.mu.Unlock()
 			if *verifyList {
 				// A quorum list tells lost watch events from a stuck pipeline.
+				lrv := ""
 				if l, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err == nil {
+					lrv = l.ResourceVersion
 					nb, nr := 0, 0
 					for _, p := range l.Items {
 						if p.Spec.NodeName != "" {
@@ -219,8 +283,23 @@ func run(b *testing.B) {
 					}
 					fmt.Printf(" | list: pods %d bound %d running %d", len(l.Items), nb, nr)
 				}
+				// resourceVersion=0 is served from the watch cache: ahead of
+				// the informer means the HTTP watch path lags, behind the
+				// quorum list means the cache lags etcd.
+				if l, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err == nil {
+					fmt.Printf(" | cache: pods %d rv %s (quorum rv %s)", len(l.Items), l.ResourceVersion, lrv)
+				}
+			}
+			if codes := requestCodes(ctx, client); codes != nil {
+				fmt.Printf(" | codes %v", codes)
 			}
 			fmt.Println()
+			if *dumpDir != "" {
+				if f, err := os.Create(filepath.Join(*dumpDir, fmt.Sprintf("goroutines-%04.0fs.txt", time.Since(start).Seconds()))); err == nil {
+					pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
+			}
 		}
 	}()
 	err := tr.waitUntil(ctx, 30*time.Minute, func() bool { return len(tr.running) >= total })
@@ -233,6 +312,7 @@ func run(b *testing.B) {
 	}
 	upTime := lastRunning.Sub(start)
 	upCPU := cpuTime() - cpu0
+	upWait := runDelay() - wait0
 
 	// Rolling update to v2, complete when the Deployment says so and no
 	// v1 pod is left.
@@ -281,5 +361,6 @@ func run(b *testing.B) {
 	fmt.Printf("| all pods created               | %9v | %6.0f |             |\n", lastCreate.Sub(start).Round(time.Millisecond), float64(total)/lastCreate.Sub(start).Seconds())
 	fmt.Printf("| all pods bound                 | %9v | %6.0f |             |\n", lastBound.Sub(start).Round(time.Millisecond), float64(total)/lastBound.Sub(start).Seconds())
 	fmt.Printf("| all pods Running               | %9v | %6.0f | %11v |\n", upTime.Round(time.Millisecond), float64(total)/upTime.Seconds(), upCPU.Round(time.Second))
+	fmt.Printf("(to Running: CPU %.1f ms per pod; threads waited %v on the machine's run queues)\n", float64(upCPU.Microseconds())/1000/float64(total), upWait.Round(100*time.Millisecond))
 	fmt.Printf("| rolling update v1 -> v2 done   | %9v | %6.0f | %11v |\n", rollTime.Round(time.Millisecond), float64(total)/rollTime.Seconds(), rollCPU.Round(time.Second))
 }

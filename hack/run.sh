@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 hack/deps.sh
 export PATH=$PATH:/usr/local/go/bin
 go build -o /usr/local/bin/skiff ./cmd/skiff
+# The agent builds its pause and test images from this source tree.
+export SKIFF_SOURCE_DIR="$PWD"
 exec /usr/local/bin/skiff server "$@"

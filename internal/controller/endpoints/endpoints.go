@@ -39,11 +39,13 @@ import (
 type Controller struct {
 	client    kubernetes.Interface
 	svcLister corelisters.ServiceLister
-	podLister corelisters.PodLister
-	epLister  corelisters.EndpointsLister
-	synced    []cache.InformerSynced
-	queue     workqueue.TypedRateLimitingInterface[string]
-	logger    *slog.Logger
+	// podHandlers enqueue the services selecting a changed pod.
+	podHandlers cache.ResourceEventHandlerFuncs
+	podLister   corelisters.PodLister
+	epLister    corelisters.EndpointsLister
+	synced      []cache.InformerSynced
+	queue       workqueue.TypedRateLimitingInterface[string]
+	logger      *slog.Logger
 }
 
 // New returns a controller using the factory's service, pod and endpoints informers.
@@ -72,11 +74,8 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	}); err != nil {
 		return nil, fmt.Errorf("adding service event handler: %w", err)
 	}
-	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.onPod,
-		UpdateFunc: c.onPodUpdate,
-		DeleteFunc: c.onPod,
-	}); err != nil {
+	c.podHandlers = PodHandlers(c.svcLister, func(k string) { c.queue.Add(k) })
+	if _, err := pods.Informer().AddEventHandler(c.podHandlers); err != nil {
 		return nil, fmt.Errorf("adding pod event handler: %w", err)
 	}
 	if _, err := eps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -95,36 +94,6 @@ func (c *Controller) enqueue(obj any) {
 		return
 	}
 	c.queue.Add(key)
-}
-
-func (c *Controller) onPod(obj any) {
-	pod, ok := PodFromObj(obj)
-	if !ok {
-		return
-	}
-	c.enqueueServicesFor(pod)
-}
-
-func (c *Controller) onPodUpdate(oldObj, newObj any) {
-	oldPod, newPod := oldObj.(*corev1.Pod), newObj.(*corev1.Pod)
-	if oldPod.ResourceVersion == newPod.ResourceVersion {
-		return // periodic resync: nothing changed
-	}
-	c.enqueueServicesFor(newPod)
-	if !maps.Equal(oldPod.Labels, newPod.Labels) {
-		c.enqueueServicesFor(oldPod) // services that no longer select it
-	}
-}
-
-func (c *Controller) enqueueServicesFor(pod *corev1.Pod) {
-	keys, err := ServiceKeysForPod(c.svcLister, pod)
-	if err != nil {
-		utilruntime.HandleError(err)
-		return
-	}
-	for _, k := range keys {
-		c.queue.Add(k)
-	}
 }
 
 // Run processes services until ctx is done.

@@ -234,7 +234,7 @@ func TestPodUpdateEnqueuesSelectingServices(t *testing.T) {
 	cur := old.DeepCopy()
 	cur.ResourceVersion = "2"
 	cur.Labels = map[string]string{"app": "api"}
-	f.c.onPodUpdate(old, cur)
+	f.c.podHandlers.OnUpdate(old, cur)
 	got := map[string]bool{}
 	for f.c.queue.Len() > 0 {
 		k, _ := f.c.queue.Get()
@@ -245,7 +245,7 @@ func TestPodUpdateEnqueuesSelectingServices(t *testing.T) {
 		t.Fatalf("enqueued %v", got)
 	}
 	// A resync with the same resourceVersion enqueues nothing.
-	f.c.onPodUpdate(cur, cur)
+	f.c.podHandlers.OnUpdate(cur, cur)
 	if f.c.queue.Len() != 0 {
 		t.Fatal("resync enqueued services")
 	}

@@ -2,11 +2,13 @@ package endpoints
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -121,4 +123,39 @@ func PodFromObj(obj any) (*corev1.Pod, bool) {
 	}
 	p, ok := obj.(*corev1.Pod)
 	return p, ok
+}
+
+// PodHandlers are the pod event handlers of both endpoint controllers:
+// every service selecting the pod, before and after a label change, is
+// enqueued; resyncs (same resourceVersion) are ignored.
+func PodHandlers(lister corelisters.ServiceLister, enqueue func(key string)) cache.ResourceEventHandlerFuncs {
+	forPod := func(pod *corev1.Pod) {
+		keys, err := ServiceKeysForPod(lister, pod)
+		if err != nil {
+			utilruntime.HandleError(err)
+			return
+		}
+		for _, k := range keys {
+			enqueue(k)
+		}
+	}
+	onPod := func(obj any) {
+		if pod, ok := PodFromObj(obj); ok {
+			forPod(pod)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    onPod,
+		DeleteFunc: onPod,
+		UpdateFunc: func(oldObj, newObj any) {
+			oldPod, newPod := oldObj.(*corev1.Pod), newObj.(*corev1.Pod)
+			if oldPod.ResourceVersion == newPod.ResourceVersion {
+				return // periodic resync: nothing changed
+			}
+			forPod(newPod)
+			if !maps.Equal(oldPod.Labels, newPod.Labels) {
+				forPod(oldPod) // services that no longer select it
+			}
+		},
+	}
 }

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"skiff.dev/skiff/internal/controller"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +46,7 @@ const MaxEndpointsPerSlice = 100
 type Controller struct {
 	client      kubernetes.Interface
 	svcLister   corelisters.ServiceLister
+	podHandlers cache.ResourceEventHandlerFuncs
 	podLister   corelisters.PodLister
 	sliceLister discoverylisters.EndpointSliceLister
 	synced      []cache.InformerSynced
@@ -87,11 +87,8 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	}); err != nil {
 		return nil, fmt.Errorf("adding service event handler: %w", err)
 	}
-	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.onPod,
-		UpdateFunc: c.onPodUpdate,
-		DeleteFunc: c.onPod,
-	}); err != nil {
+	c.podHandlers = endpoints.PodHandlers(c.svcLister, func(k string) { c.queue.Add(k) })
+	if _, err := pods.Informer().AddEventHandler(c.podHandlers); err != nil {
 		return nil, fmt.Errorf("adding pod event handler: %w", err)
 	}
 	if _, err := eps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -122,34 +119,6 @@ func (c *Controller) onSlice(obj any) {
 		return
 	}
 	c.queue.Add(es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName])
-}
-
-func (c *Controller) onPod(obj any) {
-	if pod, ok := endpoints.PodFromObj(obj); ok {
-		c.enqueueServicesFor(pod)
-	}
-}
-
-func (c *Controller) onPodUpdate(oldObj, newObj any) {
-	oldPod, newPod := oldObj.(*corev1.Pod), newObj.(*corev1.Pod)
-	if oldPod.ResourceVersion == newPod.ResourceVersion {
-		return
-	}
-	c.enqueueServicesFor(newPod)
-	if !maps.Equal(oldPod.Labels, newPod.Labels) {
-		c.enqueueServicesFor(oldPod)
-	}
-}
-
-func (c *Controller) enqueueServicesFor(pod *corev1.Pod) {
-	keys, err := endpoints.ServiceKeysForPod(c.svcLister, pod)
-	if err != nil {
-		utilruntime.HandleError(err)
-		return
-	}
-	for _, k := range keys {
-		c.queue.Add(k)
-	}
 }
 
 // Run processes services until ctx is done.

@@ -75,6 +75,9 @@ type Store struct {
 	Now func() time.Time
 	// FieldManagers maintain metadata.managedFields; nil disables tracking.
 	FieldManagers *FieldManagers
+	// GenerateName appends a random suffix to a generateName prefix
+	// (injected for tests; utilrand.String(5) by default).
+	GenerateName func(prefix string) string
 
 	hasSpec, hasStatus bool
 }
@@ -192,8 +195,9 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 	if err := s.checkNamespace(m, ns); err != nil {
 		return nil, err
 	}
-	if m.GetName() == "" && m.GetGenerateName() != "" {
-		m.SetName(m.GetGenerateName() + utilrand.String(5))
+	generated := m.GetName() == "" && m.GetGenerateName() != ""
+	if generated {
+		m.SetName(s.generateName(m.GetGenerateName()))
 	}
 	if m.GetResourceVersion() != "" {
 		return nil, apierrors.NewBadRequest("resourceVersion should not be set on objects to be created")
@@ -235,15 +239,41 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 		return nil, apierrors.NewInternalError(err)
 	}
 	out, err := s.Storage.Create(ctx, s.key(m.GetNamespace(), m.GetName()), sobj)
+	// A generated name can collide with an existing object (5 random
+	// characters: ~3 collisions among 10,000 pods of one ReplicaSet).
+	// Like upstream (RetryGenerateName), try fresh suffixes before giving
+	// up; each attempt re-checks the key atomically in storage. Nothing
+	// else in the object depends on the suffix, so only the name changes.
+	for attempt := 1; generated && storage.IsExists(err) && attempt < maxGenerateNameAttempts; attempt++ {
+		name := s.generateName(m.GetGenerateName())
+		m.SetName(name)
+		if sm, serr := meta.Accessor(sobj); serr == nil {
+			sm.SetName(name)
+		}
+		out, err = s.Storage.Create(ctx, s.key(m.GetNamespace(), name), sobj)
+	}
 	if err != nil {
-		if storage.IsExists(err) && m.GetGenerateName() != "" && m.GetName() != "" {
-			// upstream asks the client to retry with a fresh suffix.
+		if storage.IsExists(err) && m.GetGenerateName() != "" {
+			// upstream's answer once its retries are used up: the
+			// client should retry with a fresh suffix.
 			return nil, apierrors.NewServerTimeoutForKind(s.R.GroupVersionKind().GroupKind(), "POST", 0)
 		}
 		return nil, s.convertStorageErr(err, m.GetName())
 	}
 	return s.out(out)
 }
+
+func (s *Store) generateName(prefix string) string {
+	if s.GenerateName != nil {
+		return s.GenerateName(prefix)
+	}
+	return prefix + utilrand.String(5)
+}
+
+// maxGenerateNameAttempts is how many names a create with generateName
+// tries before answering ServerTimeout (upstream's
+// maxNameGenerationCreateAttempts).
+const maxGenerateNameAttempts = 8
 
 func (s *Store) out(obj runtime.Object) (runtime.Object, error) {
 	o, err := s.fromStorage(obj)

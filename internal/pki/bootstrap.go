@@ -75,7 +75,11 @@ func Bootstrap(opts BootstrapOptions) (*Bundle, error) {
 // with an unknown certificate can still authenticate with a bearer token, as
 // upstream. ClientCAs only serves as the hint list sent to clients.
 func (b *Bundle) ServingTLSConfig() (*tls.Config, error) {
-	cert, err := tls.X509KeyPair(b.ServingCertPEM, b.ServingKeyPEM)
+	// The CA goes out after the leaf so an agent holding only a K10 join
+	// token can pick it from the handshake and check it against the token's
+	// pin (no unauthenticated CA endpoint needed).
+	chain := append(append([]byte{}, b.ServingCertPEM...), b.CA.CertPEM...)
+	cert, err := tls.X509KeyPair(chain, b.ServingKeyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("loading serving key pair: %w", err)
 	}

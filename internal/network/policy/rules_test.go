@@ -99,9 +99,9 @@ func TestGoldenOtherNode(t *testing.T) {
 func TestPolicyTypesDefaulting(t *testing.T) {
 	egressRule := []networkingv1.NetworkPolicyEgressRule{{}}
 	for _, tc := range []struct {
-		name         string
-		types        []networkingv1.PolicyType
-		egress       []networkingv1.NetworkPolicyEgressRule
+		name           string
+		types          []networkingv1.PolicyType
+		egress         []networkingv1.NetworkPolicyEgressRule
 		wantIn, wantEg bool
 	}{
 		{"nothing: ingress only", nil, nil, true, false},

@@ -140,7 +140,7 @@ func TestControllerServesFromInformers(t *testing.T) {
 		if got := body(httpClient(host).Get("https://" + host + "/p")); got != want {
 			t.Errorf("https %s: %q, want %q", host, got, want)
 		}
-		if got := body(httpClient("plain:"+host).Get("http://" + host + "/p")); got != want {
+		if got := body(httpClient("plain:" + host).Get("http://" + host + "/p")); got != want {
 			t.Errorf("http %s: %q, want %q", host, got, want)
 		}
 	}

@@ -80,8 +80,8 @@ func TestMatchHosts(t *testing.T) {
 		{"foo.bar.com.", "/api", "exact"},
 		{"foo.bar.com", "/other", "wild"}, // exact host without a matching path falls to the wildcard
 		{"baz.bar.com", "/", "wild"},
-		{"bar.com", "/", "def"},         // the wildcard needs one more label
-		{"a.baz.bar.com", "/", "def"},   // and only one
+		{"bar.com", "/", "def"},          // the wildcard needs one more label
+		{"a.baz.bar.com", "/", "def"},    // and only one
 		{"a.baz.bar.com", "/any", "any"}, // host-less rules match every host
 		{"x.only.com", "/z", "wild-only"},
 		{"unknown.org", "/", "def"},

@@ -171,6 +171,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := cni.Write(a.CNIConfDir(), cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir()}); err != nil {
 		return err
 	}
+	a.startNetworkPolicy(ctx, client)
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""

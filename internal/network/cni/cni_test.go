@@ -58,3 +58,29 @@ func TestAllocated(t *testing.T) {
 		t.Errorf("got %v %v", got, err)
 	}
 }
+
+// The overlay decides the pod MTU (the uplink's minus the VXLAN header):
+// it must reach the bridge plugin, which sets it on the bridge and veths.
+func TestRenderMTU(t *testing.T) {
+	mtuOf := func(c Config) any {
+		b, err := Render(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conf struct {
+			Plugins []map[string]any `json:"plugins"`
+		}
+		if err := json.Unmarshal(b, &conf); err != nil {
+			t.Fatal(err)
+		}
+		return conf.Plugins[0]["mtu"]
+	}
+	c := Config{Name: "skiff", Bridge: "skiff0", PodCIDR: netip.MustParsePrefix("10.42.3.0/24"), DataDir: "/d"}
+	if got := mtuOf(c); got != nil {
+		t.Errorf("mtu 0 should leave the plugin default, got %v", got)
+	}
+	c.MTU = 1450
+	if got := mtuOf(c); got != float64(1450) {
+		t.Errorf("mtu = %v, want 1450", got)
+	}
+}

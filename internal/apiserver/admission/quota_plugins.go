@@ -107,6 +107,9 @@ func (c *Chain) admitAll(ctx context.Context, r *registry.Resource, op generic.O
 	if err := c.Admit(ctx, r, op, obj, old); err != nil {
 		return err
 	}
+	if err := c.admitDefaultIngressClass(ctx, op, obj); err != nil {
+		return err
+	}
 	return c.policy.admit(ctx, r, op, obj)
 }
 

@@ -41,6 +41,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := createIfMissing(ctx, s.store("storage.k8s.io", "storageclasses"), "", s.defaultStorageClass()); err != nil {
 		return fmt.Errorf("creating the default storage class: %w", err)
 	}
+	if err := createIfMissing(ctx, s.store("networking.k8s.io", "ingressclasses"), "", defaultIngressClass()); err != nil {
+		return fmt.Errorf("creating the default ingress class: %w", err)
+	}
 	return nil
 }
 

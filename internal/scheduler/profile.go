@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"time"
+
 	v1 "k8s.io/api/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	policylisters "k8s.io/client-go/listers/policy/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 
 	"skiff.dev/skiff/internal/scheduler/framework"
 	"skiff.dev/skiff/internal/scheduler/plugins/balancedallocation"
@@ -18,17 +21,20 @@ import (
 	"skiff.dev/skiff/internal/scheduler/plugins/nodeunschedulable"
 	"skiff.dev/skiff/internal/scheduler/plugins/podtopologyspread"
 	"skiff.dev/skiff/internal/scheduler/plugins/tainttoleration"
-	"skiff.dev/skiff/internal/scheduler/plugins/volumetopology"
+	"skiff.dev/skiff/internal/scheduler/plugins/volumebinding"
 )
 
 // PluginDeps are the listers plugins read; any may be nil, which disables
-// what needs it (no PVC lister: VolumeTopology is left out; no PDB lister:
-// preemption ignores PDBs).
+// what needs it (no PVC, PV or StorageClass lister: VolumeBinding is left
+// out; no PDB lister: preemption ignores PDBs).
 type PluginDeps struct {
-	PVCs          corelisters.PersistentVolumeClaimLister
-	PVs           corelisters.PersistentVolumeLister
-	PDBs          policylisters.PodDisruptionBudgetLister
-	SpreadListers podtopologyspread.Listers
+	PVCs           corelisters.PersistentVolumeClaimLister
+	PVs            corelisters.PersistentVolumeLister
+	StorageClasses storagelisters.StorageClassLister
+	// VolumeBindTimeout bounds VolumeBinding's wait in PreBind (0: its default).
+	VolumeBindTimeout time.Duration
+	PDBs              policylisters.PodDisruptionBudgetLister
+	SpreadListers     podtopologyspread.Listers
 	// DefaultConstraints for PodTopologySpread; nil means system defaults.
 	DefaultConstraints []v1.TopologySpreadConstraint
 	// DisablePreemption leaves DefaultPreemption out.
@@ -59,8 +65,10 @@ func DefaultPlugins(h framework.Handle, deps PluginDeps) []framework.Plugin {
 		must(nodeports.New(h)),
 		must(noderesourcesfit.New(h)),
 	}
-	if deps.PVCs != nil && deps.PVs != nil {
-		ps = append(ps, volumetopology.New(deps.PVCs, deps.PVs))
+	if deps.PVCs != nil && deps.PVs != nil && deps.StorageClasses != nil {
+		ps = append(ps, must(volumebinding.New(
+			volumebinding.Deps{Client: h.ClientSet(), PVCs: deps.PVCs, PVs: deps.PVs, Classes: deps.StorageClasses},
+			volumebinding.Args{BindTimeout: deps.VolumeBindTimeout})))
 	}
 	ps = append(ps,
 		podtopologyspread.New(h, podtopologyspread.Args{DefaultConstraints: deps.DefaultConstraints}, deps.SpreadListers),

@@ -13,8 +13,8 @@
 //	                │ no fit: PostFilter (preemption), FailedScheduling
 //	                │         event, PodScheduled=False, back to the queue
 //	                v
-//	cache.AssumePod ─> Reserve ─> Permit ─> go Bind ─> FinishBinding
-//	                                          (failure: ForgetPod, requeue)
+//	cache.AssumePod ─> Reserve ─> Permit ─> go PreBind ─> Bind ─> FinishBinding
+//	                                   (failure: Unreserve, ForgetPod, requeue)
 //
 // Contract: New registers informer handlers on the given factory; Run
 // starts the factory, waits for caches, optionally wins a
@@ -142,7 +142,8 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	core := factory.Core().V1()
 	deps := PluginDeps{
 		PVCs: core.PersistentVolumeClaims().Lister(), PVs: core.PersistentVolumes().Lister(),
-		PDBs: factory.Policy().V1().PodDisruptionBudgets().Lister(),
+		StorageClasses: factory.Storage().V1().StorageClasses().Lister(),
+		PDBs:           factory.Policy().V1().PodDisruptionBudgets().Lister(),
 		SpreadListers: podtopologyspread.Listers{
 			Services:               core.Services().Lister(),
 			ReplicationControllers: core.ReplicationControllers().Lister(),
@@ -306,7 +307,11 @@ func (s *Scheduler) ScheduleOne(ctx context.Context) {
 }
 
 func (s *Scheduler) bind(ctx context.Context, state *framework.CycleState, qpi *queue.QueuedPodInfo, assumed *v1.Pod, host string, log *slog.Logger) {
-	if st := s.fwk.RunBindPlugins(ctx, state, assumed, host); !st.IsSuccess() {
+	st := s.fwk.RunPreBindPlugins(ctx, state, assumed, host)
+	if st.IsSuccess() {
+		st = s.fwk.RunBindPlugins(ctx, state, assumed, host)
+	}
+	if !st.IsSuccess() {
 		s.fwk.RunReservePluginsUnreserve(ctx, state, assumed, host)
 		if err := s.cache.ForgetPod(assumed); err != nil {
 			log.Error("forgetting assumed pod", "err", err)
@@ -550,10 +555,14 @@ func (s *Scheduler) registerHandlers() error {
 	if _, err := pvcInf.AddEventHandler(move(framework.KindPersistentVolumeClaim)); err != nil {
 		return err
 	}
+	scInf := s.factory.Storage().V1().StorageClasses().Informer()
+	if _, err := scInf.AddEventHandler(move(framework.KindStorageClass)); err != nil {
+		return err
+	}
 	others := []cache.SharedIndexInformer{
 		core.Services().Informer(), core.ReplicationControllers().Informer(),
 		s.factory.Apps().V1().ReplicaSets().Informer(), s.factory.Apps().V1().StatefulSets().Informer(),
-		s.factory.Policy().V1().PodDisruptionBudgets().Informer(),
+		s.factory.Policy().V1().PodDisruptionBudgets().Informer(), scInf,
 	}
 	for _, inf := range append([]cache.SharedIndexInformer{podInf, nodeInf, nsInf, pvInf, pvcInf}, others...) {
 		s.synced = append(s.synced, inf.HasSynced)

@@ -19,8 +19,11 @@
 // WaitForFirstConsumer: a claim of such a class is left Pending until a pod
 // using it has a nodeName; the binder then records the node in the claim's
 // volume.kubernetes.io/selected-node annotation and binds (or asks for
-// provisioning) for that node. skiff's scheduler does not yet pick nodes
-// for unbound claims, so it places the pod first and the volume follows.
+// provisioning) for that node. Normally the scheduler's VolumeBinding
+// plugin decides before the pod is bound: it pre-binds the volume it chose
+// (claimRef, which this binder completes at once even for such a claim) or
+// sets selected-node itself; the consumer-pod path covers pods placed
+// without the scheduler (spec.nodeName set by the user).
 // Claims with no matching volume whose class names a provisioner get the
 // volume.kubernetes.io/storage-provisioner annotation; the provisioner
 // creates a PV pre-bound to the claim, which the binder then completes.
@@ -209,8 +212,17 @@ func (c *Controller) syncClaim(ctx context.Context, pvc *corev1.PersistentVolume
 			sc = s
 		}
 	}
+	pvs, err := c.pvs.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("listing volumes: %w", err)
+	}
 	node := pvc.Annotations[AnnSelectedNode]
 	if sc != nil && sc.VolumeBindingMode != nil && *sc.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer && node == "" {
+		// The scheduler pre-binds the volume it chose for the pod's node
+		// (claimRef); that binding is completed at once, as upstream.
+		if pv := preBoundVolume(pvc, pvs); pv != nil {
+			return c.bind(ctx, pv.DeepCopy(), pvc)
+		}
 		node = c.consumerNode(pvc)
 		if node == "" {
 			return c.setClaimPhase(ctx, pvc, corev1.ClaimPending)
@@ -221,10 +233,6 @@ func (c *Controller) syncClaim(ctx context.Context, pvc *corev1.PersistentVolume
 			return fmt.Errorf("recording selected node on claim %s/%s: %w", pvc.Namespace, pvc.Name, err)
 		}
 		pvc = updated
-	}
-	pvs, err := c.pvs.List(labels.Everything())
-	if err != nil {
-		return fmt.Errorf("listing volumes: %w", err)
 	}
 	var nodeObj *corev1.Node
 	if node != "" {
@@ -431,17 +439,27 @@ func (c *Controller) reclaim(ctx context.Context, pv *corev1.PersistentVolume) e
 	return c.setVolumePhase(ctx, pv, corev1.VolumeReleased, "")
 }
 
+// preBoundVolume returns a usable volume whose claimRef names pvc.
+func preBoundVolume(pvc *corev1.PersistentVolumeClaim, pvs []*corev1.PersistentVolume) *corev1.PersistentVolume {
+	for _, pv := range pvs {
+		if ref := pv.Spec.ClaimRef; ref != nil && ref.Namespace == pvc.Namespace && ref.Name == pvc.Name && (ref.UID == "" || ref.UID == pvc.UID) &&
+			pv.DeletionTimestamp == nil && pv.Status.Phase != corev1.VolumeReleased && pv.Status.Phase != corev1.VolumeFailed {
+			return pv
+		}
+	}
+	return nil
+}
+
 // FindBestMatch returns the volume for an unbound claim: one pre-bound to
 // it, else the smallest free matching volume (nil when none matches).
 // node, when set, must satisfy the volume's node affinity.
 func FindBestMatch(pvc *corev1.PersistentVolumeClaim, pvs []*corev1.PersistentVolume, node *corev1.Node) *corev1.PersistentVolume {
+	if pv := preBoundVolume(pvc, pvs); pv != nil {
+		return pv
+	}
 	var best *corev1.PersistentVolume
 	for _, pv := range pvs {
-		if ref := pv.Spec.ClaimRef; ref != nil {
-			if ref.Namespace == pvc.Namespace && ref.Name == pvc.Name && (ref.UID == "" || ref.UID == pvc.UID) &&
-				pv.DeletionTimestamp == nil && pv.Status.Phase != corev1.VolumeReleased && pv.Status.Phase != corev1.VolumeFailed {
-				return pv
-			}
+		if pv.Spec.ClaimRef != nil {
 			continue
 		}
 		if !Matches(pvc, pv, node) {

@@ -177,6 +177,41 @@ func TestWaitForFirstConsumer(t *testing.T) {
 	}
 }
 
+// The scheduler pre-binds the volume it chose (claimRef) before the pod
+// has a node: the binder completes that binding without a consumer pod.
+func TestWaitForFirstConsumerPreBoundByScheduler(t *testing.T) {
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "static"}, Provisioner: "kubernetes.io/no-provisioner", VolumeBindingMode: &wffc}
+	pvc := claim("1Gi", "static")
+	free := pv("free", "1Gi", "static", onNode("n1"))
+	chosen := pv("chosen", "5Gi", "static", onNode("n2"), func(v *corev1.PersistentVolume) {
+		v.Spec.ClaimRef = &corev1.ObjectReference{Namespace: "ns", Name: "c", UID: "claim-uid"}
+	})
+	c, client := newBinder(t, sc, pvc, free, chosen)
+	if err := c.Sync(context.Background(), "claim:ns/c"); err != nil {
+		t.Fatal(err)
+	}
+	var bound *corev1.PersistentVolumeClaim
+	for _, a := range client.Actions() {
+		if u, ok := a.(k8stesting.UpdateAction); ok && a.GetSubresource() == "" {
+			if c, ok := u.GetObject().(*corev1.PersistentVolumeClaim); ok {
+				bound = c
+			}
+		}
+	}
+	if bound == nil || bound.Spec.VolumeName != "chosen" || bound.Annotations[AnnBindCompleted] != "yes" {
+		t.Fatalf("claim = %+v, want bound to the pre-bound volume (actions %v)", bound, actionStrings(client))
+	}
+	// Without a pre-bound volume, the free matching one is left alone.
+	c, client = newBinder(t, sc, claim("1Gi", "static"), free)
+	if err := c.Sync(context.Background(), "claim:ns/c"); err != nil {
+		t.Fatal(err)
+	}
+	if got := actionStrings(client); len(got) != 1 || got[0] != "update persistentvolumeclaims/status" {
+		t.Fatalf("actions = %v, want only the Pending status", got)
+	}
+}
+
 func TestReclaim(t *testing.T) {
 	released := func(policy corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
 		return pv("v", "1Gi", "fast", func(v *corev1.PersistentVolume) {

@@ -178,6 +178,15 @@ type PermitPlugin interface {
 	Permit(ctx context.Context, state *CycleState, pod *v1.Pod, nodeName string) (*Status, time.Duration)
 }
 
+// PreBindPlugin runs in the binding goroutine after Permit and before Bind:
+// it writes what the placement depends on (VolumeBinding: PV claimRefs and
+// the claims' selected node) and may wait for it to take effect. A failure
+// unreserves the pod and sends it back to the queue.
+type PreBindPlugin interface {
+	Plugin
+	PreBind(ctx context.Context, state *CycleState, pod *v1.Pod, nodeName string) *Status
+}
+
 // BindPlugin writes the placement. Skip passes to the next binder.
 type BindPlugin interface {
 	Plugin
@@ -207,6 +216,7 @@ const (
 	KindPersistentVolume      = "PersistentVolume"
 	KindPersistentVolumeClaim = "PersistentVolumeClaim"
 	KindNamespace             = "Namespace"
+	KindStorageClass          = "StorageClass"
 	KindWildcard              = "*"
 )
 

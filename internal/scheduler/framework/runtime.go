@@ -68,6 +68,7 @@ type Framework struct {
 	score      []ScorePlugin
 	reserve    []ReservePlugin
 	permit     []PermitPlugin
+	preBind    []PreBindPlugin
 	bind       []BindPlugin
 	weights    map[string]int64
 	events     map[string][]ClusterEvent
@@ -104,6 +105,9 @@ func NewFramework(plugins []Plugin, weights map[string]int64, par Parallelizer) 
 		}
 		if x, ok := p.(PermitPlugin); ok {
 			f.permit = append(f.permit, x)
+		}
+		if x, ok := p.(PreBindPlugin); ok {
+			f.preBind = append(f.preBind, x)
 		}
 		if x, ok := p.(BindPlugin); ok {
 			f.bind = append(f.bind, x)
@@ -344,6 +348,16 @@ func (f *Framework) RunPermitPlugins(ctx context.Context, state *CycleState, pod
 		case Wait:
 			return NewStatus(Unschedulable, "permit wait is not supported").WithPlugin(p.Name())
 		default:
+			return st.WithPlugin(p.Name())
+		}
+	}
+	return nil
+}
+
+// RunPreBindPlugins runs PreBind in order and stops at the first failure.
+func (f *Framework) RunPreBindPlugins(ctx context.Context, state *CycleState, pod *v1.Pod, node string) *Status {
+	for _, p := range f.preBind {
+		if st := p.PreBind(ctx, state, pod, node); !st.IsSuccess() {
 			return st.WithPlugin(p.Name())
 		}
 	}

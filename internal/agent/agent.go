@@ -64,6 +64,8 @@ type Config struct {
 	CgroupRoot string
 	// SkipImages skips building/importing the built-in images.
 	SkipImages bool
+	// Ingress configures the built-in ingress controller (ingress.go).
+	Ingress IngressConfig
 }
 
 // Deps are optional collaborators; zero values mean the real thing.
@@ -172,6 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.startNetworkPolicy(ctx, client)
+	a.startIngress(ctx, client)
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""

@@ -50,6 +50,9 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod subnet when the Node has none assigned")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the CNI plugins")
 	f.StringVar(&cfg.Bridge, "bridge", "skiff0", "Linux bridge for pod networking")
+	f.BoolVar(&cfg.Ingress.Disable, "disable-ingress", false, "do not run the built-in ingress controller (IngressClass skiff) on this node")
+	f.IntVar(&cfg.Ingress.HTTPPort, "ingress-http-port", 80, "port of the built-in ingress controller's HTTP listener")
+	f.IntVar(&cfg.Ingress.HTTPSPort, "ingress-https-port", 443, "port of the built-in ingress controller's HTTPS listener")
 	return cmd
 }
 

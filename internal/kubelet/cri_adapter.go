@@ -17,7 +17,8 @@ import (
 type runtimeAdapter struct {
 	rt      runtimeapi.RuntimeServiceClient
 	img     runtimeapi.ImageServiceClient
-	logRoot string // per-pod container log directories
+	puller  *imagePuller // pull.go
+	logRoot string       // per-pod container log directories
 	// cgroupRoot is the cgroupfs parent of every pod ("/skiff"), so a pod's
 	// cgroups are found and removed together.
 	cgroupRoot string
@@ -175,39 +176,11 @@ func (r *runtimeAdapter) runSandbox(ctx context.Context, cfg *runtimeapi.PodSand
 	return resp.GetPodSandboxId(), nil
 }
 
-// imageError is an image pull failure: reported as ErrImagePull.
-type imageError struct{ err error }
-
-func (e *imageError) Error() string { return e.err.Error() }
-func (e *imageError) Unwrap() error { return e.err }
-
-// ensureImage applies imagePullPolicy and returns the image reference.
-func (r *runtimeAdapter) ensureImage(ctx context.Context, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error) {
-	spec := &runtimeapi.ImageSpec{Image: c.Image}
-	if c.ImagePullPolicy != v1.PullAlways {
-		st, err := r.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: spec})
-		if err != nil {
-			return "", fmt.Errorf("getting status of image %s: %w", c.Image, err)
-		}
-		if st.GetImage() != nil {
-			return st.GetImage().GetId(), nil
-		}
-		if c.ImagePullPolicy == v1.PullNever {
-			return "", &imageError{fmt.Errorf("container image %q is not present with pull policy of Never", c.Image)}
-		}
-	}
-	resp, err := r.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: spec, SandboxConfig: sandbox})
-	if err != nil {
-		return "", &imageError{fmt.Errorf("pulling image %s: %w", c.Image, err)}
-	}
-	return resp.GetImageRef(), nil
-}
-
 // startContainer creates and starts container c in sandboxID; a container
 // that was created but failed to start is removed so the next sync retries
 // cleanly.
 func (r *runtimeAdapter) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandbox *runtimeapi.PodSandboxConfig, env []string) error {
-	imageRef, err := r.ensureImage(ctx, c, sandbox)
+	imageRef, err := r.puller.ensure(ctx, pod, c, sandbox)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	k := &Kubelet{
 		cfg:         cfg,
 		client:      deps.Client,
-		rt:          &runtimeAdapter{rt: deps.Runtime, img: deps.Image, logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
+		rt:          &runtimeAdapter{rt: deps.Runtime, img: deps.Image, puller: newImagePuller(deps.Image, clientGetter{c: deps.Client}, deps.Clock), logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
 		clock:       deps.Clock,
 		log:         deps.Logger.With("node", cfg.NodeName),
 		workers:     map[types.UID]chan struct{}{},
@@ -303,6 +303,7 @@ func (k *Kubelet) worker(ctx context.Context, uid types.UID, kick chan struct{})
 				delete(k.workers, uid)
 				delete(k.startErr, uid)
 				delete(k.sandboxFail, uid)
+				k.rt.puller.forget(uid)
 				k.mu.Unlock()
 				return
 			}
@@ -587,7 +588,7 @@ func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
 	case errors.As(err, &envErr):
 		m[name] = waitReason{Reason: "CreateContainerConfigError", Message: err.Error()}
 	case errors.As(err, &imgErr):
-		m[name] = waitReason{Reason: "ErrImagePull", Message: err.Error()}
+		m[name] = waitReason{Reason: imgErr.reason, Message: err.Error()}
 	default:
 		m[name] = waitReason{Reason: "RunContainerError", Message: err.Error()}
 	}

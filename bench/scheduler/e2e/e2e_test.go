@@ -13,9 +13,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,6 +33,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/internal/hollow"
 	"skiff.dev/skiff/internal/scheduler"
@@ -42,6 +47,12 @@ var (
 	creators = flag.Int("creators", 16, "goroutines creating pods")
 	logs     = flag.Bool("logs", false, "send the scheduler's logs to stderr")
 	dump     = flag.String("goroutines", "", "write a goroutine profile here every 10 s (debugging stalls)")
+	// The side-by-side mode (bench/scheduler/sidebyside.sh): a cluster
+	// already running elsewhere, and the scheduler as an external command
+	// started when the clock starts, so skiff and kube-scheduler are
+	// measured the same way.
+	kubeconfig   = flag.String("kubeconfig", "", "use the cluster in this kubeconfig instead of an in-process skiff API server")
+	schedulerCmd = flag.String("scheduler-cmd", "", "with -kubeconfig: shell command that runs the scheduler under test (killed at the end)")
 )
 
 func cpuTime() time.Duration {
@@ -120,8 +131,15 @@ func BenchmarkSchedulingBasicE2E(b *testing.B) {
 }
 
 func runOnce(b *testing.B) {
-	c := framework.Start(b, framework.Options{})
-	cfg := rest.CopyConfig(c.Config)
+	var cfg *rest.Config
+	if *kubeconfig != "" {
+		var err error
+		if cfg, err = clientcmd.BuildConfigFromFlags("", *kubeconfig); err != nil {
+			b.Fatalf("loading -kubeconfig: %v", err)
+		}
+	} else {
+		cfg = rest.CopyConfig(framework.Start(b, framework.Options{}).Config)
+	}
 	cfg.QPS, cfg.Burst = -1, 1000 // client-side limits lifted, as for kube-scheduler
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -130,6 +148,9 @@ func runOnce(b *testing.B) {
 	t0 := time.Now()
 	registerNodes(b, client)
 	b.Logf("registered %d nodes in %v", *numNodes, time.Since(t0).Round(time.Millisecond))
+	if n := untaintNotReady(b, client); n > 0 {
+		b.Logf("removed the not-ready taint that admission put on %d nodes", n)
+	}
 	t0 = time.Now()
 	createPods(b, client)
 	b.Logf("created %d pods in %v", *numPods, time.Since(t0).Round(time.Millisecond))
@@ -162,14 +183,36 @@ func runOnce(b *testing.B) {
 	if *logs {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	s, err := scheduler.New(scheduler.Config{}, client, schedFactory, logger)
-	if err != nil {
-		b.Fatal(err)
+	var run func()
+	var ext *exec.Cmd
+	if *schedulerCmd != "" {
+		ext = exec.Command("/bin/sh", "-c", "exec "+*schedulerCmd)
+		ext.Stdout, ext.Stderr = io.Discard, io.Discard
+		if *logs {
+			ext.Stdout, ext.Stderr = os.Stderr, os.Stderr
+		}
+		run = func() {
+			if err := ext.Start(); err != nil {
+				b.Errorf("starting -scheduler-cmd: %v", err)
+			}
+		}
+		defer func() {
+			if ext.Process != nil {
+				_ = ext.Process.Kill()
+				_ = ext.Wait()
+			}
+		}()
+	} else {
+		s, err := scheduler.New(scheduler.Config{}, client, schedFactory, logger)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run = func() { go func() { _ = s.Run(ctx) }() }
 	}
 	cpu0 := cpuTime()
 	start := time.Now()
 	b.ResetTimer()
-	go func() { _ = s.Run(ctx) }()
+	run()
 	progress := time.NewTicker(10 * time.Second)
 	defer progress.Stop()
 wait:
@@ -192,8 +235,79 @@ wait:
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
+	if ext != nil && ext.Process != nil {
+		cpu = processCPU(ext.Process.Pid)
+	}
 	b.ReportMetric(float64(*numPods)/elapsed.Seconds(), "pods/s")
 	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cpu-cores")
 	b.Logf("%d nodes, %d pods: all bound in %v (%.0f pods/s), process CPU %v", *numNodes, *numPods,
 		elapsed.Round(time.Millisecond), float64(*numPods)/elapsed.Seconds(), cpu.Round(time.Millisecond))
+}
+
+// untaintNotReady removes the node.kubernetes.io/not-ready taint that
+// upstream's TaintNodesByCondition admission puts on every new node (its
+// node lifecycle controller would clear it; neither cluster runs one here,
+// so both schedulers see the same untainted nodes).
+func untaintNotReady(b *testing.B, client kubernetes.Interface) int {
+	b.Helper()
+	ctx := context.Background()
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatalf("listing nodes: %v", err)
+	}
+	var todo []v1.Node
+	for _, n := range nodes.Items {
+		for _, t := range n.Spec.Taints {
+			if t.Key == v1.TaintNodeNotReady {
+				todo = append(todo, n)
+				break
+			}
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < *creators; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
+				}
+				n := todo[i].DeepCopy()
+				kept := n.Spec.Taints[:0]
+				for _, t := range n.Spec.Taints {
+					if t.Key != v1.TaintNodeNotReady {
+						kept = append(kept, t)
+					}
+				}
+				n.Spec.Taints = kept
+				if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+					b.Errorf("untainting node %s: %v", n.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return len(todo)
+}
+
+// processCPU is the user+system CPU time of another process so far, from
+// /proc/PID/stat (clock ticks of 1/100 s on Linux).
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }

@@ -26,6 +26,9 @@ type Actions struct {
 	StartInit int
 	// Start are indices of app containers to start.
 	Start []int
+	// StartSidecars are indices of sidecar init containers to (re)start
+	// once the pod is initialized.
+	StartSidecars []int
 	// Attempts is the attempt (restart count) of each container to start.
 	Attempts map[string]uint32
 	// Backoff maps a container waiting to be restarted to the back-off it
@@ -41,7 +44,12 @@ type Actions struct {
 
 // Changes reports whether applying a would touch the runtime.
 func (a Actions) Changes() bool {
-	return a.KillPod || a.CreateSandbox || a.StartInit >= 0 || len(a.Start) > 0
+	return a.KillPod || a.CreateSandbox || a.StartsContainers()
+}
+
+// StartsContainers reports whether a starts any container.
+func (a Actions) StartsContainers() bool {
+	return a.StartInit >= 0 || len(a.Start) > 0 || len(a.StartSidecars) > 0
 }
 
 // restartDelay is the back-off before restarting a container whose last
@@ -69,9 +77,19 @@ func shouldRestart(policy v1.RestartPolicy, c ContainerState) bool {
 	}
 }
 
+// isSidecar reports whether c is a sidecar: an init container with
+// restartPolicy Always, started in order with the other init containers
+// but not waited for, restarted whenever it exits, and stopped after the
+// app containers.
+func isSidecar(c *v1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
+}
+
 // computePodActions decides, from the pod spec and its runtime state alone,
-// what to change next. It is pure: syncPod applies the result.
-func computePodActions(pod *v1.Pod, st PodState, now time.Time) Actions {
+// what to change next. notStarted holds the IDs of running containers whose
+// startup probe has not succeeded yet (a sidecar blocks the next init
+// container until it has). It is pure: syncPod applies the result.
+func computePodActions(pod *v1.Pod, st PodState, now time.Time, notStarted map[string]bool) Actions {
 	a := Actions{StartInit: -1, Attempts: map[string]uint32{}, Backoff: map[string]time.Duration{}}
 	next := func(name string) uint32 { return uint32(st.MaxAttempt(name) + 1) }
 
@@ -115,8 +133,40 @@ func computePodActions(pod *v1.Pod, st PodState, now time.Time) Actions {
 		return true
 	}
 
-	for i, ic := range pod.Spec.InitContainers {
+	// Once an app container has been created in this sandbox the pod is
+	// initialized for good: a sidecar crashing later is restarted without
+	// holding anything back.
+	initialized := false
+	for _, c := range pod.Spec.Containers {
+		if _, ok := st.Latest(c.Name, sb.ID); ok {
+			initialized = true
+			break
+		}
+	}
+	for i := range pod.Spec.InitContainers {
+		if initialized {
+			break
+		}
+		ic := &pod.Spec.InitContainers[i]
 		c, ok := st.Latest(ic.Name, sb.ID)
+		if isSidecar(ic) {
+			switch {
+			case !ok:
+				a.StartInit = i
+				a.Attempts[ic.Name] = next(ic.Name)
+				return a
+			case c.State == ContainerExited:
+				if restartAfter(c) {
+					a.StartInit = i
+					a.Attempts[ic.Name] = next(ic.Name)
+				}
+				return a
+			case c.State == ContainerRunning && !notStarted[c.ID]:
+				continue
+			default:
+				return a // still starting
+			}
+		}
 		switch {
 		case !ok:
 			a.StartInit = i
@@ -138,27 +188,50 @@ func computePodActions(pod *v1.Pod, st PodState, now time.Time) Actions {
 		}
 	}
 	a.InitDone = true
+	appsDone := len(pod.Spec.Containers) > 0
 	for i, cs := range pod.Spec.Containers {
 		c, ok := st.Latest(cs.Name, sb.ID)
 		switch {
 		case !ok:
 		case c.State != ContainerExited:
+			appsDone = false
 			continue
 		case !shouldRestart(pod.Spec.RestartPolicy, c):
 			continue
 		case !restartAfter(c):
+			appsDone = false
 			continue
 		}
+		appsDone = false
 		a.Start = append(a.Start, i)
 		a.Attempts[cs.Name] = next(cs.Name)
+	}
+	if appsDone {
+		return a // the pod is finishing: its sidecars are stopped, not restarted
+	}
+	for i := range pod.Spec.InitContainers {
+		ic := &pod.Spec.InitContainers[i]
+		if !isSidecar(ic) {
+			continue
+		}
+		c, ok := st.Latest(ic.Name, sb.ID)
+		if !ok || (c.State == ContainerExited && restartAfter(c)) {
+			a.StartSidecars = append(a.StartSidecars, i)
+			a.Attempts[ic.Name] = next(ic.Name)
+		}
 	}
 	return a
 }
 
 // initOutcome reports, for a pod whose sandbox is gone, whether its init
 // containers all succeeded or one failed, looking at their last attempts.
+// Sidecars never complete and are not waited for.
 func initOutcome(pod *v1.Pod, st PodState) (done, failed bool) {
-	for _, ic := range pod.Spec.InitContainers {
+	for i := range pod.Spec.InitContainers {
+		ic := &pod.Spec.InitContainers[i]
+		if isSidecar(ic) {
+			continue
+		}
 		c, ok := st.Latest(ic.Name, "")
 		if !ok || c.State != ContainerExited {
 			return false, false

@@ -102,7 +102,7 @@ func TestComputePodActions(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := computePodActions(tt.pod, tt.st, now)
+			got := computePodActions(tt.pod, tt.st, now, nil)
 			if tt.want.Attempts == nil {
 				tt.want.Attempts = map[string]uint32{}
 			}

@@ -113,10 +113,7 @@ func podLabels(pod *v1.Pod) map[string]string {
 }
 
 func (r *runtimeAdapter) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
-	hostname := pod.Name
-	if pod.Spec.Hostname != "" {
-		hostname = pod.Spec.Hostname
-	}
+	hostname, _ := podHostname(pod, "")
 	grace := int64(v1.DefaultTerminationGracePeriodSeconds)
 	if pod.Spec.TerminationGracePeriodSeconds != nil {
 		grace = *pod.Spec.TerminationGracePeriodSeconds
@@ -142,8 +139,8 @@ func (r *runtimeAdapter) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.
 			},
 		},
 	}
+	sandboxSecurity(pod, cfg)
 	if pod.Spec.HostNetwork {
-		cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
 		cfg.Hostname = ""
 	}
 	for _, c := range pod.Spec.Containers {
@@ -179,10 +176,25 @@ func (r *runtimeAdapter) runSandbox(ctx context.Context, cfg *runtimeapi.PodSand
 // startContainer creates and starts container c in sandboxID; a container
 // that was created but failed to start is removed so the next sync retries
 // cleanly.
-func (r *runtimeAdapter) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandbox *runtimeapi.PodSandboxConfig, env []string) error {
+func (r *runtimeAdapter) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandbox *runtimeapi.PodSandboxConfig, env []string, mounts []*runtimeapi.Mount) (string, error) {
 	imageRef, err := r.puller.ensure(ctx, pod, c, sandbox)
 	if err != nil {
-		return err
+		return "", err
+	}
+	if sc := effectiveSecurity(pod, c); sc.RunAsNonRoot != nil && *sc.RunAsNonRoot && sc.RunAsUser == nil {
+		st, err := r.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: imageRef}})
+		if err != nil {
+			return "", fmt.Errorf("getting status of image %s: %w", c.Image, err)
+		}
+		var uid *int64
+		if u := st.GetImage().GetUid(); u != nil {
+			uid = &u.Value
+		}
+		if err := checkNonRoot(pod, c, uid, st.GetImage().GetUsername()); err != nil {
+			return "", err
+		}
+	} else if err := checkNonRoot(pod, c, nil, ""); err != nil {
+		return "", err
 	}
 	labels := podLabels(pod)
 	labels[labelContainerName] = c.Name
@@ -198,41 +210,25 @@ func (r *runtimeAdapter) startContainer(ctx context.Context, pod *v1.Pod, c *v1.
 		},
 		LogPath: filepath.Join(c.Name, strconv.Itoa(int(attempt))+".log"),
 		Stdin:   c.Stdin, StdinOnce: c.StdinOnce, Tty: c.TTY,
+		Mounts: mounts,
 		Linux: &runtimeapi.LinuxContainerConfig{
-			Resources: containerResources(c),
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(),
-			},
+			Resources:       containerResources(c),
+			SecurityContext: containerSecurity(pod, c, sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()),
 		},
 	}
 	for _, kv := range env {
 		k, v, _ := cutEnv(kv)
 		cfg.Envs = append(cfg.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(v)})
 	}
-	if sc := c.SecurityContext; sc != nil {
-		lsc := cfg.Linux.SecurityContext
-		if sc.Privileged != nil {
-			lsc.Privileged = *sc.Privileged
-		}
-		if sc.RunAsUser != nil {
-			lsc.RunAsUser = &runtimeapi.Int64Value{Value: *sc.RunAsUser}
-		}
-		if sc.RunAsGroup != nil {
-			lsc.RunAsGroup = &runtimeapi.Int64Value{Value: *sc.RunAsGroup}
-		}
-		if sc.ReadOnlyRootFilesystem != nil {
-			lsc.ReadonlyRootfs = *sc.ReadOnlyRootFilesystem
-		}
-	}
 	created, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sandboxID, Config: cfg, SandboxConfig: sandbox})
 	if err != nil {
-		return fmt.Errorf("creating container %s: %w", c.Name, err)
+		return "", fmt.Errorf("creating container %s: %w", c.Name, err)
 	}
 	if _, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.GetContainerId()}); err != nil {
 		_, _ = r.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: created.GetContainerId()})
-		return fmt.Errorf("starting container %s: %w", c.Name, err)
+		return "", fmt.Errorf("starting container %s: %w", c.Name, err)
 	}
-	return nil
+	return created.GetContainerId(), nil
 }
 
 func cutEnv(kv string) (string, string, bool) {

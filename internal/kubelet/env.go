@@ -2,12 +2,14 @@ package kubelet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
+
+	"skiff.dev/skiff/internal/kubelet/downward"
 )
 
 // objectGetter fetches the ConfigMaps and Secrets env refers to; the kubelet
@@ -26,7 +28,7 @@ func (e *envError) Error() string { return e.msg }
 // resolveEnv computes a container's environment as upstream does: envFrom
 // first, then env in order, each value expanding $(VAR) references to
 // variables defined before it.
-func resolveEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, podIPs []string, hostIP string, get objectGetter) ([]string, error) {
+func resolveEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, rt downward.Runtime, get objectGetter) ([]string, error) {
 	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -66,7 +68,7 @@ func resolveEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, podIPs []stri
 			set(e.Name, expand(e.Value, vars))
 			continue
 		}
-		v, skip, err := envValueFrom(ctx, pod, c, e.ValueFrom, podIPs, hostIP, get)
+		v, skip, err := envValueFrom(ctx, pod, c, e.ValueFrom, rt, get)
 		if err != nil {
 			return nil, err
 		}
@@ -88,14 +90,25 @@ func refError(kind, name string, err error) error {
 	return fmt.Errorf("getting %s %q: %w", kind, name, err)
 }
 
-func envValueFrom(ctx context.Context, pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs []string, hostIP string, get objectGetter) (string, bool, error) {
+func envValueFrom(ctx context.Context, pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, rt downward.Runtime, get objectGetter) (string, bool, error) {
 	optional := func(p *bool) bool { return p != nil && *p }
 	switch {
 	case src.FieldRef != nil:
-		v, err := podField(pod, src.FieldRef.FieldPath, podIPs, hostIP)
+		if p := src.FieldRef.FieldPath; p == "metadata.labels" || p == "metadata.annotations" {
+			return "", false, &envError{msg: fmt.Sprintf("fieldRef %q is only supported in downwardAPI volumes", p)}
+		}
+		v, err := downwardErr(downward.PodField(pod, src.FieldRef.FieldPath, rt))
 		return v, false, err
 	case src.ResourceFieldRef != nil:
-		v, err := resourceField(c, src.ResourceFieldRef)
+		target := c
+		if n := src.ResourceFieldRef.ContainerName; n != "" && n != c.Name {
+			other, ok := downward.FindContainer(pod, n)
+			if !ok {
+				return "", false, &envError{msg: fmt.Sprintf("resourceFieldRef names unknown container %q", n)}
+			}
+			target = other
+		}
+		v, err := downwardErr(downward.ResourceField(target, src.ResourceFieldRef, rt))
 		return v, false, err
 	case src.ConfigMapKeyRef != nil:
 		r := src.ConfigMapKeyRef
@@ -135,76 +148,14 @@ func envValueFrom(ctx context.Context, pod *v1.Pod, c *v1.Container, src *v1.Env
 	return "", true, nil
 }
 
-// podField implements the downward API fields env may reference.
-func podField(pod *v1.Pod, path string, podIPs []string, hostIP string) (string, error) {
-	if k, ok := subscript(path, "metadata.labels"); ok {
-		return pod.Labels[k], nil
+// downwardErr turns a bad downward API reference into a configuration
+// error.
+func downwardErr(v string, err error) (string, error) {
+	var de *downward.Error
+	if errors.As(err, &de) {
+		return "", &envError{msg: de.Msg}
 	}
-	if k, ok := subscript(path, "metadata.annotations"); ok {
-		return pod.Annotations[k], nil
-	}
-	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
-	case "status.hostIP", "status.hostIPs":
-		return hostIP, nil
-	case "status.podIP":
-		if len(podIPs) > 0 {
-			return podIPs[0], nil
-		}
-		return "", nil
-	case "status.podIPs":
-		return strings.Join(podIPs, ","), nil
-	}
-	return "", &envError{msg: fmt.Sprintf("unsupported fieldRef path %q", path)}
-}
-
-func subscript(path, prefix string) (string, bool) {
-	if !strings.HasPrefix(path, prefix+"['") || !strings.HasSuffix(path, "']") {
-		return "", false
-	}
-	return path[len(prefix)+2 : len(path)-2], true
-}
-
-// resourceField renders a limit or request in the divisor's units, rounding
-// up as upstream does; an unset limit reports the node's allocatable in
-// upstream, here it reports 0 until node allocatable is plumbed through.
-func resourceField(c *v1.Container, r *v1.ResourceFieldSelector) (string, error) {
-	var q resource.Quantity
-	switch r.Resource {
-	case "limits.cpu":
-		q = c.Resources.Limits[v1.ResourceCPU]
-	case "limits.memory":
-		q = c.Resources.Limits[v1.ResourceMemory]
-	case "limits.ephemeral-storage":
-		q = c.Resources.Limits[v1.ResourceEphemeralStorage]
-	case "requests.cpu":
-		q = c.Resources.Requests[v1.ResourceCPU]
-	case "requests.memory":
-		q = c.Resources.Requests[v1.ResourceMemory]
-	case "requests.ephemeral-storage":
-		q = c.Resources.Requests[v1.ResourceEphemeralStorage]
-	default:
-		return "", &envError{msg: fmt.Sprintf("unsupported resourceFieldRef %q", r.Resource)}
-	}
-	div := r.Divisor
-	if div.IsZero() {
-		div = resource.MustParse("1")
-	}
-	if strings.HasSuffix(r.Resource, ".cpu") {
-		v := (q.MilliValue() + div.MilliValue() - 1) / div.MilliValue()
-		return fmt.Sprint(v), nil
-	}
-	v := (q.Value() + div.Value() - 1) / div.Value()
-	return fmt.Sprint(v), nil
+	return v, err
 }
 
 // expand replaces $(VAR) with vars[VAR] when defined, leaves unknown

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,7 +23,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/clock"
 
+	"skiff.dev/skiff/internal/kubelet/downward"
 	"skiff.dev/skiff/internal/kubelet/prober"
+	"skiff.dev/skiff/internal/kubelet/volume"
 )
 
 // Config is the kubelet's node-level configuration.
@@ -37,6 +41,14 @@ type Config struct {
 	// CgroupRoot is the cgroupfs parent of all pods; default "/skiff".
 	CgroupRoot string
 	Version    string
+	// ClusterDNS is the nameserver of pods with dnsPolicy ClusterFirst
+	// (default 10.43.0.10), ClusterDomain the cluster's DNS domain
+	// (default cluster.local). ResolvConf is the node's resolver
+	// configuration, used for dnsPolicy Default (default /etc/resolv.conf),
+	// and HostsFile the node's hosts file host-network pods see (default
+	// /etc/hosts).
+	ClusterDNS, ClusterDomain string
+	ResolvConf, HostsFile     string
 	// LeaseInterval defaults to 10 s, RelistPeriod to 1 s,
 	// NodeStatusInterval to 1 min.
 	LeaseInterval, RelistPeriod, NodeStatusInterval time.Duration
@@ -49,6 +61,8 @@ type Deps struct {
 	Image   runtimeapi.ImageServiceClient
 	Clock   clock.WithTicker
 	Logger  *slog.Logger
+	// Mounter mounts pod tmpfs volumes; default the system's mount(2).
+	Mounter volume.Mounter
 }
 
 // Kubelet runs the pods bound to its node.
@@ -62,6 +76,8 @@ type Kubelet struct {
 
 	podIndex cache.Indexer // pods on this node, indexed by UID
 	probes   *prober.Manager
+	volumes  *volume.Manager
+	objects  *objectCache
 
 	mu       sync.Mutex
 	workers  map[types.UID]chan struct{}
@@ -108,6 +124,18 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}
 	}
+	if cfg.ClusterDNS == "" {
+		cfg.ClusterDNS = "10.43.0.10"
+	}
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = "/etc/resolv.conf"
+	}
+	if cfg.HostsFile == "" {
+		cfg.HostsFile = "/etc/hosts"
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
@@ -122,6 +150,13 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 		sandboxFail: map[types.UID]failure{},
 	}
 	k.probes = prober.NewManager(prober.NetChecker{Runtime: deps.Runtime}, deps.Clock, k.enqueue)
+	k.objects = newObjectCache(deps.Client, k.enqueue)
+	vm, err := volume.New(volume.Config{Root: filepath.Join(cfg.DataDir, "pod-volumes")},
+		volume.Deps{Objects: clientGetter{c: deps.Client, cache: k.objects}, Mounter: deps.Mounter, Clock: deps.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("creating kubelet: %w", err)
+	}
+	k.volumes = vm
 	return k, nil
 }
 
@@ -129,6 +164,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 // are left alone on return: a restarted agent adopts them.
 func (k *Kubelet) Run(ctx context.Context) error {
 	k.ctx = ctx
+	k.objects.start(ctx)
 	k.machine = readMachine(k.cfg.DataDir)
 	if v, err := k.rt.rt.Version(ctx, &runtimeapi.VersionRequest{}); err == nil {
 		k.machine.ContainerRuntime = v.GetRuntimeName() + "://" + v.GetRuntimeVersion()
@@ -355,6 +391,10 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		}
 		k.rt.removePodFiles(st.Namespace, st.Name, uid)
 		k.probes.RetainPod(uid, nil)
+		k.objects.unregister(uid)
+		if err := k.volumes.TearDown(uid); err != nil {
+			return syncResult{}, fmt.Errorf("tearing down volumes: %w", err)
+		}
 		return syncResult{done: true}, nil
 	}
 	log = k.log.With("pod", pod.Namespace+"/"+pod.Name)
@@ -365,9 +405,14 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		// Finished pods keep their exited containers (for logs) but not a
 		// running sandbox.
 		if hasLive(st) {
-			if err := k.rt.killPod(ctx, st, podGrace(pod), "", false); err != nil {
+			if err := k.killPod(ctx, pod, st, "", false); err != nil {
 				return syncResult{}, err
 			}
+		}
+		// Its volumes are no longer needed either.
+		k.objects.unregister(uid)
+		if err := k.volumes.TearDown(uid); err != nil {
+			return syncResult{}, fmt.Errorf("tearing down volumes: %w", err)
 		}
 		return syncResult{}, nil
 	}
@@ -379,27 +424,42 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 			return syncResult{}, err
 		}
 	}
+	k.objects.register(pod)
+	vols, refreshIn, volErr := k.volumes.Setup(ctx, pod)
+	probes := k.syncProbes(ctx, pod, st)
 	now := k.clock.Now()
-	actions := computePodActions(pod, st, now)
+	actions := computePodActions(pod, st, now, probes.notStarted)
 	res := syncResult{requeue: actions.RequeueAfter}
 	if actions.CreateSandbox {
 		if wait := k.sandboxBackoff(uid, now); wait > 0 {
-			_, err := k.writeStatus(ctx, pod, st, actions, nil)
+			_, err := k.writeStatus(ctx, pod, st, actions, probes)
 			return syncResult{requeue: wait}, err
 		}
 	}
+	if volErr != nil && actions.StartsContainers() {
+		// Nothing starts until its volumes are ready; containers wait in
+		// ContainerCreating with the mount error, as upstream.
+		log.Info("volumes not ready", "err", volErr)
+		k.recordVolumeErr(pod, actions, volErr)
+		actions = Actions{KillPod: actions.KillPod, StartInit: -1, InitDone: actions.InitDone, InitFailed: actions.InitFailed, Backoff: actions.Backoff}
+		res.requeue = 2 * time.Second
+	}
 	if actions.Changes() {
-		if err := k.apply(ctx, pod, st, actions, log); err != nil {
+		if err := k.apply(ctx, pod, st, actions, vols, log); err != nil {
 			log.Info("applying pod actions", "err", err)
 			res.requeue = 2 * time.Second
 		}
 		if st, err = k.rt.podState(ctx, uid); err != nil {
 			return syncResult{}, err
 		}
-		actions = computePodActions(pod, st, k.clock.Now())
+		probes = k.syncProbes(ctx, pod, st)
+		actions = computePodActions(pod, st, k.clock.Now(), probes.notStarted)
 		if actions.RequeueAfter > 0 && (res.requeue == 0 || actions.RequeueAfter < res.requeue) {
 			res.requeue = actions.RequeueAfter
 		}
+	}
+	if refreshIn > 0 && (res.requeue == 0 || refreshIn < res.requeue) {
+		res.requeue = refreshIn
 	}
 	if !actions.InitDone && !actions.InitFailed && res.requeue == 0 {
 		// containerd 1.6 sends no exit events over CRI and relist runs once
@@ -408,66 +468,94 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 		res.requeue = initPollInterval
 	}
 	if actions.InitFailed && hasLive(st) {
-		if err := k.rt.killPod(ctx, st, podGrace(pod), "", false); err != nil {
+		if err := k.killPod(ctx, pod, st, "", false); err != nil {
 			return res, err
 		}
 	}
-	ready := k.syncProbes(ctx, pod, st)
-	phase, err := k.writeStatus(ctx, pod, st, actions, ready)
+	phase, err := k.writeStatus(ctx, pod, st, actions, probes)
 	if err == nil && (phase == v1.PodSucceeded || phase == v1.PodFailed) && hasLive(st) {
 		// Done for good: release the sandbox (and its IP) now rather than
 		// when the terminal status comes back through the informer.
-		err = k.rt.killPod(ctx, st, podGrace(pod), "", false)
+		err = k.killPod(ctx, pod, st, "", false)
 	}
 	return res, err
 }
 
-// syncProbes keeps probe workers for the pod's running containers and
-// returns readiness by container ID.
-func (k *Kubelet) syncProbes(ctx context.Context, pod *v1.Pod, st PodState) map[string]bool {
+// probeView is what the probes say about a pod's running containers, by
+// container ID.
+type probeView struct {
+	ready      map[string]bool
+	notStarted map[string]bool
+}
+
+// syncProbes keeps probe workers for the pod's running app and sidecar
+// containers and returns their readiness and startup state.
+func (k *Kubelet) syncProbes(ctx context.Context, pod *v1.Pod, st PodState) probeView {
 	live := map[string]bool{}
-	ready := map[string]bool{}
+	view := probeView{ready: map[string]bool{}, notStarted: map[string]bool{}}
 	sb, ok := st.ReadySandbox()
 	if !ok {
 		k.probes.RetainPod(pod.UID, live)
-		return ready
+		return view
 	}
 	podIP := ""
 	if len(sb.IPs) > 0 {
 		podIP = sb.IPs[0]
 	}
-	for i := range pod.Spec.Containers {
-		spec := &pod.Spec.Containers[i]
+	probe := func(spec *v1.Container) {
 		c, ok := st.Latest(spec.Name, sb.ID)
 		if !ok || c.State != ContainerRunning {
-			continue
+			return
 		}
 		live[c.ID] = true
 		k.probes.Ensure(k.ctx, prober.Target{PodUID: pod.UID, PodIP: podIP, ContainerID: c.ID, Container: spec})
+		if !k.probes.Started(c.ID, spec) {
+			view.notStarted[c.ID] = true
+		}
 		if spec.ReadinessProbe != nil {
 			r, known := k.probes.Result(c.ID, prober.Readiness)
-			ready[c.ID] = known && r
+			view.ready[c.ID] = known && r
 		}
 	}
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			probe(&pod.Spec.InitContainers[i])
+		}
+	}
+	for i := range pod.Spec.Containers {
+		probe(&pod.Spec.Containers[i])
+	}
 	k.probes.RetainPod(pod.UID, live)
-	return ready
+	return view
 }
 
-// killUnhealthy stops running containers whose liveness probe failed; the
-// restart policy then restarts them like any other exit.
+// killUnhealthy stops running containers whose liveness or startup probe
+// failed; the restart policy then restarts them like any other exit.
 func (k *Kubelet) killUnhealthy(ctx context.Context, pod *v1.Pod, st PodState, log *slog.Logger) (bool, error) {
 	killed := false
+	podIP := ""
+	if sb, ok := st.ReadySandbox(); ok && len(sb.IPs) > 0 {
+		podIP = sb.IPs[0]
+	}
 	for _, c := range st.Containers {
 		if c.State != ContainerRunning {
 			continue
 		}
+		probe := ""
 		if r, known := k.probes.Result(c.ID, prober.Liveness); known && !r {
-			log.Info("liveness probe failed, killing container", "container", c.Name)
-			if err := k.rt.stopContainer(ctx, c.ID, podGrace(pod)); err != nil {
-				return killed, err
-			}
-			killed = true
+			probe = "liveness"
+		} else if r, known := k.probes.Result(c.ID, prober.Startup); known && !r {
+			probe = "startup"
 		}
+		if probe == "" {
+			continue
+		}
+		log.Info(probe+" probe failed, killing container", "container", c.Name)
+		deadline := k.clock.Now().Add(time.Duration(podGrace(pod)) * time.Second)
+		if err := k.stopContainer(ctx, pod, c, podIP, deadline); err != nil {
+			return killed, err
+		}
+		killed = true
 	}
 	return killed, nil
 }
@@ -482,17 +570,22 @@ func podGrace(pod *v1.Pod) int64 {
 	return v1.DefaultTerminationGracePeriodSeconds
 }
 
-// terminatePod stops the containers with the pod's grace period, removes
-// the sandbox (releasing its IP and veth), and deletes the pod object.
+// terminatePod stops the containers with the pod's grace period (preStop
+// hooks first, sidecars last), removes the sandbox (releasing its IP and
+// veth), tears down the volumes, and deletes the pod object.
 func (k *Kubelet) terminatePod(ctx context.Context, pod *v1.Pod, st PodState, log *slog.Logger) (syncResult, error) {
 	if !st.Empty() {
 		log.Info("terminating pod", "grace", podGrace(pod))
-		if err := k.rt.killPod(ctx, st, podGrace(pod), "", true); err != nil {
+		if err := k.killPod(ctx, pod, st, "", true); err != nil {
 			return syncResult{}, err
 		}
 	}
 	k.rt.removePodFiles(pod.Namespace, pod.Name, pod.UID)
 	k.probes.RetainPod(pod.UID, nil)
+	k.objects.unregister(pod.UID)
+	if err := k.volumes.TearDown(pod.UID); err != nil {
+		return syncResult{}, fmt.Errorf("tearing down volumes: %w", err)
+	}
 	zero := int64(0)
 	err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: &zero,
@@ -506,8 +599,8 @@ func (k *Kubelet) terminatePod(ctx context.Context, pod *v1.Pod, st PodState, lo
 
 // apply carries out actions; errors starting one container are recorded as
 // its waiting reason and do not stop the others.
-func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions, log *slog.Logger) error {
-	sandboxCfg := k.rt.sandboxConfig(pod, a.SandboxAttempt)
+func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions, vols map[string]volume.Mounted, log *slog.Logger) error {
+	sandboxCfg := k.sandboxConfig(pod, a.SandboxAttempt)
 	sb, _ := st.ReadySandbox()
 	sandboxID := sb.ID
 	if a.KillPod {
@@ -515,7 +608,7 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 		if a.CreateSandbox {
 			keep = ""
 		}
-		if err := k.rt.killPod(ctx, st, podGrace(pod), keep, true); err != nil {
+		if err := k.killPod(ctx, pod, st, keep, true); err != nil {
 			return err
 		}
 	}
@@ -538,9 +631,17 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 		sandboxCfg.Metadata.Attempt = sb.Attempt
 		podIPs = sb.IPs
 	}
+	if pod.Spec.HostNetwork && len(podIPs) == 0 && k.cfg.NodeIP != "" {
+		podIPs = []string{k.cfg.NodeIP}
+	}
+	if a.StartsContainers() {
+		if err := k.writeHosts(pod, podIPs); err != nil {
+			return err
+		}
+	}
 	start := func(c *v1.Container) error {
 		begin := k.clock.Now()
-		err := k.startOne(ctx, pod, c, a.Attempts[c.Name], sandboxID, sandboxCfg, podIPs)
+		err := k.startOne(ctx, pod, c, a.Attempts[c.Name], sandboxID, sandboxCfg, podIPs, vols)
 		k.recordStartErr(pod.UID, c.Name, err)
 		if err == nil {
 			log.Info("started container", "container", c.Name, "attempt", a.Attempts[c.Name], "took", k.clock.Since(begin).Round(time.Millisecond))
@@ -551,6 +652,13 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 		return start(&pod.Spec.InitContainers[a.StartInit])
 	}
 	var errs []error
+	// Sidecars first, in order: they are up before the app containers
+	// that restart with them.
+	for _, i := range a.StartSidecars {
+		if err := start(&pod.Spec.InitContainers[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, i := range a.Start {
 		if err := start(&pod.Spec.Containers[i]); err != nil {
 			errs = append(errs, err)
@@ -562,12 +670,145 @@ func (k *Kubelet) apply(ctx context.Context, pod *v1.Pod, st PodState, a Actions
 	return errors.Join(errs...)
 }
 
-func (k *Kubelet) startOne(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandboxCfg *runtimeapi.PodSandboxConfig, podIPs []string) error {
-	env, err := resolveEnv(ctx, pod, c, podIPs, k.cfg.NodeIP, clientGetter{k.client})
+// sandboxConfig is the CRI sandbox of pod with its resolv.conf.
+func (k *Kubelet) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
+	cfg := k.rt.sandboxConfig(pod, attempt)
+	var host hostDNS
+	if b, err := os.ReadFile(k.cfg.ResolvConf); err == nil {
+		host = parseResolvConf(string(b))
+	}
+	cfg.DnsConfig = dnsConfig(pod, k.cfg.ClusterDNS, k.cfg.ClusterDomain, host)
+	return cfg
+}
+
+// hostsPath is the pod's managed /etc/hosts.
+func (k *Kubelet) hostsPath(uid types.UID) string {
+	return filepath.Join(k.volumes.PodDir(uid), "etc-hosts")
+}
+
+func (k *Kubelet) writeHosts(pod *v1.Pod, podIPs []string) error {
+	var nodeHosts string
+	if pod.Spec.HostNetwork {
+		b, _ := os.ReadFile(k.cfg.HostsFile)
+		nodeHosts = string(b)
+	}
+	p := k.hostsPath(pod.UID)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("creating pod dir: %w", err)
+	}
+	if err := os.WriteFile(p, hostsFile(pod, podIPs, k.cfg.ClusterDomain, nodeHosts), 0o644); err != nil {
+		return fmt.Errorf("writing pod hosts file: %w", err)
+	}
+	return nil
+}
+
+func (k *Kubelet) startOne(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, sandboxID string, sandboxCfg *runtimeapi.PodSandboxConfig, podIPs []string, vols map[string]volume.Mounted) error {
+	rt := downward.Runtime{PodIPs: podIPs, HostIP: k.cfg.NodeIP, Allocatable: k.allocatable()}
+	env, err := resolveEnv(ctx, pod, c, rt, clientGetter{c: k.client, cache: k.objects})
 	if err != nil {
 		return err
 	}
-	return k.rt.startContainer(ctx, pod, c, attempt, sandboxID, sandboxCfg, env)
+	mounts, err := k.containerMounts(pod, c, vols, env)
+	if err != nil {
+		return err
+	}
+	id, err := k.rt.startContainer(ctx, pod, c, attempt, sandboxID, sandboxCfg, env, mounts)
+	if err != nil {
+		return err
+	}
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		hctx, cancel := context.WithTimeout(ctx, postStartTimeout)
+		podIP := ""
+		if len(podIPs) > 0 {
+			podIP = podIPs[0]
+		}
+		herr := k.runHook(hctx, c.Lifecycle.PostStart, c, id, podIP)
+		cancel()
+		if herr != nil {
+			// As upstream: the container is killed and restarted by its
+			// restart policy.
+			deadline := k.clock.Now().Add(time.Duration(podGrace(pod)) * time.Second)
+			_ = k.stopContainer(ctx, pod, ContainerState{ID: id, Name: c.Name, State: ContainerRunning}, podIP, deadline)
+			return &hookError{fmt.Errorf("postStart hook of container %s: %w", c.Name, herr)}
+		}
+	}
+	return nil
+}
+
+// hookError is a failed postStart hook: reported as PostStartHookError.
+type hookError struct{ err error }
+
+func (e *hookError) Error() string { return e.err.Error() }
+func (e *hookError) Unwrap() error { return e.err }
+
+// containerMounts is c's bind mounts: its volumeMounts and, unless it
+// mounts its own, the pod's managed /etc/hosts.
+func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container, vols map[string]volume.Mounted, env []string) ([]*runtimeapi.Mount, error) {
+	vars := make(map[string]string, len(env))
+	for _, kv := range env {
+		name, val, _ := cutEnv(kv)
+		vars[name] = val
+	}
+	ms, err := volume.ContainerMounts(c, vols, vars)
+	if err != nil {
+		var me *volume.MountError
+		if errors.As(err, &me) {
+			return nil, &envError{msg: me.Msg}
+		}
+		return nil, err
+	}
+	out := make([]*runtimeapi.Mount, 0, len(ms)+1)
+	ownHosts := false
+	for _, m := range ms {
+		if m.ContainerPath == "/etc/hosts" {
+			ownHosts = true
+		}
+		out = append(out, &runtimeapi.Mount{ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.ReadOnly, Propagation: propagation(m.Propagation)})
+	}
+	if !ownHosts {
+		out = append(out, &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: k.hostsPath(pod.UID)})
+	}
+	return out, nil
+}
+
+func propagation(p v1.MountPropagationMode) runtimeapi.MountPropagation {
+	switch p {
+	case v1.MountPropagationHostToContainer:
+		return runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
+	case v1.MountPropagationBidirectional:
+		return runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL
+	}
+	return runtimeapi.MountPropagation_PROPAGATION_PRIVATE
+}
+
+// allocatable is the node's allocatable, once known.
+func (k *Kubelet) allocatable() v1.ResourceList {
+	if k.machine.CPUs == 0 {
+		return nil
+	}
+	return nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, k.clock.Now(), nil).Allocatable
+}
+
+// recordVolumeErr reports a volume failure as the waiting message of every
+// container the sync wanted to start.
+func (k *Kubelet) recordVolumeErr(pod *v1.Pod, a Actions, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := k.startErr[pod.UID]
+	if m == nil {
+		m = map[string]waitReason{}
+		k.startErr[pod.UID] = m
+	}
+	w := waitReason{Reason: "ContainerCreating", Message: err.Error()}
+	if a.StartInit >= 0 {
+		m[pod.Spec.InitContainers[a.StartInit].Name] = w
+	}
+	for _, i := range a.StartSidecars {
+		m[pod.Spec.InitContainers[i].Name] = w
+	}
+	for _, i := range a.Start {
+		m[pod.Spec.Containers[i].Name] = w
+	}
 }
 
 func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
@@ -584,7 +825,10 @@ func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
 	}
 	var envErr *envError
 	var imgErr *imageError
+	var hookErr *hookError
 	switch {
+	case errors.As(err, &hookErr):
+		m[name] = waitReason{Reason: "PostStartHookError", Message: err.Error()}
 	case errors.As(err, &envErr):
 		m[name] = waitReason{Reason: "CreateContainerConfigError", Message: err.Error()}
 	case errors.As(err, &imgErr):
@@ -596,14 +840,14 @@ func (k *Kubelet) recordStartErr(uid types.UID, name string, err error) {
 
 // writeStatus writes the status derived from st when it differs from the
 // pod's and returns the phase it derived.
-func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions, ready map[string]bool) (v1.PodPhase, error) {
+func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a Actions, probes probeView) (v1.PodPhase, error) {
 	k.mu.Lock()
 	startErr := map[string]waitReason{}
 	for n, w := range k.startErr[pod.UID] {
 		startErr[n] = w
 	}
 	k.mu.Unlock()
-	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr, Ready: ready})
+	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr, Ready: probes.ready, NotStarted: probes.notStarted})
 	status.NominatedNodeName = pod.Status.NominatedNodeName
 	if statusEqual(status, pod.Status) {
 		return status.Phase, nil
@@ -617,17 +861,6 @@ func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a A
 		return status.Phase, fmt.Errorf("updating pod status: %w", err)
 	}
 	return status.Phase, nil
-}
-
-// clientGetter reads ConfigMaps and Secrets straight from the API server.
-type clientGetter struct{ c kubernetes.Interface }
-
-func (g clientGetter) ConfigMap(ctx context.Context, ns, name string) (*v1.ConfigMap, error) {
-	return g.c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-}
-
-func (g clientGetter) Secret(ctx context.Context, ns, name string) (*v1.Secret, error) {
-	return g.c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
 type failure struct {

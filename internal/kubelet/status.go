@@ -20,6 +20,9 @@ type statusInput struct {
 	// Ready holds readiness probe results by container ID; a container
 	// without an entry is ready once running unless ProbedReady names it.
 	Ready map[string]bool
+	// NotStarted holds the IDs of running containers whose startup probe
+	// has not succeeded yet: not started, not ready.
+	NotStarted map[string]bool
 	// StartErr holds the last error starting each container (by name) as
 	// a waiting reason and message, e.g. ErrImagePull.
 	StartErr map[string]waitReason
@@ -61,14 +64,17 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 	sandboxID := sb.ID
 
 	initDone := in.Actions.InitDone
+	var unready []string
 	for _, c := range pod.Spec.InitContainers {
 		cs := containerStatus(pod, c, in, sandboxID, true)
 		if !initDone && cs.State.Waiting != nil && in.Actions.StartInit < 0 && cs.LastTerminationState.Terminated == nil {
 			cs.State.Waiting.Reason = "PodInitializing"
 		}
+		if isSidecar(&c) && !cs.Ready {
+			unready = append(unready, c.Name) // sidecars count towards ContainersReady, as upstream
+		}
 		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
 	}
-	var unready []string
 	for _, c := range pod.Spec.Containers {
 		cs := containerStatus(pod, c, in, sandboxID, false)
 		if !initDone && cs.State.Waiting != nil {
@@ -88,6 +94,11 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 		for i := range s.ContainerStatuses {
 			s.ContainerStatuses[i].Ready = false
 		}
+		for i := range s.InitContainerStatuses {
+			if isSidecar(&pod.Spec.InitContainers[i]) {
+				s.InitContainerStatuses[i].Ready = false
+			}
+		}
 	}
 
 	cond := func(t v1.PodConditionType, ok bool, reason, msg string) {
@@ -105,7 +116,13 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 	}
 	var notInit []string
 	if !initDone {
-		for _, c := range s.InitContainerStatuses {
+		for i, c := range s.InitContainerStatuses {
+			if isSidecar(&pod.Spec.InitContainers[i]) {
+				if c.State.Running == nil || c.Started == nil || !*c.Started {
+					notInit = append(notInit, c.Name)
+				}
+				continue
+			}
 			if c.State.Terminated == nil || c.State.Terminated.ExitCode != 0 {
 				notInit = append(notInit, c.Name)
 			}
@@ -191,15 +208,15 @@ func containerStatus(pod *v1.Pod, spec v1.Container, in statusInput, sandboxID s
 	switch c.State {
 	case ContainerRunning:
 		cs.State.Running = &v1.ContainerStateRunning{StartedAt: apiTime(c.StartedAt)}
-		started := true
+		started := !in.NotStarted[c.ID]
 		cs.Started = &started
-		cs.Ready = true
+		cs.Ready = started
 		if r, probed := in.Ready[c.ID]; probed {
-			cs.Ready = r
+			cs.Ready = started && r
 		} else if spec.ReadinessProbe != nil {
 			cs.Ready = false
 		}
-		if isInit {
+		if isInit && !isSidecar(&spec) {
 			cs.Ready = false
 		}
 	case ContainerExited:
@@ -213,7 +230,7 @@ func containerStatus(pod *v1.Pod, spec v1.Container, in statusInput, sandboxID s
 			cs.LastTerminationState.Terminated = terminated(c)
 		} else {
 			cs.State.Terminated = terminated(c)
-			cs.Ready = isInit && c.ExitCode == 0
+			cs.Ready = isInit && !isSidecar(&spec) && c.ExitCode == 0
 		}
 	default:
 		started := false

@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"skiff.dev/skiff/internal/kubelet/downward"
 )
 
 func cond(s v1.PodStatus, t v1.PodConditionType) v1.ConditionStatus {
@@ -28,7 +30,7 @@ func TestGeneratePodStatus(t *testing.T) {
 
 	// Creating: nothing in the runtime yet.
 	st := PodState{}
-	s := generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now), HostIP: "192.0.2.1", Now: now})
+	s := generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now, nil), HostIP: "192.0.2.1", Now: now})
 	if s.Phase != v1.PodPending || cond(s, v1.PodInitialized) != v1.ConditionFalse || cond(s, v1.PodScheduled) != v1.ConditionTrue {
 		t.Errorf("creating: phase %s conditions %+v", s.Phase, s.Conditions)
 	}
@@ -43,7 +45,7 @@ func TestGeneratePodStatus(t *testing.T) {
 	st = PodState{Sandboxes: []SandboxState{ready("s")}, Containers: []ContainerState{running("app", "s", 0), exited("init", "s", 0, 0, t0)}}
 	sortState(&st)
 	pod.Status = s
-	s = generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now), HostIP: "192.0.2.1", Now: now.Add(time.Second)})
+	s = generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now, nil), HostIP: "192.0.2.1", Now: now.Add(time.Second)})
 	if s.Phase != v1.PodRunning || s.PodIP != "10.88.0.5" || len(s.PodIPs) != 1 {
 		t.Errorf("running: phase %s podIP %q", s.Phase, s.PodIP)
 	}
@@ -65,7 +67,7 @@ func TestGeneratePodStatus(t *testing.T) {
 
 	// Readiness probe failing makes the pod unready.
 	pod.Spec.Containers[0].ReadinessProbe = &v1.Probe{}
-	s2 := generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now), Now: now, Ready: map[string]bool{"app-0": false}})
+	s2 := generatePodStatus(pod, statusInput{State: st, Actions: computePodActions(pod, st, now, nil), Now: now, Ready: map[string]bool{"app-0": false}})
 	if cond(s2, v1.PodReady) != v1.ConditionFalse || !strings.Contains(condMsg(s2, v1.PodReady), "app") {
 		t.Errorf("unready: %+v", s2.Conditions)
 	}
@@ -73,7 +75,7 @@ func TestGeneratePodStatus(t *testing.T) {
 
 	// Crash looping: waiting CrashLoopBackOff with lastState and restartCount.
 	st = PodState{Sandboxes: []SandboxState{ready("s")}, Containers: []ContainerState{exited("app", "s", 2, 3, now.Add(-time.Second)), exited("app", "s", 1, 3, now.Add(-time.Minute)), exited("init", "s", 0, 0, t0)}}
-	a := computePodActions(pod, st, now)
+	a := computePodActions(pod, st, now, nil)
 	s = generatePodStatus(pod, statusInput{State: st, Actions: a, Now: now})
 	cs = s.ContainerStatuses[0]
 	if w := cs.State.Waiting; w == nil || w.Reason != "CrashLoopBackOff" || !strings.Contains(w.Message, "back-off 20s") {
@@ -89,11 +91,11 @@ func TestGeneratePodStatus(t *testing.T) {
 	// restartPolicy Never: all exited 0 is Succeeded, any failure Failed.
 	never := testPod(v1.RestartPolicyNever, nil, "a", "b")
 	st = PodState{Sandboxes: []SandboxState{{ID: "s"}}, Containers: []ContainerState{exited("a", "s", 0, 0, now), exited("b", "s", 0, 0, now)}}
-	if s := generatePodStatus(never, statusInput{State: st, Actions: computePodActions(never, st, now), Now: now}); s.Phase != v1.PodSucceeded || cond(s, v1.PodReady) != v1.ConditionFalse {
+	if s := generatePodStatus(never, statusInput{State: st, Actions: computePodActions(never, st, now, nil), Now: now}); s.Phase != v1.PodSucceeded || cond(s, v1.PodReady) != v1.ConditionFalse {
 		t.Errorf("succeeded: phase %s conditions %+v", s.Phase, s.Conditions)
 	}
 	st.Containers[1].ExitCode = 1
-	if s := generatePodStatus(never, statusInput{State: st, Actions: computePodActions(never, st, now), Now: now}); s.Phase != v1.PodFailed {
+	if s := generatePodStatus(never, statusInput{State: st, Actions: computePodActions(never, st, now, nil), Now: now}); s.Phase != v1.PodFailed {
 		t.Errorf("failed: phase %s", s.Phase)
 	}
 }
@@ -169,7 +171,7 @@ func TestResolveEnv(t *testing.T) {
 			{Name: "MSG", Value: "$(NAME) is $(COLOR), $(UNDEFINED) costs $$5"},
 		},
 	}
-	env, err := resolveEnv(context.Background(), pod, c, []string{"10.88.0.9"}, "192.0.2.1", get)
+	env, err := resolveEnv(context.Background(), pod, c, downward.Runtime{PodIPs: []string{"10.88.0.9"}, HostIP: "192.0.2.1"}, get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +181,14 @@ func TestResolveEnv(t *testing.T) {
 	}
 
 	c.Env = []v1.EnvVar{{Name: "X", ValueFrom: &v1.EnvVarSource{ConfigMapKeyRef: &v1.ConfigMapKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}, Key: "missing"}}}}
-	if _, err := resolveEnv(context.Background(), pod, c, nil, "", get); err == nil {
+	if _, err := resolveEnv(context.Background(), pod, c, downward.Runtime{}, get); err == nil {
 		t.Error("missing key should be a config error")
 	} else if _, ok := err.(*envError); !ok {
 		t.Errorf("want *envError, got %T %v", err, err)
 	}
 	optional := true
 	c.Env[0].ValueFrom.ConfigMapKeyRef.Optional = &optional
-	if env, err := resolveEnv(context.Background(), pod, c, nil, "", get); err != nil || len(env) != 1 {
+	if env, err := resolveEnv(context.Background(), pod, c, downward.Runtime{}, get); err != nil || len(env) != 1 {
 		t.Errorf("optional missing key: env %v err %v", env, err)
 	}
 }

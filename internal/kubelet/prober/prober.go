@@ -1,5 +1,10 @@
 // Package prober runs liveness, readiness and startup probes (httpGet,
-// tcpSocket, exec) for running containers and keeps their latest results.
+// tcpSocket, exec, grpc) for running containers and keeps their latest
+// results.
+//
+// A container with a startup probe runs only that probe until it succeeds
+// once; its liveness and readiness probes start afterwards (Started tells
+// the kubelet), and the startup probe stops.
 //
 // One goroutine per (container, probe kind) ticks every periodSeconds after
 // initialDelaySeconds and applies successThreshold/failureThreshold, so a
@@ -85,10 +90,22 @@ func (m *Manager) Result(containerID string, kind Kind) (result, ok bool) {
 	return r, ok
 }
 
-// Ensure starts workers for t's probes that are not running yet.
+// Started reports whether a running container counts as started: it has
+// no startup probe or that probe has succeeded.
+func (m *Manager) Started(containerID string, c *v1.Container) bool {
+	if c.StartupProbe == nil {
+		return true
+	}
+	r, ok := m.Result(containerID, Startup)
+	return ok && r
+}
+
+// Ensure starts workers for t's probes that are not running yet; liveness
+// and readiness wait until the container has started.
 func (m *Manager) Ensure(ctx context.Context, t Target) {
+	started := m.Started(t.ContainerID, t.Container)
 	for kind, p := range map[Kind]*v1.Probe{Liveness: t.Container.LivenessProbe, Readiness: t.Container.ReadinessProbe, Startup: t.Container.StartupProbe} {
-		if p == nil {
+		if p == nil || (kind != Startup && !started) {
 			continue
 		}
 		k := key{t.ContainerID, kind}
@@ -150,6 +167,9 @@ func (m *Manager) run(ctx context.Context, k key, p *v1.Probe, t Target) {
 		switch {
 		case successes >= successThreshold:
 			m.set(k, true, t.PodUID)
+			if k.kind == Startup {
+				return // a startup probe is done once it has succeeded
+			}
 		case failures >= failureThreshold:
 			m.set(k, false, t.PodUID)
 		}
@@ -199,6 +219,8 @@ func (c NetChecker) Check(ctx context.Context, p *v1.Probe, t Target) error {
 			return fmt.Errorf("dialing: %w", err)
 		}
 		return conn.Close()
+	case p.GRPC != nil:
+		return checkGRPC(ctx, p.GRPC, t.PodIP)
 	case p.Exec != nil:
 		deadline, _ := ctx.Deadline()
 		resp, err := c.Runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: t.ContainerID, Cmd: p.Exec.Command, Timeout: int64(time.Until(deadline).Seconds() + 0.5)})
@@ -214,6 +236,14 @@ func (c NetChecker) Check(ctx context.Context, p *v1.Probe, t Target) error {
 }
 
 func checkHTTP(ctx context.Context, g *v1.HTTPGetAction, t Target) error {
+	return HTTPGet(ctx, g, t.PodIP, t.Container)
+}
+
+// HTTPGet performs an httpGet action (a probe or a lifecycle hook) against
+// podIP unless the action names a host; a status outside 200-399 is an
+// error.
+func HTTPGet(ctx context.Context, g *v1.HTTPGetAction, podIP string, c *v1.Container) error {
+	t := Target{PodIP: podIP, Container: c}
 	port, err := resolvePort(g.Port, t.Container)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func AddComponents(s *server.Server) {
 	cfg := s.Config()
 	if !cfg.DisableControllerManager {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
-			return newControllerManager(s.LoopbackConfig(), cfg.ClusterCIDR, s)
+			return newControllerManager(s.LoopbackConfig(), cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, s)
 		})
 	}
 	if !cfg.DisableAgent {
@@ -41,7 +41,7 @@ func AddComponents(s *server.Server) {
 	}
 }
 
-func newControllerManager(rc *rest.Config, clusterCIDR string, s *server.Server) (server.Component, error) {
+func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, s *server.Server) (server.Component, error) {
 	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "skiff-controller-manager"
 	kube, err := kubernetes.NewForConfig(rc)
@@ -57,8 +57,9 @@ func newControllerManager(rc *rest.Config, clusterCIDR string, s *server.Server)
 		return nil, fmt.Errorf("building controller-manager discovery client: %w", err)
 	}
 	return controllermanager.NewForClients(controllermanager.Config{
-		LeaderElect: true,
-		ClusterCIDR: clusterCIDR,
+		LeaderElect:             true,
+		ClusterCIDR:             clusterCIDR,
+		LoadBalancerAddressPool: lbPool,
 	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger())
 }
 

@@ -39,6 +39,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network CIDR, one /24 per node")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP range")
 	f.StringVar(&cfg.ServiceNodePortRange, "service-node-port-range", "30000-32767", "port range reserved for NodePort services")
+	f.StringVar(&cfg.LoadBalancerAddressPool, "lb-address-pool", "", "addresses for LoadBalancer services, as IPv4 CIDRs or first-last ranges, comma-separated (default: the nodes' InternalIPs)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent in this process")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler in this process")
 	f.BoolVar(&cfg.DisableControllerManager, "disable-controller-manager", false, "do not run the controller manager in this process")

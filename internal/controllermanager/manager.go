@@ -48,6 +48,9 @@ type Config struct {
 	ResyncPeriod time.Duration
 	// ClusterCIDR is handed to the node IPAM controller.
 	ClusterCIDR string
+	// LoadBalancerAddressPool is handed to the load balancer controller
+	// (empty: LoadBalancer services get the nodes' addresses).
+	LoadBalancerAddressPool string
 	// Registry replaces DefaultRegistry (tests, embedders).
 	Registry map[string]Registration
 	// Clock is handed to controllers (default: real clock).

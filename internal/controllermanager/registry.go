@@ -21,6 +21,7 @@ import (
 	"skiff.dev/skiff/internal/controller/endpointslice"
 	"skiff.dev/skiff/internal/controller/garbagecollector"
 	"skiff.dev/skiff/internal/controller/job"
+	"skiff.dev/skiff/internal/controller/loadbalancer"
 	"skiff.dev/skiff/internal/controller/localpath"
 	"skiff.dev/skiff/internal/controller/namespace"
 	"skiff.dev/skiff/internal/controller/nodeipam"
@@ -133,6 +134,9 @@ func DefaultRegistry() map[string]Registration {
 		"cronjob": {Workers: 5, New: func(c Context) (Runner, error) {
 			f := c.Informers
 			return cronjob.New(cronjob.Config{Clock: c.Clock}, c.Client, f.Batch().V1().CronJobs(), f.Batch().V1().Jobs(), c.Recorder("cronjob-controller"), c.Logger)
+		}},
+		"loadbalancer": {Workers: 2, New: func(c Context) (Runner, error) {
+			return loadbalancer.New(loadbalancer.Config{AddressPool: c.Config.LoadBalancerAddressPool}, c.Client, c.Informers, c.Recorder("loadbalancer-controller"), c.Logger)
 		}},
 		"nodeipam": {Workers: 1, New: func(c Context) (Runner, error) {
 			return nodeipam.New(nodeipam.Config{ClusterCIDR: c.Config.ClusterCIDR}, c.Client, c.Informers, c.Logger)

@@ -38,6 +38,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := createIfMissing(ctx, s.store("", "services"), "default", svc); err != nil {
 		return fmt.Errorf("creating the kubernetes service: %w", err)
 	}
+	if err := createIfMissing(ctx, s.store("", "services"), "kube-system", kubeDNSService(s.cfg.ServiceCIDR)); err != nil {
+		return fmt.Errorf("creating the kube-dns service: %w", err)
+	}
 	if err := createIfMissing(ctx, s.store("storage.k8s.io", "storageclasses"), "", s.defaultStorageClass()); err != nil {
 		return fmt.Errorf("creating the default storage class: %w", err)
 	}
@@ -71,6 +74,44 @@ func createIfMissing(ctx context.Context, st *generic.Store, ns string, obj runt
 		return err
 	}
 	return nil
+}
+
+// KubeDNSServiceName is the cluster DNS service in kube-system.
+const KubeDNSServiceName = "kube-dns"
+
+// kubeDNSService is kube-system/kube-dns at the tenth address of the
+// service CIDR (10.43.0.10 by default), the address pods get as their
+// nameserver. It has no selector: cluster DNS is served by every agent on
+// its own node, and each agent publishes its server as an EndpointSlice
+// of this service (internal/agent/network.go). internalTrafficPolicy Local
+// keeps a pod's queries on its own node.
+func kubeDNSService(cidr string) *corev1.Service {
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: KubeDNSServiceName, Namespace: "kube-system",
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: KubeDNSServiceIP(cidr),
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+			},
+			InternalTrafficPolicy: &local,
+		},
+	}
+}
+
+// KubeDNSServiceIP is the tenth address of the service CIDR (10.43.0.10
+// by default), or "" for a CIDR that does not parse.
+func KubeDNSServiceIP(cidr string) string {
+	r, err := servicealloc.ParseIPRange(cidr)
+	if err != nil {
+		return ""
+	}
+	return r.Addr(9).String()
 }
 
 // kubernetesServiceIP is the first address of the service CIDR (10.43.0.1

@@ -40,6 +40,7 @@ import (
 	"skiff.dev/skiff/internal/apiserver/nodeproxy"
 	"skiff.dev/skiff/internal/apiserver/openapi"
 	"skiff.dev/skiff/internal/apiserver/servicealloc"
+	"skiff.dev/skiff/internal/controller/loadbalancer"
 	"skiff.dev/skiff/internal/etcd"
 	"skiff.dev/skiff/internal/kubeconfig"
 	kubeletserver "skiff.dev/skiff/internal/kubelet/server"
@@ -69,6 +70,10 @@ type Config struct {
 	ServiceCIDR      string
 	// ServiceNodePortRange is the NodePort range, "min-max".
 	ServiceNodePortRange string
+	// LoadBalancerAddressPool is where LoadBalancer services' addresses
+	// come from (CIDRs or first-last ranges, comma-separated); empty means
+	// the nodes' InternalIPs.
+	LoadBalancerAddressPool string
 	// Components.
 	DisableAgent             bool
 	DisableScheduler         bool
@@ -146,6 +151,11 @@ func New(cfg Config) (*Server, error) {
 	for _, p := range []int{cfg.HTTPSPort, cfg.EtcdClientPort, cfg.EtcdPeerPort} {
 		if p < 0 || p > 65535 {
 			return nil, fmt.Errorf("port %d out of range", p)
+		}
+	}
+	if cfg.LoadBalancerAddressPool != "" {
+		if _, err := loadbalancer.ParsePool(cfg.LoadBalancerAddressPool); err != nil {
+			return nil, fmt.Errorf("--lb-address-pool: %w", err)
 		}
 	}
 	if cfg.AdvertiseAddress == "" {

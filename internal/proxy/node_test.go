@@ -97,8 +97,8 @@ func TestGoldenNodeTable(t *testing.T) {
 // the pod can get an answer from outside.
 type netnsLab struct {
 	node, pod, outside string
-	podIP, nodePodSide    string
-	nodeIP, outsideIP     string
+	podIP, nodePodSide string
+	nodeIP, outsideIP  string
 }
 
 func newNetnsLab(t *testing.T, n int) *netnsLab {

@@ -67,6 +67,9 @@ type Config struct {
 	// Ingress configures the built-in ingress controller (ingress.go).
 	Ingress IngressConfig
 }
+	// ServiceNetwork configures the service proxy, node NAT and cluster
+	// DNS (network.go).
+	ServiceNetwork ServiceNetworkConfig
 
 // Deps are optional collaborators; zero values mean the real thing.
 type Deps struct {
@@ -175,6 +178,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startNetworkPolicy(ctx, client)
 	a.startIngress(ctx, client)
+	clusterDNS, err := a.startServiceNetwork(ctx, client, podCIDR)
+	if err != nil {
+		return err
+	}
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""
@@ -216,6 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		DataDir:     a.Dir(),
 		CgroupRoot:  a.cfg.CgroupRoot,
 		Version:     version.Get().GitVersion,
+		ClusterDNS:  clusterDNS,
 	}, kubelet.Deps{Client: client, Runtime: criClient.Runtime, Image: criClient.Image, Clock: a.deps.Clock, Logger: a.deps.Logger})
 	if err != nil {
 		return err

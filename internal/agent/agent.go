@@ -64,6 +64,12 @@ type Config struct {
 	CgroupRoot string
 	// SkipImages skips building/importing the built-in images.
 	SkipImages bool
+	// FlannelBackend carries pod traffic between nodes: vxlan (default),
+	// host-gw or none. VXLANDevice, VXLANPort and VXLANVNI default to
+	// skiff.1, 8472 and 1 (internal/network/overlay).
+	FlannelBackend      string
+	VXLANDevice         string
+	VXLANPort, VXLANVNI int
 	// Ingress configures the built-in ingress controller (ingress.go).
 	Ingress IngressConfig
 }
@@ -173,7 +179,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cni.Write(a.CNIConfDir(), cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir()}); err != nil {
+	mtu, err := a.startPodNetwork(ctx, client, podCIDR)
+	if err != nil {
+		return err
+	}
+	if err := cni.Write(a.CNIConfDir(), cni.Config{Name: NetworkName, Bridge: a.cfg.Bridge, PodCIDR: podCIDR, DataDir: a.CNIDataDir(), MTU: mtu}); err != nil {
 		return err
 	}
 	a.startNetworkPolicy(ctx, client)

@@ -112,15 +112,26 @@ func WriteDiff(tx *knftables.Transaction, old, new *Ruleset) {
 			oldEls = o.Elements
 		}
 		newEls := new.Sets[name].Elements
-		for _, e := range sortedKeys(oldEls) {
+		// Sets can hold every pod of the cluster: collect the difference
+		// first and sort only that.
+		var del, add []string
+		for e := range oldEls {
 			if !newEls[e] {
-				tx.Delete(&knftables.Element{Set: name, Key: strings.Split(e, " . ")})
+				del = append(del, e)
 			}
 		}
-		for _, e := range sortedKeys(newEls) {
+		for e := range newEls {
 			if !oldEls[e] {
-				tx.Add(&knftables.Element{Set: name, Key: strings.Split(e, " . ")})
+				add = append(add, e)
 			}
+		}
+		sort.Strings(del)
+		sort.Strings(add)
+		for _, e := range del {
+			tx.Delete(&knftables.Element{Set: name, Key: strings.Split(e, " . ")})
+		}
+		for _, e := range add {
+			tx.Add(&knftables.Element{Set: name, Key: strings.Split(e, " . ")})
 		}
 	}
 	// 3. Chains whose rules changed.

@@ -75,12 +75,14 @@ func eligible(p *v1.Pod) []string {
 	var ips []string
 	seen := map[string]bool{}
 	add := func(s string) {
+		// A parsed IPv4 address has one spelling (leading zeros are
+		// refused), so s is already canonical.
 		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() || seen[a.String()] {
+		if err != nil || !a.Is4() || seen[s] {
 			return
 		}
-		seen[a.String()] = true
-		ips = append(ips, a.String())
+		seen[s] = true
+		ips = append(ips, s)
 	}
 	for _, ip := range p.Status.PodIPs {
 		add(ip.IP)

@@ -166,6 +166,7 @@ func TestNetnsPolicy(t *testing.T) {
 	clientNS, clientIP := node.addPod("client", 20)
 	otherNS, otherIP := node.addPod("other", 30)
 	echoServer(t, webNS, webIP, 8080, 9090)
+	echoServer(t, clientNS, clientIP, 7070)
 	web8080, web9090 := webIP+":8080", webIP+":9090"
 
 	podObj := func(name, ip string, lbls map[string]string, opts ...podOpt) *v1.Pod {
@@ -263,6 +264,9 @@ func TestNetnsPolicy(t *testing.T) {
 	blocked(clientNS, web8080)
 	blocked(otherNS, web8080)
 	allowed(node.ns, web8080)
+	// Isolation is for new connections to web: web's own connections out,
+	// and their replies, pass.
+	allowed(webNS, clientIP+":7070")
 
 	// Allow the client, on 8080 only, live.
 	create(policy("default", "allow-client", sel("app", "web"), func(s *networkingv1.NetworkPolicySpec) {
@@ -275,6 +279,19 @@ func TestNetnsPolicy(t *testing.T) {
 	allowed(clientNS, web8080)
 	blocked(clientNS, web9090)
 	blocked(otherNS, web8080)
+
+	// Through a service address DNATed as the proxy does (at prerouting):
+	// the policy sees the pod's address and port.
+	const svc = "10.96.250.1"
+	sh(t, "ip", "netns", "exec", node.ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	nat := exec.Command("ip", "netns", "exec", node.ns, "nft", "-f", "-")
+	nat.Stdin = strings.NewReader("table ip skiffnp-svc {\n chain prerouting {\n type nat hook prerouting priority dstnat;\n" +
+		" ip daddr " + svc + " tcp dport 80 dnat to " + web8080 + "\n }\n}\n")
+	if out, err := nat.CombinedOutput(); err != nil {
+		t.Fatalf("adding the service DNAT: %v: %s", err, out)
+	}
+	allowed(clientNS, svc+":80")
+	blocked(otherNS, svc+":80")
 
 	// An established connection survives an unrelated update, and even
 	// the removal of the rule that allowed it; new connections do not.

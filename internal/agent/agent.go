@@ -2,10 +2,11 @@
 // connects to) containerd, writes the CNI config, makes sure the built-in
 // images are present and runs the kubelet against the API server.
 //
-// Credentials, for now: the join token as a bearer token (the API server
-// maps it to user system:node-join), or a kubeconfig (the admin one on a
-// server node). Per-node client certificates (system:node:NAME) are future
-// work.
+// Credentials: with --server/--token the agent presents the join token
+// (user system:node-join) once, to have a CertificateSigningRequest for
+// system:node:NAME signed, and then works with that client certificate,
+// kept under <data-dir>/agent and reused on restart (identity.go). A
+// kubeconfig (the admin one on a server node) is used as given.
 package agent
 
 import (
@@ -164,7 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if ps := CheckPrereqs(PrereqOptions{CNIBinDir: a.cfg.CNIBinDir, ExternalRuntime: a.cfg.ContainerRuntimeEndpoint != ""}); len(ps) > 0 {
 		return errors.New(FormatProblems(ps))
 	}
-	rc, err := a.restConfig()
+	rc, err := a.ClientConfig(ctx)
 	if err != nil {
 		return err
 	}

@@ -266,6 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.ready.Store(true)
+	go s.runNodeCSRSigner(ctx) // agents joining with the token (nodecsr.go)
 	// Build the OpenAPI documents in the background so the first
 	// kubectl apply/explain does not pay for it. Building them leaves tens
 	// of MB of garbage; hand it back to the OS now rather than over minutes

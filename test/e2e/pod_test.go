@@ -74,6 +74,7 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 	n := &node{t: t, c: c, name: name, bridge: bridge, cfg: agent.Config{
 		Server: c.Server.URL(), Token: strings.TrimSpace(string(token)), CAFile: caFile,
 		DataDir: dir, NodeName: name, PodCIDR: podCIDR, Bridge: bridge, CgroupRoot: cgroupRoot,
+		KubeletPort: freeKubeletPort(t),
 	}}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()

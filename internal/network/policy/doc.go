@@ -31,7 +31,9 @@
 //     element per local pod isolated in that direction (selected by a
 //     policy of that type); other pods are not in the maps, so traffic not
 //     selected by any policy is allowed;
-//   - ingress-<ns>/<pod>, egress-<ns>/<pod>: the rules of every policy
+//   - ingress-<ns>/<pod>, egress-<ns>/<pod>: first the pod's own address
+//     (a pod cannot block itself; its own traffic reaches forward only
+//     hairpinned through a service), then the rules of every policy
 //     selecting the pod (policies are additive), each ending in `return`
 //     (allowed: go on to the other direction's check), then `drop`; a
 //     policy without rules in that direction adds nothing, which is default

@@ -286,12 +286,18 @@ func TestNetnsPolicy(t *testing.T) {
 	sh(t, "ip", "netns", "exec", node.ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 	nat := exec.Command("ip", "netns", "exec", node.ns, "nft", "-f", "-")
 	nat.Stdin = strings.NewReader("table ip skiffnp-svc {\n chain prerouting {\n type nat hook prerouting priority dstnat;\n" +
-		" ip daddr " + svc + " tcp dport 80 dnat to " + web8080 + "\n }\n}\n")
+		" ip daddr " + svc + " tcp dport 80 dnat to " + web8080 + "\n }\n" +
+		" chain postrouting {\n type nat hook postrouting priority srcnat;\n" +
+		" ct status dnat ip saddr " + webIP + " ip daddr " + webIP + " masquerade\n }\n}\n")
 	if out, err := nat.CombinedOutput(); err != nil {
 		t.Fatalf("adding the service DNAT: %v: %s", err, out)
 	}
 	allowed(clientNS, svc+":80")
 	blocked(otherNS, svc+":80")
+	// A pod cannot block itself: web reaches itself through the service
+	// (hairpin, masqueraded after the filter, as the proxy does).
+	sh(t, "ip", "-n", node.ns, "link", "set", "skiffnpweb", "type", "bridge_slave", "hairpin", "on")
+	allowed(webNS, svc+":80")
 
 	// An established connection survives an unrelated update, and even
 	// the removal of the rule that allowed it; new connections do not.

@@ -180,9 +180,15 @@ func Compute(in Input) *Ruleset {
 			continue
 		}
 		key := pi.pod.Namespace + "/" + pi.pod.Name
+		// A pod cannot block itself (upstream's rule): its own traffic
+		// reaches forward only hairpinned through a service address.
+		self := pi.ips
 		if len(s.ingress) > 0 {
 			chain := objName("ingress-" + key)
 			var rules []string
+			for _, ip := range self {
+				rules = append(rules, "ip saddr "+ip+" return")
+			}
 			for _, pol := range s.ingress {
 				rules = append(rules, c.ingressRules(pol, pi)...)
 			}
@@ -196,6 +202,9 @@ func Compute(in Input) *Ruleset {
 		if len(s.egress) > 0 {
 			chain := objName("egress-" + key)
 			var rules []string
+			for _, ip := range self {
+				rules = append(rules, "ip daddr "+ip+" return")
+			}
 			for _, pol := range s.egress {
 				rules = append(rules, c.egressRules(pol)...)
 			}

@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -74,9 +77,60 @@ func staleFlows(old, new *ServiceInfo) []Flow {
 	return out
 }
 
-// ExecConntrack shells out to the conntrack(8) tool. Talking netlink
-// directly is out of scope for now; without the tool, stale UDP entries
-// simply expire (default 30 s unreplied, 120 s assured).
+// NetlinkConntrack deletes entries over netlink, in the network namespace
+// of the calling thread; it needs no conntrack tool.
+type NetlinkConntrack struct{}
+
+var _ Conntrack = NetlinkConntrack{}
+
+// Filter returns the netlink filter matching f's entries.
+func (f Flow) Filter() (*netlink.ConntrackFilter, error) {
+	proto := map[v1.Protocol]uint8{v1.ProtocolTCP: unix.IPPROTO_TCP, v1.ProtocolUDP: unix.IPPROTO_UDP, v1.ProtocolSCTP: unix.IPPROTO_SCTP}[f.Protocol]
+	if proto == 0 {
+		return nil, fmt.Errorf("conntrack filter: unknown protocol %q", f.Protocol)
+	}
+	cf := &netlink.ConntrackFilter{}
+	if err := cf.AddProtocol(proto); err != nil {
+		return nil, err
+	}
+	if f.ServiceIP != "" {
+		if err := cf.AddIP(netlink.ConntrackOrigDstIP, net.ParseIP(f.ServiceIP)); err != nil {
+			return nil, err
+		}
+	}
+	if err := cf.AddPort(netlink.ConntrackOrigDstPort, uint16(f.Port)); err != nil {
+		return nil, err
+	}
+	if f.EndpointIP != "" {
+		// The reply of a DNATed flow comes from the endpoint.
+		if err := cf.AddIP(netlink.ConntrackReplySrcIP, net.ParseIP(f.EndpointIP)); err != nil {
+			return nil, err
+		}
+	}
+	return cf, nil
+}
+
+// Delete removes every entry matching one of flows in one table walk.
+func (NetlinkConntrack) Delete(_ context.Context, flows []Flow) error {
+	var filters []netlink.CustomConntrackFilter
+	for _, f := range flows {
+		cf, err := f.Filter()
+		if err != nil {
+			return err
+		}
+		filters = append(filters, cf)
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...); err != nil {
+		return fmt.Errorf("deleting conntrack entries: %w", err)
+	}
+	return nil
+}
+
+// ExecConntrack shells out to the conntrack(8) tool (the proxy uses
+// NetlinkConntrack unless told otherwise).
 type ExecConntrack struct {
 	Path string
 	// Run runs a command; tests replace it.

@@ -59,7 +59,7 @@ func TestNetnsClusterIP(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	node, pod := randomName("skiff-test-node-"), randomName("skiff-test-pod-")
+	node, pod := randomName("skiffg-node-"), randomName("skiffg-pod-")
 	for _, ns := range []string{node, pod} {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
@@ -69,17 +69,17 @@ func TestNetnsClusterIP(t *testing.T) {
 		})
 	}
 	run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
-	run(t, "ip", "-n", node, "addr", "add", "10.244.77.1/24", "dev", "veth-node")
-	run(t, "ip", "-n", pod, "addr", "add", "10.244.77.2/24", "dev", "veth-pod")
+	run(t, "ip", "-n", node, "addr", "add", "10.90.77.1/24", "dev", "veth-node")
+	run(t, "ip", "-n", pod, "addr", "add", "10.90.77.2/24", "dev", "veth-pod")
 	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
 		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
 	// Service IPs need a route for the output path to reach the nat hook.
-	run(t, "ip", "-n", node, "route", "add", "10.96.0.0/16", "dev", "veth-node")
+	run(t, "ip", "-n", node, "route", "add", "10.91.77.0/24", "dev", "veth-node")
 
 	var ln net.Listener
 	if err := inNetns(pod, func() (err error) {
-		ln, err = net.Listen("tcp", "10.244.77.2:8080")
+		ln, err = net.Listen("tcp", "10.90.77.2:8080")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestNetnsClusterIP(t *testing.T) {
 		}
 	}()
 
-	table := randomName("skiff-test-")
+	table := randomName("skiffg-")
 	ctx := context.Background()
 	err := inNetns(node, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)
@@ -113,29 +113,29 @@ func TestNetnsClusterIP(t *testing.T) {
 		r := testRules()
 		r.NodeName = "node-x"
 		svcs := map[string]*v1.Service{
-			"default/web":   service("web", "10.96.77.10"),
-			"default/empty": service("empty", "10.96.77.50"),
+			"default/web":   service("web", "10.91.77.10"),
+			"default/empty": service("empty", "10.91.77.50"),
 		}
 		sl := map[string][]*discovery.EndpointSlice{
-			"default/web": {slice("web", "web-a", tcp8080, readyEP("10.244.77.2", "node-y"))},
+			"default/web": {slice("web", "web-a", tcp8080, readyEP("10.90.77.2", "node-y"))},
 		}
 		a := nftables.New(nft, knftables.IPv4Family, table)
 		if _, err := a.FullSync(ctx, r.Base(), units(r, svcs, sl)); err != nil {
 			return err
 		}
 		d := net.Dialer{Timeout: 3 * time.Second}
-		c, err := d.Dial("tcp", "10.96.77.10:80")
+		c, err := d.Dial("tcp", "10.91.77.10:80")
 		if err != nil {
 			return fmt.Errorf("connecting to the ClusterIP: %w", err)
 		}
 		b, _ := io.ReadAll(c)
 		c.Close()
-		if string(b) != "hello from 10.244.77.2:8080" {
+		if string(b) != "hello from 10.90.77.2:8080" {
 			return fmt.Errorf("ClusterIP answered %q", b)
 		}
 		// No endpoints: refused at once (TCP reset), not a timeout.
 		start := time.Now()
-		_, err = d.Dial("tcp", "10.96.77.50:80")
+		_, err = d.Dial("tcp", "10.91.77.50:80")
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("service without endpoints: want connection refused, got %v after %v", err, time.Since(start))
 		}

@@ -68,7 +68,7 @@ func listTable(ctx context.Context, table string) (string, error) {
 // element deletes and chain deletes, which the Fake does not check).
 func TestRealNFT(t *testing.T) {
 	requireNFT(t)
-	table := randomName("skiff-test-")
+	table := randomName("skiffg-")
 	ctx := context.Background()
 	inFreshNetns(t, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)

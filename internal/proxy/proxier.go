@@ -35,7 +35,7 @@ type Config struct {
 
 	// NFT drives the table; nil creates a real one with knftables.New.
 	NFT knftables.Interface
-	// Conntrack deletes stale UDP flows; nil looks for conntrack(8) on PATH.
+	// Conntrack deletes stale UDP flows; nil means NetlinkConntrack.
 	Conntrack Conntrack
 	Clock     clock.WithTicker // clock.RealClock{}
 	// Metrics, if set, receives the proxy's collectors.
@@ -98,11 +98,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		cfg.NFT = nft
 	}
 	if cfg.Conntrack == nil {
-		if ct := NewExecConntrack(); ct != nil {
-			cfg.Conntrack = ct
-		} else {
-			logger.Warn("conntrack tool not found; stale UDP flows will only expire")
-		}
+		cfg.Conntrack = NetlinkConntrack{}
 	}
 	p := &Proxier{
 		cfg:      cfg,

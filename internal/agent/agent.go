@@ -73,10 +73,10 @@ type Config struct {
 	VXLANPort, VXLANVNI int
 	// Ingress configures the built-in ingress controller (ingress.go).
 	Ingress IngressConfig
-}
 	// ServiceNetwork configures the service proxy, node NAT and cluster
 	// DNS (network.go).
 	ServiceNetwork ServiceNetworkConfig
+}
 
 // Deps are optional collaborators; zero values mean the real thing.
 type Deps struct {
@@ -246,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // startKubeletAPI serves the kubelet API (logs, exec, attach,
-// port-forward) to the API server, whose client certificate is checked
+// port-forward, /stats/summary) to the API server, whose client certificate is checked
 // against the cluster CA the agent trusts.
 func (a *Agent) startKubeletAPI(ctx context.Context, rc *rest.Config, criClient *cri.Client) error {
 	caPEM := rc.TLSClientConfig.CAData
@@ -261,9 +261,18 @@ func (a *Agent) startKubeletAPI(ctx context.Context, rc *rest.Config, criClient 
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return errors.New("starting the kubelet api: the cluster ca is unknown")
 	}
+	imageFs := a.Dir()
+	if a.cfg.ContainerRuntimeEndpoint == "" {
+		imageFs = a.ContainerdDir()
+	}
+	stats := kubeletserver.NewStats(kubeletserver.StatsConfig{
+		NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Runtime: criClient.Runtime, FsPath: a.Dir(), ImageFsPath: imageFs,
+	})
+	go stats.Run(ctx) // keeps CPU rates warm for metrics.k8s.io
 	srv, err := kubeletserver.New(kubeletserver.Config{
 		Addr: net.JoinHostPort("", strconv.Itoa(a.cfg.KubeletPort)), ClientCAs: pool,
 		NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Runtime: criClient.Runtime, Logger: a.log,
+		Stats: stats,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@
 //	GET|POST /exec/{namespace}/{pod}/{container}?command=…&stdin=&stdout=&stderr=&tty=
 //	GET|POST /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=
 //	GET|POST /portForward/{namespace}/{pod}
+//	GET      /stats/summary[?only_cpu_and_memory=true]
 //
 // It finds containers and sandboxes through CRI labels alone (it needs no
 // pod cache) and reads the CRI log files containerd writes. Streaming
@@ -65,11 +66,18 @@ type Config struct {
 	// NodeName and NodeIP go into the self-signed serving certificate.
 	NodeName, NodeIP string
 	Runtime          runtimeapi.RuntimeServiceClient
-	Logger           *slog.Logger
+	// Stats answers /stats/summary (stats.go); nil answers 404.
+	Stats  SummaryProvider
+	Logger *slog.Logger
 	// LogPoll is how often a followed log is re-read (default 200 ms).
 	LogPoll time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// SummaryProvider assembles /stats/summary (*Stats is the real one).
+type SummaryProvider interface {
+	Summary(ctx context.Context) (Summary, error)
 }
 
 // Server is the kubelet API.
@@ -99,6 +107,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", s.containerLogs)
+	s.mux.HandleFunc("GET /stats/summary", s.statsSummary)
 	for _, m := range []string{"GET", "POST"} {
 		s.mux.HandleFunc(m+" /exec/{ns}/{pod}/{container}", s.exec)
 		s.mux.HandleFunc(m+" /attach/{ns}/{pod}/{container}", s.attach)

@@ -150,11 +150,14 @@ func (c *Controller) poke() {
 }
 
 // Run starts the informers, rebuilds the table, then applies changes as
-// they come until ctx ends. The table stays on exit so pods stay isolated
-// across an agent restart.
+// they come until ctx ends. On exit the table stays while it isolates any
+// pod, so pods stay isolated across an agent restart (the next Run
+// rebuilds it); a table that isolates nothing is removed, leaving the host
+// as it was.
 func (c *Controller) Run(ctx context.Context) error {
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
+	defer c.cleanup()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("waiting for pod, namespace and network policy caches: %w", ctx.Err())
 	}
@@ -191,6 +194,18 @@ func (c *Controller) Run(ctx context.Context) error {
 			try(false, "sync")
 		}
 		last = clk.Now()
+	}
+}
+
+func (c *Controller) cleanup() {
+	rs := c.applier.applied
+	if rs == nil || len(rs.Ingress) > 0 || len(rs.Egress) > 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.applier.Delete(ctx); err != nil {
+		c.log.Warn("removing the unused policy table", "err", err)
 	}
 }
 

@@ -115,6 +115,45 @@ func TestController(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("isolation lifted", func(d string) bool { return !strings.Contains(d, "jump ingress-") && !strings.Contains(d, "peers-") })
+
+	// Stopping with nothing isolated removes the table.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	done <- nil // for the cleanup
+	if d := nft.Dump(); d != "" {
+		t.Errorf("table left after stopping with no pod isolated:\n%s", d)
+	}
+}
+
+// TestControllerKeepsIsolatingTable: stopping while pods are isolated
+// leaves the table, so they stay isolated until the next agent starts.
+func TestControllerKeepsIsolatingTable(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("default", nil),
+		pod("default", "web", localNode, "10.96.1.10", map[string]string{"app": "web"}),
+		policy("default", "deny", sel("app", "web"), nil))
+	nft := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+	synced := make(chan struct{}, 10)
+	c, err := New(Config{NodeName: localNode}, Deps{Client: client, NFT: nft, OnSync: func(bool, *Ruleset) { synced <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := nft.Dump(); !strings.Contains(d, "10.96.1.10 : jump ingress-default/web") {
+		t.Errorf("isolating table removed on stop:\n%s", d)
+	}
 }
 
 func TestNewValidates(t *testing.T) {

@@ -52,5 +52,7 @@
 // selects. The table is rebuilt in one atomic transaction (delete and
 // re-add) on start, after a failed transaction and every FullSyncPeriod;
 // conntrack entries outlive that, so established connections survive it
-// too. IPv6 is not enforced (the pod network is IPv4 only).
+// too. When the controller stops, the table stays if it isolates any pod
+// (they stay isolated across an agent restart) and is removed otherwise.
+// IPv6 is not enforced (the pod network is IPv4 only).
 package policy

@@ -259,8 +259,12 @@ func (a *Agent) publishDNS(ctx context.Context, client kubernetes.Interface, srv
 	for {
 		err := a.ensureDNSSlice(ctx, client, gw, port)
 		if err != nil {
-			a.log.Warn("publishing this node's dns endpoint", "err", err)
-			wait = min(2*wait, 30*time.Second)
+			if apierrors.IsNotFound(err) {
+				a.log.Debug("waiting for the node to register before publishing its dns endpoint", "err", err)
+			} else {
+				a.log.Warn("publishing this node's dns endpoint", "err", err)
+			}
+			wait = min(2*wait, 5*time.Second)
 		} else {
 			wait = 30 * time.Second
 		}

@@ -31,7 +31,7 @@ func AddComponents(s *server.Server) {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			// The in-process agent talks to the API server like a remote one,
 			// through the loopback client.
-			return agent.New(agent.Config{DataDir: cfg.DataDir}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
+			return agent.New(agent.Config{DataDir: cfg.DataDir, ServiceNetwork: agent.ServiceNetworkConfig{ClusterCIDR: cfg.ClusterCIDR}}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
 		})
 	}
 	if !cfg.DisableScheduler {

@@ -144,6 +144,16 @@ func TestRenderSemantics(t *testing.T) {
 			t.Errorf("%s:\n got: %s\nwant: %s", tc.name, tc.got, tc.want)
 		}
 	}
+	// ExternalName services are DNS only (a CNAME): the proxy writes
+	// nothing for them, even with a leftover ClusterIP.
+	if strings.Contains(fake.Dump(), "extname") {
+		t.Errorf("ExternalName service rendered:\n%s", fake.Dump())
+	}
+	ext := svcs["default/extname"].DeepCopy()
+	ext.Spec.ClusterIP = "10.96.0.99"
+	if u, info := testRules().Service(ext, []*discovery.EndpointSlice{slice("extname", "x", tcp8080, readyEP("10.244.1.2", "node-a"))}); u != nil || info != nil {
+		t.Errorf("ExternalName service with a ClusterIP rendered: %+v", u)
+	}
 	if s := tbl.Sets["affinity-ep-default/sticky/tcp/80__10.244.1.5/8080"]; s == nil || s.Timeout == nil || s.Timeout.Seconds() != 600 {
 		t.Errorf("affinity set missing or wrong timeout: %+v", s)
 	}

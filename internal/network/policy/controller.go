@@ -10,6 +10,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -98,7 +99,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		deps:    deps,
 		log:     deps.Logger.With("component", "network-policy", "node", cfg.NodeName),
 		applier: NewApplier(deps.NFT, cfg.Table),
-		factory: informers.NewSharedInformerFactory(deps.Client, 0),
+		factory: informers.NewSharedInformerFactoryWithOptions(deps.Client, 0, informers.WithTransform(slimPod)),
 		signal:  make(chan struct{}, 1),
 	}
 	podInf := c.factory.Core().V1().Pods()
@@ -134,12 +135,41 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	return c, nil
 }
 
+// slimPod keeps of a pod only what Compute and podChanged read: every
+// agent caches every pod of the cluster, so the rest (managed fields,
+// statuses, volumes, env) would cost memory for nothing.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*v1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, Labels: p.Labels,
+			ResourceVersion: p.ResourceVersion, DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Spec: v1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: v1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}
+	ports := func(cs []v1.Container) []v1.Container {
+		var out []v1.Container
+		for _, c := range cs {
+			if len(c.Ports) > 0 {
+				out = append(out, v1.Container{Name: c.Name, Ports: c.Ports})
+			}
+		}
+		return out
+	}
+	slim.Spec.Containers, slim.Spec.InitContainers = ports(p.Spec.Containers), ports(p.Spec.InitContainers)
+	return slim, nil
+}
+
 // podChanged reports whether an update changes anything Compute reads.
 func podChanged(o, n *v1.Pod) bool {
 	return o.Spec.NodeName != n.Spec.NodeName || o.Spec.HostNetwork != n.Spec.HostNetwork ||
 		o.Status.Phase != n.Status.Phase || o.Status.PodIP != n.Status.PodIP ||
 		!reflect.DeepEqual(o.Status.PodIPs, n.Status.PodIPs) || !reflect.DeepEqual(o.Labels, n.Labels) ||
-		!reflect.DeepEqual(o.Spec.Containers, n.Spec.Containers) // ports; containers are immutable but cheap to compare
+		!reflect.DeepEqual(o.Spec.Containers, n.Spec.Containers) // only ports are kept (slimPod)
 }
 
 func (c *Controller) poke() {

@@ -164,3 +164,36 @@ func TestNewValidates(t *testing.T) {
 		t.Error("no client accepted")
 	}
 }
+
+// TestSlimPod: the cached, slimmed pods give the same rules as the full
+// objects.
+func TestSlimPod(t *testing.T) {
+	in := fixture()
+	full, err := Render(Compute(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := in
+	slim.Pods = nil
+	for _, p := range in.Pods {
+		p = p.DeepCopy()
+		p.Spec.Containers = append(p.Spec.Containers, v1.Container{Name: "sidecar", Image: "x", Env: []v1.EnvVar{{Name: "A", Value: "b"}}})
+		p.Status.ContainerStatuses = []v1.ContainerStatus{{Name: "c", Ready: true}}
+		o, err := slimPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := o.(*v1.Pod)
+		if len(sp.Status.ContainerStatuses) != 0 || len(sp.Spec.Containers) > 1 {
+			t.Fatalf("slimPod kept what policy does not read: %+v", sp)
+		}
+		slim.Pods = append(slim.Pods, sp)
+	}
+	got, err := Render(Compute(slim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != full {
+		t.Errorf("rules from slimmed pods differ:\n%s", lineDiff(full, got))
+	}
+}

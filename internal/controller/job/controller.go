@@ -41,10 +41,13 @@ type Controller struct {
 	recorder     record.EventRecorder
 	expectations *controller.Expectations
 	finalizers   *finalizerExpectations
+	written      *writtenVersions
 	queue        workqueue.TypedRateLimitingInterface[string]
 	clock        clock.Clock
 	logger       *slog.Logger
 	burst        int
+	// maxUncounted is defaultMaxUncounted; tests lower it.
+	maxUncounted int
 	synced       []cache.InformerSynced
 }
 
@@ -71,10 +74,12 @@ func New(cfg Config, client kubernetes.Interface, jobInformer batchinformers.Job
 		recorder:     recorder,
 		expectations: controller.NewExpectations(cfg.Clock),
 		finalizers:   &finalizerExpectations{m: map[string]map[types.UID]struct{}{}},
+		written:      &writtenVersions{m: map[string]map[string]struct{}{}},
 		queue:        controller.NewQueue("job"),
 		clock:        cfg.Clock,
 		logger:       logger.With("controller", "job"),
 		burst:        cfg.BurstPods,
+		maxUncounted: defaultMaxUncounted,
 	}
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
@@ -117,6 +122,7 @@ func (c *Controller) deleteJob(obj any) {
 	}
 	c.expectations.Delete(key)
 	c.finalizers.forget(key)
+	c.written.forget(key)
 	c.queue.Add(key)
 }
 
@@ -231,4 +237,55 @@ func (f *finalizerExpectations) forget(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, key)
+}
+
+// writtenVersions remembers, per Job, the resourceVersions that the
+// controller's own status writes replaced. A Job the informer still shows
+// at one of them predates a write: a sync from it would recount from the
+// old status (pods already moved to the counters look uncounted, counters
+// look short) and its status write could only end in a 409 Conflict and a
+// rate-limited retry. Such a sync waits for the informer instead, which
+// delivers the write as an update and enqueues the Job. The informer's
+// view only moves forward, so once it shows any other version the record
+// is dropped. Versions are compared for equality only.
+type writtenVersions struct {
+	mu sync.Mutex
+	m  map[string]map[string]struct{}
+}
+
+// replaced records that a write replaced version rv of the Job.
+func (w *writtenVersions) replaced(key, rv string) {
+	if rv == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.m[key]
+	if s == nil {
+		s = map[string]struct{}{}
+		w.m[key] = s
+	}
+	s[rv] = struct{}{}
+}
+
+// stale reports whether version rv of the Job predates one of our writes;
+// a newer version clears the record.
+func (w *writtenVersions) stale(key, rv string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, ok := w.m[key]
+	if !ok {
+		return false
+	}
+	if _, old := s[rv]; old {
+		return true
+	}
+	delete(w.m, key)
+	return false
+}
+
+func (w *writtenVersions) forget(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, key)
 }

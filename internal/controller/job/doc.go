@@ -11,7 +11,12 @@
 // removed, then the UID moves into status.succeeded/failed. A crash between
 // any two steps neither loses nor double-counts a completion, and an
 // in-memory record of pending finalizer removals stops a lagging informer
-// from counting a pod twice.
+// from counting a pod twice. At most 500 UIDs are uncounted at a time (and
+// as many finalizers removed per sync, as upstream); finished pods beyond
+// that wait for the next sync but already count when deciding how many
+// pods to create, so they are never replaced. A sync whose cached Job is a
+// version the controller's own status write replaced waits for the
+// informer instead of recounting from the old status into a 409 Conflict.
 //
 // Failed pods are replaced after an exponential back-off (10 s doubling,
 // capped at 6 min) computed from the finish times of the Job's pods, so the

@@ -11,6 +11,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -583,4 +584,127 @@ func TestPodCachedDuringSyncIsNotReplaced(t *testing.T) {
 	f.refresh()
 	f.mustSync()
 	f.expectActions("create pods", "update jobs/status")
+}
+
+// versioned makes the fake API behave like the real one for Jobs: every
+// status write gets a new resourceVersion, and a write from an older one
+// fails with 409 Conflict.
+func (f *fixture) versioned() {
+	var rv atomic.Int64
+	rv.Store(100)
+	f.client.PrependReactor("update", "jobs", func(a core.Action) (bool, runtime.Object, error) {
+		j := a.(core.UpdateAction).GetObject().(*batchv1.Job)
+		cur, err := f.client.Tracker().Get(a.GetResource(), j.Namespace, j.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if have := cur.(*batchv1.Job).ResourceVersion; have != j.ResourceVersion {
+			return true, nil, apierrors.NewConflict(a.GetResource().GroupResource(), j.Name,
+				fmt.Errorf("the object has been modified (have %s, got %s)", have, j.ResourceVersion))
+		}
+		j.ResourceVersion = fmt.Sprint(rv.Add(1))
+		return false, nil, nil
+	})
+}
+
+// A sync from a cached Job that predates our own status write would
+// recount from the old status and fail with a conflict: it waits for the
+// informer instead, and proceeds once the cache has our write.
+func TestStaleCachedJobWaitsForOwnStatusWrite(t *testing.T) {
+	j := newJob(3, 1, func(j *batchv1.Job) { j.ResourceVersion = "100" })
+	f := newFixture(t, j, jobPod("p1", v1.PodSucceeded, -1, t0))
+	f.versioned()
+	f.mustSync()
+	f.expectActions("update jobs/status", "patch pods p1", "create pods", "update jobs/status")
+	// A pod event arrives before the Job's update: the cache still has
+	// version 100 and p1 with its finalizer.
+	f.client.ClearActions()
+	f.c.expectations.CreationObserved("default/j")
+	if err := f.sync(); err != nil {
+		t.Fatalf("sync from the stale cache: %v", err)
+	}
+	f.expectActions()
+	// The informer delivers our write: the next sync works from it (and
+	// finds nothing to change).
+	f.refresh()
+	f.mustSync()
+	f.expectActions()
+	if got := f.job().Status; got.Succeeded != 1 || got.Active != 1 {
+		t.Fatalf("status = %+v", got)
+	}
+	// A version we did not write (another client's) is never stale.
+	other := f.job()
+	other.ResourceVersion = "5000"
+	f.cache(other)
+	if f.c.written.stale("default/j", "5000") {
+		t.Fatal("a version the controller did not replace counted as stale")
+	}
+}
+
+// More than maxUncounted finished pods: every status write lists at most
+// maxUncounted UIDs, UIDs already listed are always finished off (wherever
+// they are in the pod list), and every pod is counted exactly once.
+func TestManyFinishedPodsCountedInBoundedBatches(t *testing.T) {
+	const total, preListed = 60, 5
+	var objs []runtime.Object
+	var listed []types.UID
+	for i := 0; i < total; i++ {
+		p := jobPod(fmt.Sprintf("p%04d", i), v1.PodSucceeded, -1, t0)
+		objs = append(objs, p)
+		if i%(total/preListed) == total/preListed-1 {
+			listed = append(listed, p.UID) // spread over the list
+		}
+	}
+	// Ten completions are left to run: finished pods not yet recorded
+	// still count, so exactly ten new pods are created.
+	j := newJob(total+10, total, func(j *batchv1.Job) {
+		j.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Succeeded: listed}
+		j.Status.StartTime = &metav1.Time{Time: t0}
+	})
+	f := newFixture(t, append([]runtime.Object{j}, objs...)...)
+	f.c.maxUncounted = 25 // upstream's 500 with 20x fewer pods
+	maxUncounted := f.c.maxUncounted
+	creates := 0
+	for sync := 1; ; sync++ {
+		if sync > 5 {
+			t.Fatalf("not complete after %d syncs: %+v", sync-1, f.job().Status)
+		}
+		f.mustSync()
+		patched := map[string]bool{}
+		for _, a := range f.client.Actions() {
+			if u, ok := a.(core.UpdateAction); ok && a.GetSubresource() == "status" {
+				unc := u.GetObject().(*batchv1.Job).Status.UncountedTerminatedPods
+				if unc != nil && len(unc.Succeeded)+len(unc.Failed) > maxUncounted {
+					t.Fatalf("sync %d wrote %d uncounted UIDs", sync, len(unc.Succeeded)+len(unc.Failed))
+				}
+			}
+			if p, ok := a.(core.PatchAction); ok {
+				patched[p.GetName()] = true
+			}
+			if a.GetVerb() == "create" {
+				creates++
+			}
+		}
+		if len(patched) > maxUncounted {
+			t.Fatalf("sync %d removed %d finalizers", sync, len(patched))
+		}
+		if sync == 1 {
+			for _, u := range listed {
+				if name := strings.TrimPrefix(string(u), "uid-"); !patched[name] {
+					t.Fatalf("pre-listed pod %s not finished off in the first sync", name)
+				}
+			}
+		}
+		st := f.job().Status
+		if st.Succeeded == total {
+			if sync != 3 || creates != 10 || len(st.UncountedTerminatedPods.Succeeded) != 0 {
+				t.Fatalf("all counted after %d syncs with %d pods created, status %+v; want 3 syncs and 10 pods", sync, creates, st)
+			}
+			break
+		}
+		if st.Succeeded != int32(sync*maxUncounted) {
+			t.Fatalf("after sync %d succeeded = %d, want %d", sync, st.Succeeded, sync*maxUncounted)
+		}
+		f.refresh()
+	}
 }

@@ -23,9 +23,15 @@ import (
 	"skiff.dev/skiff/internal/controller"
 )
 
-// maxUncounted bounds the pods counted per sync, as upstream, so one status
-// write never carries an unbounded list of UIDs.
-const maxUncounted = 500
+// defaultMaxUncounted bounds status.uncountedTerminatedPods (both lists together)
+// and the finalizers removed per sync, as upstream's MaxUncountedPods: one
+// status write never carries an unbounded list of UIDs, and a huge Job
+// does not starve the others.
+const defaultMaxUncounted = 500
+
+// staleRetry re-checks a Job whose cached copy predates our own status
+// write, in case the informer's update event were lost.
+const staleRetry = 2 * time.Second
 
 // removeFinalizerPatch drops the job-tracking finalizer.
 var removeFinalizerPatch = []byte(`{"metadata":{"$deleteFromPrimitiveList/finalizers":["` + batchv1.JobTrackingFinalizer + `"]}}`)
@@ -45,6 +51,12 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("getting job %s: %w", key, err)
 	}
+	if c.written.stale(key, shared.ResourceVersion) {
+		// Our last status write has not reached the informer; its update
+		// event enqueues the Job again (the timer is only a safety net).
+		c.queue.AddAfter(key, staleRetry)
+		return nil
+	}
 	job := shared.DeepCopy()
 	// Expectations are read before the pods are listed, as upstream: a pod
 	// we created that reaches the cache after the listing (the counting
@@ -60,6 +72,10 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		var held []*v1.Pod
 		for _, p := range pods {
 			if hasTrackingFinalizer(p) && !c.finalizers.pending(key, p.UID) {
+				if len(held) == c.maxUncounted {
+					c.queue.Add(key) // the rest next time, so one Job does not starve others
+					break
+				}
 				held = append(held, p)
 			}
 		}
@@ -213,9 +229,15 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 	uncSucc := toUIDSet(st.UncountedTerminatedPods.Succeeded)
 	uncFail := toUIDSet(st.UncountedTerminatedPods.Failed)
 
-	// Step 1: note newly finished pods in uncountedTerminatedPods.
+	// Step 1: note newly finished pods in uncountedTerminatedPods. Pods
+	// already listed there only need their finalizer removed, wherever they
+	// are in the list; new ones join while the lists (and this sync's
+	// finalizer removals) stay under c.maxUncounted, as upstream. The rest
+	// wait for the next sync.
 	var toRemove []*v1.Pod
-	changed := false
+	changed, more := false, false
+	laterSucc, laterFail, laterIdx := 0, 0, indexSet{}
+	budget := c.maxUncounted - len(uncSucc) - len(uncFail)
 	for _, p := range pods {
 		if !hasTrackingFinalizer(p) || c.finalizers.pending(key, p.UID) {
 			continue
@@ -228,10 +250,28 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 			toRemove = append(toRemove, p)
 			continue
 		}
-		if len(toRemove) >= maxUncounted {
-			c.queue.Add(key)
-			break
+		if p.Status.Phase != v1.PodSucceeded && !countsAsFailed(job, p) {
+			continue
 		}
+		if budget <= 0 {
+			// Not recorded this time, but finished: manage and judge must
+			// count it, or they would replace it with an extra pod.
+			more = true
+			switch {
+			case p.Status.Phase == v1.PodSucceeded && indexed:
+				if i := podIndex(p); i >= 0 && i < completions {
+					laterIdx[i] = struct{}{}
+				}
+			case p.Status.Phase == v1.PodSucceeded:
+				laterSucc++
+			default:
+				if a, _ := failureAction(job, p); a != batchv1.PodFailurePolicyActionIgnore {
+					laterFail++
+				}
+			}
+			continue
+		}
+		budget--
 		switch {
 		case p.Status.Phase == v1.PodSucceeded:
 			uncSucc[p.UID] = struct{}{}
@@ -261,6 +301,9 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 				}
 			}
 		}
+	}
+	if more {
+		c.queue.Add(key)
 	}
 	if perIndex {
 		st.FailedIndexes = strPtr(failedIdx.String())
@@ -331,14 +374,14 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 		st.StartTime = &t
 	}
 	if !hasCondition(st, batchv1.JobFailureTarget) && !hasCondition(st, batchv1.JobSuccessCriteriaMet) {
-		c.judge(key, job, st, active, completed, failedIdx, len(uncSucc), len(uncFail), now)
+		c.judge(key, job, st, active, completed, failedIdx, len(uncSucc)+laterSucc, len(uncFail)+laterFail, now)
 	}
 	var manageErr error
 	var created, deleted int
 	switch {
 	case hasCondition(st, batchv1.JobFailureTarget) || hasCondition(st, batchv1.JobSuccessCriteriaMet):
 		deleted, manageErr = c.deletePods(ctx, key, job, active)
-		if len(st.UncountedTerminatedPods.Succeeded)+len(st.UncountedTerminatedPods.Failed) == 0 && manageErr == nil {
+		if len(st.UncountedTerminatedPods.Succeeded)+len(st.UncountedTerminatedPods.Failed) == 0 && !more && manageErr == nil {
 			c.finish(job, st, now)
 		}
 	case suspended:
@@ -354,7 +397,17 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 			c.recorder.Event(job, v1.EventTypeNormal, "Resumed", "Job resumed")
 		}
 		if satisfied {
-			created, deleted, manageErr = c.manage(ctx, key, job, st.Succeeded+int32(len(uncSucc)), pods, active, terminating, completed, failedIdx, now)
+			done := completed
+			if len(laterIdx) > 0 {
+				done = indexSet{}
+				for i := range completed {
+					done[i] = struct{}{}
+				}
+				for i := range laterIdx {
+					done[i] = struct{}{}
+				}
+			}
+			created, deleted, manageErr = c.manage(ctx, key, job, st.Succeeded+int32(len(uncSucc)+laterSucc), pods, active, terminating, done, failedIdx, now)
 		}
 		if d := job.Spec.ActiveDeadlineSeconds; d != nil && st.StartTime != nil {
 			left := st.StartTime.Add(time.Duration(*d) * time.Second).Sub(now)
@@ -454,6 +507,7 @@ func (c *Controller) updateStatus(ctx context.Context, job *batchv1.Job, st *bat
 	if err != nil {
 		return nil, fmt.Errorf("updating status of job %s/%s: %w", j.Namespace, j.Name, err)
 	}
+	c.written.replaced(j.Namespace+"/"+j.Name, job.ResourceVersion)
 	return updated, nil
 }
 

@@ -36,6 +36,16 @@
 //   - base chains at prerouting/output (nat, dstnat), postrouting (nat,
 //     srcnat: masquerade marked packets) and input/forward/output (filter).
 //
+// A second, small table (skiff-node, Node and NodeRules in node.go) holds
+// what belongs to the node rather than to Services: masquerading of pod
+// traffic that leaves the cluster CIDR, and hostPorts (containerPorts with
+// hostPort, DNATed on every node address but loopback, plus hairpin for a
+// pod reaching its own hostPort). It is rewritten whole, atomically, when
+// the node's pods change.
+//
+// Stale UDP conntrack entries (a flow pinned to an endpoint that is gone,
+// or rejected while a service had none) are deleted over netlink.
+//
 // Contract: a change to one Service or its EndpointSlices produces a
 // transaction that touches only that service's chains, sets and map
 // elements. The whole table is rewritten on start, after a failed

@@ -3,16 +3,18 @@
 //
 //	HTTP :8080  /healthz, /readyz (toggle: /readyz?set=ok|fail), /hostname,
 //	            /env, /echo (body or ?msg=), /exit?code=N,
-//	            /write?path=P&data=D (writes a file, for volume tests)
+//	            /write?path=P&data=D (writes a file, for volume tests),
+//	            /cat?path=P (reads one), /id (uid, gid and groups)
 //	TCP  :9000  echo
 //	UDP  :9001  echo
 //
 // Ports come from HTTP_PORT, TCP_ECHO_PORT and UDP_ECHO_PORT when set.
 //
 // There is no shell in the image. For exec, testapp is a multicall binary:
-// "testapp cat|ls|echo|sleep|env|hostname|write|exit ARGS" (or invoked
+// "testapp cat|ls|echo|sleep|env|hostname|write|exit|alloc ARGS" (or invoked
 // through the /bin/<name> symlinks the image carries, so "kubectl exec POD
-// -- cat /etc/hosts" works). "sh -c" is not emulated.
+// -- cat /etc/hosts" works). "sh -c" is not emulated. "alloc MiB" touches
+// that much memory and sleeps, to breach a memory limit.
 package main
 
 import (
@@ -94,6 +96,21 @@ func tool(name string, args []string) int {
 			fmt.Fprintln(os.Stderr, "write:", err)
 			return 1
 		}
+	case "alloc":
+		mib := 64
+		if len(args) > 0 {
+			mib, _ = strconv.Atoi(args[0])
+		}
+		var hold [][]byte
+		for i := 0; i < mib; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			hold = append(hold, b)
+		}
+		fmt.Printf("allocated %d MiB\n", len(hold))
+		time.Sleep(time.Hour)
 	case "exit":
 		code := 0
 		if len(args) > 0 {
@@ -101,7 +118,7 @@ func tool(name string, args []string) int {
 		}
 		return code
 	default:
-		fmt.Fprintf(os.Stderr, "testapp: unknown command %q (have cat, ls, echo, sleep, env, hostname, write, exit, serve)\n", name)
+		fmt.Fprintf(os.Stderr, "testapp: unknown command %q (have cat, ls, echo, sleep, env, hostname, write, exit, alloc, serve)\n", name)
 		return 127
 	}
 	return 0
@@ -162,6 +179,18 @@ func serve() {
 			return
 		}
 		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/cat", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(b)
+	})
+	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
+		groups, _ := os.Getgroups()
+		fmt.Fprintf(w, "uid=%d gid=%d groups=%v", os.Getuid(), os.Getgid(), groups)
 	})
 	go tcpEcho(":" + port("TCP_ECHO_PORT", "9000"))
 	go udpEcho(":" + port("UDP_ECHO_PORT", "9001"))

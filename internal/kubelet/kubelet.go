@@ -278,6 +278,17 @@ func (k *Kubelet) relistLoop(ctx context.Context) {
 			for _, obj := range k.podIndex.List() {
 				k.enqueue(obj.(*v1.Pod).UID)
 			}
+			// Volume directories of pods neither the API nor the runtime
+			// knows any more: their (empty) syncs tear them down.
+			uids, err := k.volumes.PodUIDs()
+			if err != nil {
+				k.log.Error("listing pod volume dirs", "err", err)
+			}
+			for _, uid := range uids {
+				if _, inRuntime := last[uid]; !inRuntime && k.podByUID(uid) == nil {
+					k.enqueue(uid)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -379,6 +390,12 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (syncResult, error
 	if pod == nil {
 		// Gone from the API (force-deleted, or deleted while we were down).
 		if st.Empty() {
+			// Volumes may outlive the containers (an agent stopped
+			// mid-teardown): remove them too.
+			k.objects.unregister(uid)
+			if err := k.volumes.TearDown(uid); err != nil {
+				return syncResult{}, fmt.Errorf("tearing down volumes: %w", err)
+			}
 			return syncResult{done: true}, nil
 		}
 		grace := int64(2)
@@ -501,6 +518,8 @@ func (k *Kubelet) syncProbes(ctx context.Context, pod *v1.Pod, st PodState) prob
 	podIP := ""
 	if len(sb.IPs) > 0 {
 		podIP = sb.IPs[0]
+	} else if pod.Spec.HostNetwork {
+		podIP = k.cfg.NodeIP
 	}
 	probe := func(spec *v1.Container) {
 		c, ok := st.Latest(spec.Name, sb.ID)
@@ -536,6 +555,8 @@ func (k *Kubelet) killUnhealthy(ctx context.Context, pod *v1.Pod, st PodState, l
 	podIP := ""
 	if sb, ok := st.ReadySandbox(); ok && len(sb.IPs) > 0 {
 		podIP = sb.IPs[0]
+	} else if pod.Spec.HostNetwork {
+		podIP = k.cfg.NodeIP
 	}
 	for _, c := range st.Containers {
 		if c.State != ContainerRunning {

@@ -112,6 +112,8 @@ func (k *Kubelet) killPod(ctx context.Context, pod *v1.Pod, st PodState, keep st
 	podIP := ""
 	if len(st.Sandboxes) > 0 && len(st.Sandboxes[0].IPs) > 0 {
 		podIP = st.Sandboxes[0].IPs[0]
+	} else if pod != nil && pod.Spec.HostNetwork {
+		podIP = k.cfg.NodeIP
 	}
 	live := func(c ContainerState) bool {
 		return (keep == "" || c.SandboxID != keep) && (c.State == ContainerRunning || c.State == ContainerCreated || c.State == ContainerUnknown)

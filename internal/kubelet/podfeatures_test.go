@@ -564,3 +564,33 @@ func TestObjectCacheKicksPodsOnChange(t *testing.T) {
 		t.Errorf("%d watches left after the last pod went", n)
 	}
 }
+
+func TestOrphanVolumesRemoved(t *testing.T) {
+	pod := featurePod("gone")
+	pod.Spec.Volumes = []v1.Volume{{Name: "mem", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{Medium: v1.StorageMediumMemory}}}}
+	pod.Spec.Containers = []v1.Container{ctr("app")}
+	k, h, _, _, mnt := newFeatureKubelet(t, pod)
+	mustSync(t, k, pod.UID)
+	// The agent was down while the pod was force-deleted and its
+	// containers removed: only the volume directory and tmpfs remain.
+	if err := k.podIndex.Delete(pod); err != nil {
+		t.Fatal(err)
+	}
+	st, err := k.rt.podState(context.Background(), pod.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.rt.killPod(context.Background(), st, 0, "", true); err != nil {
+		t.Fatal(err)
+	}
+	h.takeEvents()
+	if uids, _ := k.volumes.PodUIDs(); len(uids) != 1 || len(mnt.mounts) != 1 {
+		t.Fatalf("before: dirs %v mounts %v", uids, mnt.mounts)
+	}
+	if res := mustSync(t, k, pod.UID); !res.done {
+		t.Error("orphan sync should finish the worker")
+	}
+	if uids, _ := k.volumes.PodUIDs(); len(uids) != 0 || len(mnt.mounts) != 0 {
+		t.Errorf("after: dirs %v mounts %v", uids, mnt.mounts)
+	}
+}

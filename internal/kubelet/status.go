@@ -56,10 +56,14 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 		for _, ip := range in.State.Sandboxes[0].IPs {
 			s.PodIPs = append(s.PodIPs, v1.PodIP{IP: ip})
 		}
+		sb = in.State.Sandboxes[0]
+		if pod.Spec.HostNetwork && len(s.PodIPs) == 0 && in.HostIP != "" {
+			// A host-network pod has the node's address, as upstream.
+			s.PodIPs = []v1.PodIP{{IP: in.HostIP}}
+		}
 		if len(s.PodIPs) > 0 {
 			s.PodIP = s.PodIPs[0].IP
 		}
-		sb = in.State.Sandboxes[0]
 	}
 	sandboxID := sb.ID
 
@@ -67,7 +71,8 @@ func generatePodStatus(pod *v1.Pod, in statusInput) v1.PodStatus {
 	var unready []string
 	for _, c := range pod.Spec.InitContainers {
 		cs := containerStatus(pod, c, in, sandboxID, true)
-		if !initDone && cs.State.Waiting != nil && in.Actions.StartInit < 0 && cs.LastTerminationState.Terminated == nil {
+		_, startErr := in.StartErr[c.Name]
+		if !initDone && cs.State.Waiting != nil && in.Actions.StartInit < 0 && cs.LastTerminationState.Terminated == nil && !startErr {
 			cs.State.Waiting.Reason = "PodInitializing"
 		}
 		if isSidecar(&c) && !cs.Ready {

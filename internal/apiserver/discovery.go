@@ -118,6 +118,7 @@ func (d *discoveryCache) build() {
 		d.groupList.Groups = append(d.groupList.Groups, gl)
 		d.aggGroups.Items = append(d.aggGroups.Items, agg)
 	}
+	d.addDelegated()
 	gvk := apidiscoveryv2.SchemeGroupVersion.WithKind("APIGroupDiscoveryList")
 	d.aggLegacy.SetGroupVersionKind(gvk)
 	d.aggGroups.SetGroupVersionKind(gvk)

@@ -27,6 +27,10 @@ func typesUID(s string) types.UID { return types.UID(s) }
 
 // serveAPI handles /api and /apis trees: discovery and resources.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if h := s.delegatedFor(r.URL.Path); h != nil {
+		h.ServeHTTP(w, r)
+		return
+	}
 	ri := parseRequestInfo(r)
 	if !ri.IsResourceRequest {
 		s.serveDiscovery(w, r)

@@ -48,6 +48,8 @@ type Config struct {
 	// Subresources handles the special subresources (binding, eviction,
 	// token, scale ...), see subresources.go; may be nil.
 	Extra ExtraHandlers
+	// Delegated groups are served by their own handlers (delegated.go).
+	Delegated []DelegatedGroup
 	// OpenAPI serves /openapi/*; may be nil.
 	OpenAPI http.Handler
 	// Ready reports whether /readyz is OK (storage reachable, bootstrap done).

@@ -428,6 +428,10 @@ func (s *Server) buildAPI() error {
 	if err != nil {
 		return err
 	}
+	metrics, err := s.metricsAPI(nodeProxy)
+	if err != nil {
+		return err
+	}
 	key := s.pki.ServiceAccountKey
 	issuer, err := serviceaccount.NewIssuer(key, serviceaccount.IssuerOptions{})
 	if err != nil {
@@ -458,6 +462,7 @@ func (s *Server) buildAPI() error {
 		Authenticator: authenticator,
 		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}, NodeProxy: nodeProxy.Handle},
 		OpenAPI:       oamux,
+		Delegated:     []apiserver.DelegatedGroup{metrics.Group()},
 		Ready: func() error {
 			if !s.ready.Load() {
 				return errors.New("starting")

@@ -110,6 +110,11 @@ type endpoint struct {
 	IP    string
 	Port  int32
 	Local bool
+	// Remote: the endpoint names another node. Only endpoints that may be
+	// on this node (local, or without a node name) can be a hairpin
+	// client: a remote pod's traffic to a service is DNATed on its own
+	// node.
+	Remote bool
 	// ready, serving, terminating as the EndpointSlice conditions, nil
 	// ready meaning ready and nil serving meaning "same as ready".
 	Ready, Serving, Terminating bool
@@ -211,7 +216,11 @@ func (r *Rules) Service(svc *v1.Service, slices []*discovery.EndpointSlice) (*nf
 		for _, k := range sortedKeys(needed) {
 			e := needed[k]
 			pi.Endpoints[k] = true
-			u.Shared = append(u.Shared, nftables.SharedElement{Set: setHairpin, Key: []string{e.IP, e.IP}})
+			// Hairpin pairs only for endpoints that can be on this node:
+			// at 10k services that is 50k set elements fewer to write.
+			if !e.Remote {
+				u.Shared = append(u.Shared, nftables.SharedElement{Set: setHairpin, Key: []string{e.IP, e.IP}})
+			}
 			if affinity == 0 {
 				continue
 			}
@@ -386,12 +395,13 @@ func (r *Rules) endpointsFor(sp v1.ServicePort, slices []*discovery.EndpointSlic
 			}
 			terminating := c.Terminating != nil && *c.Terminating
 			local := ep.NodeName != nil && *ep.NodeName == r.NodeName
+			remote := ep.NodeName != nil && *ep.NodeName != "" && !local
 			for _, a := range ep.Addresses {
 				ip, err := netip.ParseAddr(a)
 				if err != nil || !ip.Is4() {
 					continue
 				}
-				e := endpoint{IP: ip.String(), Port: port, Local: local, Ready: ready, Serving: serving, Terminating: terminating}
+				e := endpoint{IP: ip.String(), Port: port, Local: local, Remote: remote, Ready: ready, Serving: serving, Terminating: terminating}
 				if seen[e.String()] {
 					continue
 				}

@@ -144,6 +144,10 @@ func TestRenderSemantics(t *testing.T) {
 			t.Errorf("%s:\n got: %s\nwant: %s", tc.name, tc.got, tc.want)
 		}
 	}
+	// Hairpin pairs exist for endpoints on this node (node-a) only.
+	if d := fake.Dump(); !strings.Contains(d, "hairpin { 10.244.1.2 . 10.244.1.2 }") || strings.Contains(d, "hairpin { 10.244.2.3 . 10.244.2.3 }") {
+		t.Errorf("hairpin set should hold the local endpoint 10.244.1.2 and not the remote 10.244.2.3:\n%s", d)
+	}
 	// ExternalName services are DNS only (a CNAME): the proxy writes
 	// nothing for them, even with a leftover ClusterIP.
 	if strings.Contains(fake.Dump(), "extname") {
@@ -173,7 +177,7 @@ func TestIncrementalTouchesOnlyChangedService(t *testing.T) {
 	svcs, sl := fixture()
 	fake, a := fullSync(t, r, svcs, sl)
 
-	sl["default/web"] = []*discovery.EndpointSlice{withoutEndpoint(sl["default/web"][0], "10.244.2.3"), sl["default/web"][1]}
+	sl["default/web"] = []*discovery.EndpointSlice{withoutEndpoint(sl["default/web"][0], "10.244.1.2"), sl["default/web"][1]}
 	u, _ := r.Service(svcs["default/web"], sl["default/web"])
 	if _, err := a.Update(context.Background(), map[string]*nftables.Unit{"default/web": u}); err != nil {
 		t.Fatalf("update: %v", err)
@@ -181,11 +185,11 @@ func TestIncrementalTouchesOnlyChangedService(t *testing.T) {
 	tx := fake.LastTransaction.String()
 	golden(t, "incremental-remove-endpoint.golden", tx)
 	for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
-		if !strings.Contains(line, "default/web/") && !strings.Contains(line, "hairpin { 10.244.2.3 . 10.244.2.3 }") {
+		if !strings.Contains(line, "default/web/") && !strings.Contains(line, "hairpin { 10.244.1.2 . 10.244.1.2 }") {
 			t.Errorf("transaction line touches another service: %s", line)
 		}
 	}
-	for _, want := range []string{"flush chain ip skiff-proxy svc-default/web/tcp/http", "delete element ip skiff-proxy hairpin { 10.244.2.3 . 10.244.2.3 }"} {
+	for _, want := range []string{"flush chain ip skiff-proxy svc-default/web/tcp/http", "delete element ip skiff-proxy hairpin { 10.244.1.2 . 10.244.1.2 }"} {
 		if !strings.Contains(tx, want) {
 			t.Errorf("transaction lacks %q:\n%s", want, tx)
 		}

@@ -65,17 +65,17 @@ type Config struct {
 	CgroupRoot string
 	// SkipImages skips building/importing the built-in images.
 	SkipImages bool
+	// Ingress configures the built-in ingress controller (ingress.go).
+	Ingress IngressConfig
+	// ServiceNetwork configures the service proxy, node NAT and cluster
+	// DNS (network.go).
+	ServiceNetwork ServiceNetworkConfig
 	// FlannelBackend carries pod traffic between nodes: vxlan (default),
 	// host-gw or none. VXLANDevice, VXLANPort and VXLANVNI default to
 	// skiff.1, 8472 and 1 (internal/network/overlay).
 	FlannelBackend      string
 	VXLANDevice         string
 	VXLANPort, VXLANVNI int
-	// Ingress configures the built-in ingress controller (ingress.go).
-	Ingress IngressConfig
-	// ServiceNetwork configures the service proxy, node NAT and cluster
-	// DNS (network.go).
-	ServiceNetwork ServiceNetworkConfig
 }
 
 // Deps are optional collaborators; zero values mean the real thing.
@@ -227,14 +227,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	k, err := kubelet.New(kubelet.Config{
-		NodeName:    a.cfg.NodeName,
-		NodeIP:      a.cfg.NodeIP,
-		PodCIDR:     podCIDR,
-		KubeletPort: int32(a.cfg.KubeletPort),
-		DataDir:     a.Dir(),
-		CgroupRoot:  a.cfg.CgroupRoot,
-		Version:     version.Get().GitVersion,
-		ClusterDNS:  clusterDNS,
+		NodeName:      a.cfg.NodeName,
+		NodeIP:        a.cfg.NodeIP,
+		PodCIDR:       podCIDR,
+		KubeletPort:   int32(a.cfg.KubeletPort),
+		DataDir:       a.Dir(),
+		CgroupRoot:    a.cfg.CgroupRoot,
+		Version:       version.Get().GitVersion,
+		ClusterDNS:    clusterDNS,
+		ClusterDomain: a.cfg.ServiceNetwork.ClusterDomain,
 	}, kubelet.Deps{Client: client, Runtime: criClient.Runtime, Image: criClient.Image, Clock: a.deps.Clock, Logger: a.deps.Logger})
 	if err != nil {
 		return err

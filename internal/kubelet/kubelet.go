@@ -42,7 +42,9 @@ type Config struct {
 	CgroupRoot string
 	Version    string
 	// ClusterDNS is the nameserver of pods with dnsPolicy ClusterFirst
-	// (default 10.43.0.10), ClusterDomain the cluster's DNS domain
+	// (default 10.43.0.10; "none" when the cluster has no DNS, which makes
+	// ClusterFirst pods use the node's resolvers as upstream's kubelet
+	// does without --cluster-dns), ClusterDomain the cluster's DNS domain
 	// (default cluster.local). ResolvConf is the node's resolver
 	// configuration, used for dnsPolicy Default (default /etc/resolv.conf),
 	// and HostsFile the node's hosts file host-network pods see (default
@@ -124,8 +126,11 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}
 	}
-	if cfg.ClusterDNS == "" {
+	switch cfg.ClusterDNS {
+	case "":
 		cfg.ClusterDNS = "10.43.0.10"
+	case "none":
+		cfg.ClusterDNS = ""
 	}
 	if cfg.ClusterDomain == "" {
 		cfg.ClusterDomain = "cluster.local"

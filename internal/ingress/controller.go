@@ -227,7 +227,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.factory.Shutdown()
 	defer c.secretFactory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("waiting for ingress informers: %w", ctx.Err())
+		return nil // ctx ended first
 	}
 	c.rebuild()
 	var wg sync.WaitGroup

@@ -153,6 +153,27 @@ func (m *RefManager) ClaimPods(ctx context.Context, pods []*v1.Pod, pc PodContro
 	return claimed, errors.Join(errs...)
 }
 
+// ClaimIndexedPods is ClaimPods for pods already split by
+// PodsControlledOrOrphaned: owned are known to be controlled by
+// m.Controller, so only the selector is checked for them (release when it
+// no longer matches); orphans go through the adoption rules.
+func (m *RefManager) ClaimIndexedPods(ctx context.Context, owned, orphans []*v1.Pod, pc PodControl) ([]*v1.Pod, error) {
+	claimed := make([]*v1.Pod, 0, len(owned))
+	var mismatched []*v1.Pod
+	for _, p := range owned {
+		if m.Selector.Matches(labels.Set(p.Labels)) {
+			claimed = append(claimed, p)
+		} else {
+			mismatched = append(mismatched, p)
+		}
+	}
+	if len(mismatched) == 0 && len(orphans) == 0 {
+		return claimed, nil
+	}
+	more, err := m.ClaimPods(ctx, append(mismatched, orphans...), pc)
+	return append(claimed, more...), err
+}
+
 // ClaimReplicaSets is ClaimPods for ReplicaSets (used by Deployments).
 func (m *RefManager) ClaimReplicaSets(ctx context.Context, rss []*appsv1.ReplicaSet, client kubernetes.Interface) ([]*appsv1.ReplicaSet, error) {
 	ref := NewControllerRef(m.Controller, m.Kind)

@@ -18,7 +18,6 @@ import (
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -46,7 +45,7 @@ type Controller struct {
 	name         string
 	ad           adapter
 	client       kubernetes.Interface
-	podLister    corelisters.PodLister
+	podIndexer   cache.Indexer
 	podControl   controller.PodControl
 	expectations *controller.Expectations
 	queue        workqueue.TypedRateLimitingInterface[string]
@@ -83,13 +82,16 @@ func newController(name string, cfg Config, client kubernetes.Interface, ad adap
 		name:         name,
 		ad:           ad,
 		client:       client,
-		podLister:    podInformer.Lister(),
+		podIndexer:   podInformer.Informer().GetIndexer(),
 		podControl:   cfg.PodControl,
 		expectations: controller.NewExpectations(cfg.Clock),
 		queue:        controller.NewQueue(name),
 		clock:        cfg.Clock,
 		logger:       logger.With("controller", name),
 		burst:        cfg.BurstReplicas,
+	}
+	if err := controller.AddControllerUIDIndex(podInformer.Informer()); err != nil {
+		return nil, err
 	}
 	if _, err := ad.informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueOwner,
@@ -283,11 +285,12 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		c.logger.Error("invalid selector", "key", key, "err", err)
 		return nil
 	}
-	all, err := c.podLister.Pods(ns).List(labels.Everything())
+	// Only our pods and the orphans matter to the claim below: pods of
+	// other controllers are never touched.
+	owned, orphans, err := controller.PodsControlledOrOrphaned(c.podIndexer, ns, rs.UID)
 	if err != nil {
-		return fmt.Errorf("listing pods: %w", err)
+		return err
 	}
-	active := controller.FilterActivePods(all)
 	ref := &controller.RefManager{
 		Controller: rs,
 		Kind:       c.ad.kind(),
@@ -296,7 +299,7 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 			return c.ad.fresh(ctx, ns, name)
 		}),
 	}
-	pods, err := ref.ClaimPods(ctx, active, c.podControl)
+	pods, err := ref.ClaimIndexedPods(ctx, controller.FilterActivePods(owned), controller.FilterActivePods(orphans), c.podControl)
 	if err != nil {
 		return fmt.Errorf("claiming pods for %s: %w", key, err)
 	}

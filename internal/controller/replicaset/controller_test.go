@@ -24,7 +24,7 @@ import (
 var now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	client  *fake.Clientset
 	factory informers.SharedInformerFactory
 	c       *Controller
@@ -47,7 +47,7 @@ func nameGenerator(client *fake.Clientset) {
 	})
 }
 
-func newFixture(t *testing.T, rc bool, objs ...runtime.Object) *fixture {
+func newFixture(t testing.TB, rc bool, objs ...runtime.Object) *fixture {
 	t.Helper()
 	client := fake.NewClientset(objs...)
 	nameGenerator(client)

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	smdschema "sigs.k8s.io/structured-merge-diff/v6/schema"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
+	"sigs.k8s.io/structured-merge-diff/v6/value"
 
 	"skiff.dev/skiff/internal/registry"
 )
@@ -23,9 +27,62 @@ type FieldManagers struct {
 }
 
 // NewFieldManagers builds the set from a type converter (for built-in types
-// client-go's applyconfigurations.NewTypeConverter(scheme)).
+// client-go's applyconfigurations.NewTypeConverter(scheme)). Typed Go
+// objects are typed without validation (see unvalidatedConverter).
 func NewFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
+	return newFieldManagers(scheme, &unvalidatedConverter{inner: tc})
+}
+
+func newFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
 	return &FieldManagers{scheme: scheme, converter: tc, fms: map[string]*managedfields.FieldManager{}}
+}
+
+// unvalidatedConverter types built-in Go objects against their schema
+// without validating them. The type converter's validation walks the whole
+// object to check that it conforms to the schema; a Go struct generated
+// from that same schema always does, and the walk was a third of the
+// managedFields cost of a create (which is itself most of Store.Create's
+// CPU). What the field manager computes from a typed value does not depend
+// on whether it was validated, so managedFields stay byte-for-byte the
+// same (fieldmanager_test.go compares both on every resource).
+// Unstructured objects (server-side apply's patch, which may carry
+// anything) are still validated by the inner converter, as is the first
+// object of each kind: its typed value gives the schema and type to reuse.
+type unvalidatedConverter struct {
+	inner managedfields.TypeConverter
+	types sync.Map // schema.GroupVersionKind -> parsedType
+}
+
+type parsedType struct {
+	schema *smdschema.Schema
+	ref    smdschema.TypeRef
+}
+
+var _ managedfields.TypeConverter = (*unvalidatedConverter)(nil)
+
+func (c *unvalidatedConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	if _, ok := obj.(*unstructured.Unstructured); ok {
+		return c.inner.ObjectToTyped(obj, opts...)
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	if t, ok := c.types.Load(gvk); ok {
+		v, err := value.NewValueReflect(obj)
+		if err != nil {
+			return nil, fmt.Errorf("reflecting %v: %w", gvk, err)
+		}
+		pt := t.(parsedType)
+		return typed.AsTypedUnvalidated(v, pt.schema, pt.ref), nil
+	}
+	tv, err := c.inner.ObjectToTyped(obj, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.types.Store(gvk, parsedType{schema: tv.Schema(), ref: tv.TypeRef()})
+	return tv, nil
+}
+
+func (c *unvalidatedConverter) TypedToObject(tv *typed.TypedValue) (runtime.Object, error) {
+	return c.inner.TypedToObject(tv)
 }
 
 type defaulter struct{ r *registry.Resource }

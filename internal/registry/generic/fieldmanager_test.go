@@ -1,0 +1,212 @@
+package generic
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/apitesting/fuzzer"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metafuzzer "k8s.io/apimachinery/pkg/apis/meta/fuzzer"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/applyconfigurations"
+
+	"skiff.dev/skiff/internal/registry"
+	"skiff.dev/skiff/internal/registry/apps"
+	"skiff.dev/skiff/internal/registry/autoscaling"
+	"skiff.dev/skiff/internal/registry/batch"
+	"skiff.dev/skiff/internal/registry/certificates"
+	"skiff.dev/skiff/internal/registry/coordination"
+	"skiff.dev/skiff/internal/registry/core"
+	"skiff.dev/skiff/internal/registry/discovery"
+	"skiff.dev/skiff/internal/registry/events"
+	"skiff.dev/skiff/internal/registry/networking"
+	"skiff.dev/skiff/internal/registry/policy"
+	"skiff.dev/skiff/internal/registry/rbac"
+	"skiff.dev/skiff/internal/registry/scheduling"
+	storagereg "skiff.dev/skiff/internal/registry/storage"
+)
+
+func allResources() []*registry.Resource {
+	var out []*registry.Resource
+	for _, f := range []func() []*registry.Resource{
+		core.Resources, apps.Resources, batch.Resources, autoscaling.Resources,
+		policy.Resources, coordination.Resources, discovery.Resources,
+		networking.Resources, storagereg.Resources, rbac.Resources,
+		scheduling.Resources, events.Resources, certificates.Resources,
+	} {
+		out = append(out, f()...)
+	}
+	return out
+}
+
+// managedFieldsPair runs the reference field managers (the type
+// converter's own validating typing) and the ones the server uses side by
+// side.
+type managedFieldsPair struct {
+	ref, fast *FieldManagers
+}
+
+func newManagedFieldsPair() managedFieldsPair {
+	scheme := registry.NewScheme()
+	tc := applyconfigurations.NewTypeConverter(scheme)
+	return managedFieldsPair{ref: newFieldManagers(scheme, tc), fast: NewFieldManagers(scheme, tc)}
+}
+
+// canonical is obj as JSON with the managedFields timestamps cleared
+// (second resolution: the two runs may straddle a second boundary); that a
+// timestamp is present at all is kept.
+func canonical(t *testing.T, obj runtime.Object) []byte {
+	t.Helper()
+	obj = obj.DeepCopyObject()
+	if m, err := meta.Accessor(obj); err == nil {
+		mf := m.GetManagedFields()
+		for i := range mf {
+			if mf[i].Time != nil {
+				mf[i].Time = &metav1.Time{}
+			}
+		}
+		m.SetManagedFields(mf)
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatalf("encoding %T: %v", obj, err)
+	}
+	return b
+}
+
+// check runs one Update through both and fails if the objects differ.
+func (p managedFieldsPair) check(t *testing.T, what string, r *registry.Resource, sub string, live, obj runtime.Object, manager string) runtime.Object {
+	t.Helper()
+	want := p.ref.Update(r, sub, live.DeepCopyObject(), obj.DeepCopyObject(), manager)
+	got := p.fast.Update(r, sub, live.DeepCopyObject(), obj.DeepCopyObject(), manager)
+	if w, g := canonical(t, want), canonical(t, got); !bytes.Equal(w, g) {
+		t.Fatalf("%s %s (subresource %q): managedFields differ\nreference: %s\nfast:      %s", what, r.GroupResource(), sub, w, g)
+	}
+	return want
+}
+
+func subresources(r *registry.Resource) []string {
+	subs := []string{""}
+	if _, ok := reflect.TypeOf(r.New()).Elem().FieldByName("Status"); ok {
+		subs = append(subs, "status")
+	}
+	return subs
+}
+
+// TestUnvalidatedConverterSameManagedFields compares managedFields computed
+// with and without validation of the typed objects, for random objects of
+// every resource: creates (empty live object), updates by another manager
+// and by the same one, on the main resource and the status subresource.
+func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
+	p := newManagedFieldsPair()
+	codecs := serializer.NewCodecFactory(registry.NewScheme())
+	rounds := 8
+	if testing.Short() {
+		rounds = 3
+	}
+	changed := 0
+	for i, r := range allResources() {
+		if !r.StorageResource.Empty() {
+			continue
+		}
+		f := fuzzer.FuzzerFor(metafuzzer.Funcs, rand.NewSource(int64(i)), codecs)
+		for _, sub := range subresources(r) {
+			for range rounds {
+				a, b := r.New(), r.New()
+				f.Fill(a)
+				f.Fill(b)
+				for _, o := range []runtime.Object{a, b} {
+					m, _ := meta.Accessor(o)
+					m.SetManagedFields(nil)
+					if r.Default != nil {
+						r.Default(o)
+					}
+				}
+				created := p.check(t, "create", r, sub, r.New(), a, "creator")
+				if m, _ := meta.Accessor(created); len(m.GetManagedFields()) > 0 {
+					changed++
+				}
+				// b replaces a, written by another manager and then by
+				// the creator again.
+				updated := p.check(t, "update", r, sub, created, b, "updater")
+				back := a.DeepCopyObject()
+				m, _ := meta.Accessor(back)
+				um, _ := meta.Accessor(updated)
+				m.SetManagedFields(um.GetManagedFields())
+				p.check(t, "update back", r, sub, updated, back, "creator")
+				// An update that keeps managedFields as sent.
+				p.check(t, "no-op update", r, sub, updated, updated, "updater")
+			}
+		}
+	}
+	t.Logf("%d of the creates recorded managedFields", changed)
+	if changed == 0 {
+		t.Fatal("no create recorded any managedFields: the comparison tested nothing")
+	}
+}
+
+// TestUnvalidatedConverterSeeds does the same for the seed manifests
+// (realistic objects, applied then edited).
+func TestUnvalidatedConverterSeeds(t *testing.T) {
+	p := newManagedFieldsPair()
+	scheme := registry.NewScheme()
+	codecs := serializer.NewCodecFactory(scheme)
+	byKind := map[string]*registry.Resource{}
+	for _, r := range allResources() {
+		if r.StorageResource.Empty() {
+			byKind[r.GroupVersionKind().String()] = r
+		}
+	}
+	decode := func(path string) []runtime.Object {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []runtime.Object
+		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var raw runtime.RawExtension
+			if err := d.Decode(&raw); err != nil {
+				break
+			}
+			if len(bytes.TrimSpace(raw.Raw)) == 0 {
+				continue
+			}
+			obj, _, err := codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
+			if err != nil {
+				t.Fatalf("decoding %s: %v", path, err)
+			}
+			out = append(out, obj)
+		}
+		return out
+	}
+	seeds := decode("../../../test/integration/apiserver/testdata/seeds.yaml")
+	edited := decode("../../../test/integration/apiserver/testdata/seeds-edited.yaml")
+	if len(seeds) == 0 {
+		t.Fatal("no seed objects")
+	}
+	for i, obj := range seeds {
+		r := byKind[obj.GetObjectKind().GroupVersionKind().String()]
+		if r == nil {
+			t.Fatalf("no resource for %v", obj.GetObjectKind().GroupVersionKind())
+		}
+		if r.Default != nil {
+			r.Default(obj)
+		}
+		created := p.check(t, "create", r, "", r.New(), obj, "kubectl-client-side-apply")
+		if i < len(edited) && edited[i].GetObjectKind().GroupVersionKind() == obj.GetObjectKind().GroupVersionKind() {
+			e := edited[i]
+			if r.Default != nil {
+				r.Default(e)
+			}
+			p.check(t, "edit", r, "", created, e, "kubectl-edit")
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,7 +70,7 @@ func NewProxy(cfg ProxyConfig, table func() *Table, logger *slog.Logger) *Proxy 
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:    transport,
+		Transport:    &retryTransport{base: transport, maxAttempts: cfg.MaxAttempts, log: logger},
 		ErrorHandler: p.proxyError,
 		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
@@ -88,7 +89,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Round robin over the endpoints; the order is also the retry order
-	// the dialer walks on connection failures.
+	// of retryTransport on connection failures.
 	n := len(b.Endpoints)
 	start := int(p.next.Add(1) % uint64(n))
 	order := make([]string, 0, n)
@@ -97,36 +98,83 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), endpointsKey{}, order)))
 }
 
-// dial connects to the first reachable endpoint of the request's backend,
-// in its round-robin order. The transport pools the connection under the
-// first endpoint's address; that is harmless, as every endpoint in the
-// list serves the same backend.
+// dialError marks a failure to connect, the only failure retried on
+// another endpoint (nothing of the request has been sent).
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
 func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	eps, _ := ctx.Value(endpointsKey{}).([]string)
+	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	c, err := p.cfg.Dial(dctx, network, addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	return c, nil
+}
+
+// retryTransport sends a request to the endpoints of its backend in their
+// round-robin order, moving to the next one only when connecting fails.
+// Each attempt targets the endpoint's own address, so pooled keep-alive
+// connections always belong to the endpoint they are filed under.
+type retryTransport struct {
+	base        http.RoundTripper
+	maxAttempts int
+	log         *slog.Logger
+}
+
+func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	eps, _ := req.Context().Value(endpointsKey{}).([]string)
 	if len(eps) == 0 {
-		eps = []string{addr}
+		return rt.base.RoundTrip(req)
+	}
+	// The transport closes the body when an attempt fails; a failed
+	// connect has read none of it, so later attempts may send it, and
+	// only the last close is real.
+	body := req.Body
+	if body != nil && body != http.NoBody {
+		req = shallowWithBody(req, &keepOpen{body})
 	}
 	var errs []error
 	for i, ep := range eps {
-		if i >= p.cfg.MaxAttempts {
+		if i >= rt.maxAttempts {
 			break
 		}
-		dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-		c, err := p.cfg.Dial(dctx, network, ep)
-		cancel()
-		if err == nil {
-			if i > 0 {
-				p.log.Debug("ingress backend retried", "endpoint", ep, "attempt", i+1)
+		r := *req
+		u := *req.URL
+		u.Host = ep
+		r.URL = &u
+		resp, err := rt.base.RoundTrip(&r)
+		var de *dialError
+		if err == nil || !errors.As(err, &de) || req.Context().Err() != nil {
+			if err != nil && body != nil {
+				body.Close()
 			}
-			return c, nil
+			if err == nil && i > 0 {
+				rt.log.Debug("ingress backend reached after retrying", "endpoint", ep, "attempt", i+1)
+			}
+			return resp, err
 		}
 		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
+	}
+	if body != nil {
+		body.Close()
 	}
 	return nil, fmt.Errorf("connecting to backend (%d attempt(s)): %w", len(errs), errors.Join(errs...))
 }
+
+func shallowWithBody(req *http.Request, body io.ReadCloser) *http.Request {
+	r := *req
+	r.Body = body
+	return &r
+}
+
+// keepOpen ignores Close, so a retry can still send the body.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
 
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {

@@ -100,8 +100,6 @@ func TestProxyRetriesOnConnectionFailure(t *testing.T) {
 	// Every start position of the round robin reaches the live endpoint
 	// within three attempts.
 	for i := 0; i < 9; i++ {
-		// A fresh request each time; idle connections are reused only
-		// for the live endpoint's key.
 		if w := get(t, p, "app.test", "/"); w.Code != 200 {
 			t.Fatalf("request %d: %d %q, want 200 after retrying", i, w.Code, w.Body.String())
 		}
@@ -117,6 +115,22 @@ func TestProxyRetriesOnConnectionFailure(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Error("with MaxAttempts 1 no request failed; the retry test proves nothing")
+	}
+	// A request body survives the failed attempts.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	}))
+	t.Cleanup(echo.Close)
+	post := staticTable(deadAddr(t), deadAddr(t), strings.TrimPrefix(echo.URL, "http://"))
+	pp := NewProxy(ProxyConfig{}, func() *Table { return post }, quiet)
+	for i := 0; i < 3; i++ {
+		r := httptest.NewRequest(http.MethodPost, "http://app.test/", strings.NewReader("payload"))
+		w := httptest.NewRecorder()
+		pp.ServeHTTP(w, r)
+		if w.Code != 200 || w.Body.String() != "got payload" {
+			t.Errorf("post %d: %d %q, want the body delivered after retries", i, w.Code, w.Body.String())
+		}
 	}
 	// Every endpoint dead: 502 naming the attempts.
 	allDead := staticTable(dead1, dead2)

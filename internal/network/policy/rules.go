@@ -521,8 +521,10 @@ func (c *computer) parseBlock(pol *networkingv1.NetworkPolicy, ib *networkingv1.
 	for _, e := range ib.Except {
 		ep, err := netip.ParsePrefix(e)
 		if err != nil {
+			// Without the except the block would allow more than asked:
+			// drop the whole peer instead.
 			c.problem("policy %s/%s: ipBlock except %q: %v", pol.Namespace, pol.Name, e, err)
-			continue
+			return block{}, false
 		}
 		if ep.Addr().Is4() {
 			b.except = append(b.except, ep.Masked())

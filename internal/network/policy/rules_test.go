@@ -390,3 +390,41 @@ func TestIncrementalMatchesFull(t *testing.T) {
 		t.Errorf("objects left after every policy was deleted:\n%s", fake.Dump())
 	}
 }
+
+// TestBadInput: what the API server would refuse, or an older server
+// stored, is skipped with a problem to log, never a crash or an
+// allow-everything.
+func TestBadInput(t *testing.T) {
+	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Sometimes"}}}
+	target := pod("default", "t", localNode, "10.96.1.1", map[string]string{"app": "t"})
+	for _, tc := range []struct {
+		name      string
+		pol       *networkingv1.NetworkPolicy
+		wantChain []string // nil: the pod is not isolated
+		problem   string
+	}{
+		{"bad pod selector: policy skipped", policy("default", "p", bad, nil), nil, "pod selector"},
+		{"bad peer selector: peer allows nothing", policy("default", "p", sel("app", "t"), func(s *networkingv1.NetworkPolicySpec) {
+			s.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{podPeer(bad)}}}
+		}), []string{"ip saddr 10.96.1.1 return", "ip saddr @peers-default/p/in/0 return", "drop"}, "peer pod selector"},
+		{"bad cidr: peer skipped", policy("default", "p", sel("app", "t"), func(s *networkingv1.NetworkPolicySpec) {
+			s.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{blockPeer("10.0.0.0/33")}}}
+		}), []string{"ip saddr 10.96.1.1 return", "drop"}, "ipBlock cidr"},
+		{"bad except: the whole peer skipped (never allow more)", policy("default", "p", sel("app", "t"), func(s *networkingv1.NetworkPolicySpec) {
+			s.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{blockPeer("10.0.0.0/8", "nope")}}}
+		}), []string{"ip saddr 10.96.1.1 return", "drop"}, "ipBlock except"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := Compute(Input{NodeName: localNode, Policies: []*networkingv1.NetworkPolicy{tc.pol}, Pods: []*v1.Pod{target}})
+			if got := rs.Chains["ingress-default/t"]; !slices.Equal(got, tc.wantChain) {
+				t.Errorf("chain = %q, want %q", got, tc.wantChain)
+			}
+			if len(rs.Problems) != 1 || !strings.Contains(rs.Problems[0], tc.problem) || !strings.Contains(rs.Problems[0], "default/p") {
+				t.Errorf("problems = %q, want one about %q", rs.Problems, tc.problem)
+			}
+			if _, err := Render(rs); err != nil {
+				t.Errorf("rendering: %v", err)
+			}
+		})
+	}
+}

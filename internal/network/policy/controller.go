@@ -202,6 +202,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	try(true, "initial sync")
+	if retry == nil {
+		c.log.Info("enforcing network policies", "table", c.cfg.Table)
+	}
 	last := clk.Now()
 	for {
 		select {

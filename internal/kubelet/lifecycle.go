@@ -78,7 +78,7 @@ func (k *Kubelet) stopContainer(ctx context.Context, pod *v1.Pod, c ContainerSta
 	if pod != nil && c.State == ContainerRunning {
 		if spec, ok := containerSpec(pod, c.Name); ok && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil {
 			ranHook = true
-			hctx, cancel := context.WithDeadline(ctx, deadline)
+			hctx, cancel := context.WithTimeout(ctx, deadline.Sub(k.clock.Now()))
 			begin := k.clock.Now()
 			err := k.runHook(hctx, spec.Lifecycle.PreStop, spec, c.ID, podIP)
 			cancel()

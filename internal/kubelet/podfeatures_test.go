@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -32,6 +37,7 @@ type hookCRI struct {
 	execFail bool
 	creates  []*runtimeapi.CreateContainerRequest
 	sandbox  *runtimeapi.PodSandboxConfig
+	onStop   func()
 }
 
 func (h *hookCRI) name(id string) string {
@@ -51,6 +57,9 @@ func (h *hookCRI) log(s string) {
 
 func (h *hookCRI) StopContainer(ctx context.Context, r *runtimeapi.StopContainerRequest, o ...grpc.CallOption) (*runtimeapi.StopContainerResponse, error) {
 	h.log(fmt.Sprintf("stop %s grace=%d", h.name(r.ContainerId), r.Timeout))
+	if h.onStop != nil {
+		h.onStop()
+	}
 	return h.fakeCRI.StopContainer(ctx, r, o...)
 }
 
@@ -592,5 +601,38 @@ func TestOrphanVolumesRemoved(t *testing.T) {
 	}
 	if uids, _ := k.volumes.PodUIDs(); len(uids) != 0 || len(mnt.mounts) != 0 {
 		t.Errorf("after: dirs %v mounts %v", uids, mnt.mounts)
+	}
+}
+
+func TestPreStopHTTPHookRunsBeforeStop(t *testing.T) {
+	var mu sync.Mutex
+	var hits []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.URL.Path)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	port, _ := strconv.Atoi(u.Port())
+	pod := featurePod("web")
+	pod.Spec.Containers = []v1.Container{ctr("app")}
+	pod.Spec.Containers[0].Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{HTTPGet: &v1.HTTPGetAction{Host: u.Hostname(), Port: intstr.FromInt(port), Path: "/drain"}}}
+	k, h, client, clk, _ := newFeatureKubelet(t, pod)
+	// The stop only happens once the hook's request has been served.
+	h.onStop = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hits) != 1 || hits[0] != "/drain" {
+			t.Errorf("container stopped before its preStop hook: hits %v", hits)
+		}
+	}
+	mustSync(t, k, pod.UID)
+	deleteInIndex(t, k, client, pod, clk)
+	mustSync(t, k, pod.UID)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) != 1 {
+		t.Errorf("preStop hook requests %v", hits)
 	}
 }

@@ -291,7 +291,8 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 
 // TestOOMKilledSecurityContextAndHostNetwork checks that a memory-limit
 // breach is reported OOMKilled, that securityContext reaches the process
-// (user, groups, read-only root, capabilities) and that a host-network pod
+// (user, groups, read-only root, capabilities), that resource limits reach
+// the cgroups, and that a host-network pod
 // serves on the node's address with ClusterFirstWithHostNet DNS.
 func TestOOMKilledSecurityContextAndHostNetwork(t *testing.T) {
 	requireNode(t)
@@ -325,6 +326,7 @@ func TestOOMKilledSecurityContextAndHostNetwork(t *testing.T) {
 			SecurityContext: &v1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &gid, SupplementalGroups: []int64{extra}},
 			Containers: []v1.Container{{
 				Name: "app", Image: images.Testapp,
+				Resources: v1.ResourceRequirements{Limits: v1.ResourceList{v1.ResourceCPU: resource.MustParse("250m"), v1.ResourceMemory: resource.MustParse("96Mi")}},
 				SecurityContext: &v1.SecurityContext{
 					ReadOnlyRootFilesystem: &yes,
 					Capabilities:           &v1.Capabilities{Drop: []v1.Capability{"ALL"}, Add: []v1.Capability{"NET_BIND_SERVICE"}},
@@ -361,6 +363,19 @@ func TestOOMKilledSecurityContextAndHostNetwork(t *testing.T) {
 	status := httpGet(t, base+"/cat?path=/proc/self/status")
 	if !strings.Contains(status, "CapBnd:\t0000000000000400") {
 		t.Errorf("capability bounding set is not just NET_BIND_SERVICE:\n%s", status)
+	}
+
+	// Limits reach the container's cgroups (v1: the container sees its own
+	// cgroup at the root of each hierarchy).
+	for path, want := range map[string]string{
+		"/sys/fs/cgroup/cpu/cpu.cfs_quota_us":         "25000",
+		"/sys/fs/cgroup/cpu/cpu.cfs_period_us":        "100000",
+		"/sys/fs/cgroup/cpu/cpu.shares":               "256",
+		"/sys/fs/cgroup/memory/memory.limit_in_bytes": strconv.Itoa(96 << 20),
+	} {
+		if got := strings.TrimSpace(httpGet(t, base+"/cat?path="+path)); got != want {
+			t.Errorf("%s = %q, want %s", path, got, want)
+		}
 	}
 
 	p = waitPod(t, c, "hostnet", 2*time.Minute, "hostnet pod ready", func(p *v1.Pod) bool { return podReady(p) })

@@ -120,10 +120,25 @@ func TestRealNFT(t *testing.T) {
 		if strings.Contains(string(out), "peers-") || strings.Contains(string(out), "jump") {
 			return fmt.Errorf("objects left after every policy was deleted:\n%s", out)
 		}
-		// A full rebuild over an existing table applies too.
+		// A full rebuild over an existing table applies too, with names
+		// as odd as the API allows: dots, and a namespace and policy name
+		// whose set name would pass nft's length limit.
 		in = fixture()
+		longNS, longPol := strings.Repeat("n", 63), strings.Repeat("p.", 126)+"p"
+		in.Pods = append(in.Pods, pod(longNS, "web.v1-0", localNode, "10.96.1.77", map[string]string{"app": "x"}),
+			pod(longNS, "peer", "node-b", "10.96.2.77", map[string]string{"role": "y"}))
+		in.Policies = append(in.Policies, policy(longNS, longPol, nil, func(s *networkingv1.NetworkPolicySpec) {
+			s.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{podPeer(sel("role", "y"))}}}
+		}))
 		if _, _, err := a.Apply(ctx, Compute(in), true); err != nil {
 			return fmt.Errorf("full sync over the existing table: %w", err)
+		}
+		out, err = exec.CommandContext(ctx, "nft", "list", "table", "ip", table).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("listing table: %v: %s", err, out)
+		}
+		if !strings.Contains(string(out), "10.96.1.77 : jump ingress-"+longNS+"/web.v1-0") || !strings.Contains(string(out), "10.96.2.77") {
+			return fmt.Errorf("long or dotted names not programmed:\n%s", out)
 		}
 		return nil
 	})

@@ -552,5 +552,5 @@ func objName(s string) string {
 		return s
 	}
 	h := sha256.Sum256([]byte(s))
-	return s[:max-17] + "~" + hex.EncodeToString(h[:8])
+	return s[:max-17] + "_" + hex.EncodeToString(h[:8])
 }

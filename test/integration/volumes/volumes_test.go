@@ -203,6 +203,9 @@ func TestDynamicProvisioningWithDefaultClass(t *testing.T) {
 	if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "local-path" {
 		t.Errorf("storageClassName = %v, want the default local-path", pvc.Spec.StorageClassName)
 	}
+	// The claim binds before the pod does (the scheduler's PreBind waits
+	// for it), so wait for the pod's node too.
+	podNode(t, c, "dyn-user")
 	pod, err := c.Client.CoreV1().Pods("default").Get(ctx, "dyn-user", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

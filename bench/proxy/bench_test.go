@@ -204,6 +204,12 @@ func BenchmarkEndpointChangeApplierNFT(b *testing.B) {
 // proxier reports the transaction applied (informer delivery, the 10 ms
 // min-sync coalescing and nft included). Changes are sequential.
 func BenchmarkEndpointChangeProxierNFT(b *testing.B) {
+	for _, shards := range []int{1, 8} {
+		b.Run("shards="+strconv.Itoa(shards), func(b *testing.B) { benchProxier(b, shards) })
+	}
+}
+
+func benchProxier(b *testing.B, shards int) {
 	inFreshNetns(b, func() error {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -212,15 +218,15 @@ func BenchmarkEndpointChangeProxierNFT(b *testing.B) {
 			objs = append(objs, makeService(i), makeSlice(i, 0))
 		}
 		client := fake.NewClientset(objs...)
-		nft, err := knftables.New(knftables.IPv4Family, "skiff-bench")
-		if err != nil {
-			return err
-		}
-		defer deleteTable(nft)
 		synced := make(chan bool, 16)
 		factory := informers.NewSharedInformerFactory(client, 0)
 		p, err := proxy.New(proxy.Config{
-			Table: "skiff-bench", NFT: nft, ClusterCIDRs: rules().ClusterCIDRs,
+			Table: "skiff-bench", Shards: shards, ClusterCIDRs: rules().ClusterCIDRs,
+			// Opened here, on the thread inside the namespace; the tables
+			// go with it.
+			NewNFT: func(table string) (knftables.Interface, error) {
+				return knftables.New(knftables.IPv4Family, table)
+			},
 			Conntrack: noConntrack{},
 			OnSync:    func(full bool, _ []string) { synced <- full },
 		}, client, factory, "node-0", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,8 +37,18 @@ type Config struct {
 	FullSyncPeriod time.Duration // 1h: rewrites the table to clean drift
 	RetryPeriod    time.Duration // 1s: after a failed sync
 
-	// NFT drives the table; nil creates a real one with knftables.New.
-	NFT knftables.Interface
+	// Shards splits the services over this many tables (Table-0 …
+	// Table-N-1; 1, the default, is the single table Table). The kernel
+	// validates a whole table on every commit that adds a DNAT or jump
+	// rule, so a change costs in proportion to its table: at 10k services
+	// one table spent ~40 ms CPU per change validating, an eighth of it
+	// next to nothing (bench/proxy/RESULTS.md). Packets pay one map lookup
+	// per shard on a connection's first packet only (NAT is decided once).
+	Shards int
+	// NFT drives the table when Shards is 1; NewNFT, if set, opens each
+	// shard's table (tests); by default knftables.New does.
+	NFT    knftables.Interface
+	NewNFT func(table string) (knftables.Interface, error)
 	// Conntrack deletes stale UDP flows; nil means NetlinkConntrack.
 	Conntrack Conntrack
 	Clock     clock.WithTicker // clock.RealClock{}
@@ -48,7 +62,7 @@ type Config struct {
 type Proxier struct {
 	cfg     Config
 	rules   *Rules
-	applier *nftables.Applier
+	shards  []*shard
 	nodeIPs []netip.Addr
 	log     *slog.Logger
 	clock   clock.WithTicker
@@ -90,12 +104,12 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if cfg.NFT == nil {
-		nft, err := knftables.New(knftables.IPv4Family, cfg.Table)
-		if err != nil {
-			return nil, fmt.Errorf("opening nftables table %s: %w", cfg.Table, err)
-		}
-		cfg.NFT = nft
+	if cfg.Shards < 1 {
+		cfg.Shards = 1
+	}
+	shards, err := openShards(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Conntrack == nil {
 		cfg.Conntrack = NetlinkConntrack{}
@@ -103,7 +117,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	p := &Proxier{
 		cfg:      cfg,
 		rules:    &Rules{NodeName: nodeName, ClusterCIDRs: cfg.ClusterCIDRs, MasqueradeAll: cfg.MasqueradeAll},
-		applier:  nftables.New(cfg.NFT, knftables.IPv4Family, cfg.Table),
+		shards:   shards,
 		nodeIPs:  nodeIPs,
 		log:      logger.With("component", "proxy", "node", nodeName),
 		clock:    cfg.Clock,
@@ -209,6 +223,9 @@ func (p *Proxier) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
 		return fmt.Errorf("waiting for service and endpointslice caches: %w", ctx.Err())
 	}
+	if p.cfg.NFT == nil && p.cfg.NewNFT == nil {
+		p.removeStaleShards(ctx)
+	}
 	full := p.clock.NewTicker(p.cfg.FullSyncPeriod)
 	defer full.Stop()
 	var retry <-chan time.Time
@@ -229,7 +246,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 			last = p.clock.Now()
 		case <-retry:
 			retry = nil
-			if err := p.sync(ctx, p.applier.NeedsFullSync()); err != nil {
+			if err := p.sync(ctx, p.needsFullSync()); err != nil {
 				p.log.Error("retried sync failed", "err", err)
 				retry = p.clock.After(p.cfg.RetryPeriod)
 			}
@@ -244,7 +261,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 				case <-p.clock.After(wait):
 				}
 			}
-			if err := p.sync(ctx, p.applier.NeedsFullSync()); err != nil {
+			if err := p.sync(ctx, p.needsFullSync()); err != nil {
 				p.log.Error("sync failed", "err", err)
 				retry = p.clock.After(p.cfg.RetryPeriod)
 			}
@@ -307,15 +324,9 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 	var err error
 	var ops int
 	if full {
-		present := map[string]*nftables.Unit{}
-		for k, u := range units {
-			if u != nil {
-				present[k] = u
-			}
-		}
-		ops, err = p.applier.FullSync(ctx, p.rules.Base(), present)
+		ops, err = p.fullSync(ctx, units)
 	} else {
-		ops, err = p.applier.Update(ctx, units)
+		ops, err = p.update(ctx, units)
 	}
 	if err != nil {
 		// Put the work back so a retry covers it.
@@ -401,4 +412,155 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.syncDuration, m.programming, m.errors)
 	}
 	return m
+}
+
+// shard is one of the tables the services are spread over.
+type shard struct {
+	table   string
+	applier *nftables.Applier
+}
+
+// ShardTables returns the table names a proxier with cfg writes.
+func ShardTables(table string, shards int) []string {
+	if table == "" {
+		table = DefaultTable
+	}
+	if shards <= 1 {
+		return []string{table}
+	}
+	out := make([]string, shards)
+	for i := range out {
+		out[i] = table + "-" + strconv.Itoa(i)
+	}
+	return out
+}
+
+func openShards(cfg Config) ([]*shard, error) {
+	var out []*shard
+	for _, table := range ShardTables(cfg.Table, cfg.Shards) {
+		nft := cfg.NFT
+		var err error
+		switch {
+		case cfg.NewNFT != nil:
+			nft, err = cfg.NewNFT(table)
+		case nft == nil || cfg.Shards > 1:
+			nft, err = knftables.New(knftables.IPv4Family, table)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("opening nftables table %s: %w", table, err)
+		}
+		out = append(out, &shard{table: table, applier: nftables.New(nft, knftables.IPv4Family, table)})
+	}
+	return out, nil
+}
+
+// shardOf places a service by a hash of its namespace/name.
+func (p *Proxier) shardOf(key string) *shard {
+	if len(p.shards) == 1 {
+		return p.shards[0]
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return p.shards[h.Sum32()%uint32(len(p.shards))]
+}
+
+func (p *Proxier) needsFullSync() bool {
+	for _, s := range p.shards {
+		if s.applier.NeedsFullSync() {
+			return true
+		}
+	}
+	return false
+}
+
+// fullSync rewrites every shard's table from units (nil units are
+// services the proxy does not handle).
+func (p *Proxier) fullSync(ctx context.Context, units map[string]*nftables.Unit) (int, error) {
+	per := make(map[*shard]map[string]*nftables.Unit, len(p.shards))
+	for _, s := range p.shards {
+		per[s] = map[string]*nftables.Unit{}
+	}
+	for k, u := range units {
+		if u != nil {
+			per[p.shardOf(k)][k] = u
+		}
+	}
+	total := 0
+	for _, s := range p.shards {
+		n, err := s.applier.FullSync(ctx, p.rules.Base(), per[s])
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("table %s: %w", s.table, err)
+		}
+	}
+	return total, nil
+}
+
+// update applies changed units, one transaction per touched shard.
+func (p *Proxier) update(ctx context.Context, units map[string]*nftables.Unit) (int, error) {
+	per := map[*shard]map[string]*nftables.Unit{}
+	for k, u := range units {
+		s := p.shardOf(k)
+		if per[s] == nil {
+			per[s] = map[string]*nftables.Unit{}
+		}
+		per[s][k] = u
+	}
+	total := 0
+	for _, s := range p.shards {
+		if per[s] == nil {
+			continue
+		}
+		n, err := s.applier.Update(ctx, per[s])
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("table %s: %w", s.table, err)
+		}
+	}
+	return total, nil
+}
+
+// removeStaleShards deletes tables of an earlier shard layout (Table, or
+// Table-<n>, that this proxier does not write), which would otherwise
+// keep DNATing stale services. Best effort: errors are logged.
+func (p *Proxier) removeStaleShards(ctx context.Context) {
+	out, err := exec.CommandContext(ctx, "nft", "list", "tables", "ip").Output()
+	if err != nil {
+		p.log.Warn("listing nftables tables for stale proxy shards", "err", err)
+		return
+	}
+	for _, name := range StaleShardTables(string(out), p.cfg.Table, len(p.shards)) {
+		if out, err := exec.CommandContext(ctx, "nft", "delete", "table", "ip", name).CombinedOutput(); err != nil {
+			p.log.Warn("deleting stale proxy table", "table", name, "err", err, "output", string(out))
+		} else {
+			p.log.Info("deleted proxy table of an earlier shard layout", "table", name)
+		}
+	}
+}
+
+// StaleShardTables picks, from `nft list tables ip` output, the tables
+// named like table's shards that a layout of shards does not use.
+func StaleShardTables(listing, table string, shards int) []string {
+	keep := map[string]bool{}
+	for _, t := range ShardTables(table, shards) {
+		keep[t] = true
+	}
+	var out []string
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "table" || f[1] != "ip" || keep[f[2]] {
+			continue
+		}
+		name := f[2]
+		if name == table {
+			out = append(out, name)
+			continue
+		}
+		if n, ok := strings.CutPrefix(name, table+"-"); ok {
+			if _, err := strconv.Atoi(n); err == nil {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
 }

@@ -228,3 +228,129 @@ func sorted(s []string) []string {
 	sort.Strings(s)
 	return s
 }
+
+// TestProxierShards spreads the fixture over three tables: every service
+// lives in exactly one, together the shards equal the single-table
+// rendering, and an endpoint change touches only its service's shard.
+func TestProxierShards(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svcs, sl := fixture()
+	client := fake.NewClientset()
+	for _, s := range svcs {
+		if _, err := client.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ss := range sl {
+		for _, s := range ss {
+			if _, err := client.DiscoveryV1().EndpointSlices("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fakes := map[string]*knftables.Fake{}
+	events := make(chan syncEvent, 10)
+	p, err := New(Config{
+		Shards: 3, Conntrack: &recordingConntrack{}, ClusterCIDRs: testRules().ClusterCIDRs,
+		NewNFT: func(table string) (knftables.Interface, error) {
+			fakes[table] = knftables.NewFake(knftables.IPv4Family, table)
+			return fakes[table], nil
+		},
+		OnSync: func(full bool, s []string) { events <- syncEvent{full, s} },
+	}, client, informers.NewSharedInformerFactory(client, 0), testNode, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(ShardTables("", 3)); len(fakes) != 3 || strings.Join(got, ",") != "skiff-proxy-0,skiff-proxy-1,skiff-proxy-2" {
+		t.Fatalf("shard tables %v, opened %d", got, len(fakes))
+	}
+	go func() { _ = p.Run(ctx) }()
+	wait := func() syncEvent {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sync within 10s")
+		}
+		return syncEvent{}
+	}
+	if e := wait(); !e.full {
+		t.Fatalf("first sync was not full: %+v", e)
+	}
+	owner := map[string]string{} // service chain prefix -> table
+	var union []string
+	for table, f := range fakes {
+		f.RLock()
+		dump := f.Dump()
+		f.RUnlock()
+		for _, line := range strings.Split(strings.TrimSpace(dump), "\n") {
+			// Normalise the table name so the union compares with one table.
+			union = append(union, strings.Replace(line, "ip "+table, "ip "+DefaultTable, 1))
+			for k := range svcs {
+				if strings.Contains(line, "svc-"+k+"/") {
+					if o, ok := owner[k]; ok && o != table {
+						t.Errorf("service %s in both %s and %s", k, o, table)
+					}
+					owner[k] = table
+				}
+			}
+		}
+	}
+	if len(map[string]bool{owner["default/web"]: true, owner["default/dns"]: true, owner["default/np"]: true, owner["default/lb"]: true,
+		owner["default/sticky"]: true, owner["default/itp"]: true, owner["default/sctp"]: true, owner["default/term"]: true}) < 2 {
+		t.Errorf("services not spread over shards: %v", owner)
+	}
+	single, _ := fullSync(t, testRules(), svcs, sl)
+	want := strings.Split(strings.TrimSpace(single.Dump()), "\n")
+	// Base objects appear once per shard; compare as sets.
+	if a, b := strings.Join(uniq(union), "\n"), strings.Join(uniq(want), "\n"); a != b {
+		t.Errorf("shards together differ from the single-table rendering:\n%s", lineDiff(b, a))
+	}
+
+	dnsTable := owner["default/dns"]
+	before := map[string]*knftables.Transaction{}
+	for table, f := range fakes {
+		before[table] = f.LastTransaction
+	}
+	dns := sl["default/dns"][0].DeepCopy()
+	dns.Endpoints = nil
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, dns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(); e.full {
+		t.Fatalf("endpoint change caused a full sync")
+	}
+	for table, f := range fakes {
+		f.RLock()
+		changed := f.LastTransaction != before[table]
+		f.RUnlock()
+		if changed != (table == dnsTable) {
+			t.Errorf("table %s written: %v (dns lives in %s)", table, changed, dnsTable)
+		}
+	}
+}
+
+func uniq(s []string) []string {
+	m := map[string]bool{}
+	for _, x := range s {
+		m[x] = true
+	}
+	out := make([]string, 0, len(m))
+	for x := range m {
+		out = append(out, x)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestStaleShardTables(t *testing.T) {
+	listing := "table ip skiff-proxy\ntable ip skiff-proxy-0\ntable ip skiff-proxy-7\ntable ip skiff-node\ntable ip skiff-proxy-x\n"
+	if got := strings.Join(StaleShardTables(listing, "skiff-proxy", 4), ","); got != "skiff-proxy,skiff-proxy-7" {
+		t.Errorf("4 shards: stale %q", got)
+	}
+	if got := strings.Join(StaleShardTables(listing, "skiff-proxy", 1), ","); got != "skiff-proxy-0,skiff-proxy-7" {
+		t.Errorf("1 shard: stale %q", got)
+	}
+}

@@ -42,6 +42,7 @@ import (
 	"skiff.dev/skiff/internal/cli"
 	"skiff.dev/skiff/internal/images"
 	"skiff.dev/skiff/internal/kubelet/cri"
+	"skiff.dev/skiff/internal/proxy"
 	"skiff.dev/skiff/internal/server"
 )
 
@@ -152,7 +153,7 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for _, tbl := range []string{proxyTable, nodeTable} {
+		for _, tbl := range append(proxy.ShardTables(proxyTable, agent.DefaultProxyShards), nodeTable) {
 			_ = exec.Command("nft", "delete", "table", "ip", tbl).Run()
 		}
 		_ = exec.Command("ip", "link", "del", bridge).Run()

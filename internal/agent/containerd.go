@@ -34,6 +34,12 @@ type ContainerdConfig struct {
 	Logger *slog.Logger
 }
 
+// ContainerdSocket is the socket of the private containerd of an agent
+// with data directory dataDir (`skiff images` uses it).
+func ContainerdSocket(dataDir string) string {
+	return filepath.Join(dataDir, "agent", "containerd", "containerd.sock")
+}
+
 // Socket is the CRI endpoint path of a containerd run with cfg.
 func (cfg ContainerdConfig) Socket() string { return filepath.Join(cfg.Dir, "containerd.sock") }
 

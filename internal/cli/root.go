@@ -13,6 +13,7 @@ import (
 	"skiff.dev/skiff/internal/cli/agent"
 	"skiff.dev/skiff/internal/cli/controllermanager"
 	"skiff.dev/skiff/internal/cli/hollownodes"
+	"skiff.dev/skiff/internal/cli/images"
 	"skiff.dev/skiff/internal/cli/scheduler"
 	"skiff.dev/skiff/internal/version"
 )
@@ -61,6 +62,7 @@ func newRoot() *cobra.Command {
 		controllermanager.NewCommand(),
 		agent.NewCommand(),
 		agent.NewCheckConfigCommand(),
+		images.NewCommand(),
 	)
 	return root
 }

@@ -9,8 +9,8 @@
 // and the source tree on the node, which holds wherever skiff's tests run;
 // shipping prebuilt tarballs in <data-dir>/agent/images/ is the offline path.
 //
-// Import shells out to ctr (from Debian's containerd package) because
-// containerd's Go client is not a dependency; CRI has no import call.
+// CRI has no import call: tarballs go in through containerd's Go client
+// (containerd.go), which also serves `skiff images import` and `list`.
 package images
 
 import (
@@ -180,13 +180,10 @@ func layerTar(spec Spec, prog []byte) ([]byte, error) {
 }
 
 // Import loads a docker-archive or OCI tarball into containerd's k8s.io
-// namespace (the one CRI uses) with ctr, and unpacks it with overlayfs.
+// namespace (the one CRI uses) and unpacks it with overlayfs.
 func Import(ctx context.Context, socket, path string) error {
-	cmd := exec.CommandContext(ctx, "ctr", "--address", socket, "--namespace", "k8s.io", "images", "import", "--snapshotter", "overlayfs", path)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("importing %s with ctr: %w: %s", path, err, out)
-	}
-	return nil
+	_, err := ImportFile(ctx, socket, path)
+	return err
 }
 
 // Present reports whether the runtime holds ref.

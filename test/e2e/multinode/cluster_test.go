@@ -50,6 +50,7 @@ var suite struct {
 	bin      string // the skiff binary
 	images   string // built-in image tarballs
 	backend  overlay.Backend
+	failed   bool // print the process logs at teardown
 
 	once    sync.Once
 	cluster *cluster
@@ -107,7 +108,9 @@ func run(m *testing.M) int {
 		_ = os.RemoveAll(work)
 	}()
 	suite.setupErr = build(work)
-	return m.Run()
+	code := m.Run()
+	suite.failed = code != 0
+	return code
 }
 
 func prerequisites() string {
@@ -168,7 +171,20 @@ func getCluster(t *testing.T) *cluster {
 	if suite.err != nil {
 		t.Fatalf("starting the cluster: %v", suite.err)
 	}
-	return suite.cluster
+	c := suite.cluster
+	select {
+	case <-c.serverDone:
+		t.Fatalf("skiff server has exited:\n%s", tail(filepath.Join(suite.work, "server.log")))
+	default:
+	}
+	for _, n := range c.nodes {
+		select {
+		case <-n.done:
+			t.Fatalf("agent %s has exited:\n%s", n.name, tail(filepath.Join(suite.work, n.name+".log")))
+		default:
+		}
+	}
+	return c
 }
 
 func sh(args ...string) error {
@@ -410,7 +426,8 @@ func teardown() {
 		return
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "multinode teardown: "+format+"\n", args...) }
-	if os.Getenv("SKIFF_MULTINODE_LOGS") != "" {
+	if suite.failed || os.Getenv("SKIFF_MULTINODE_LOGS") != "" {
+		logf("--- server log tail ---\n%s", tail(filepath.Join(suite.work, "server.log")))
 		for _, n := range c.nodes {
 			logf("--- %s log tail ---\n%s", n.name, tail(filepath.Join(suite.work, n.name+".log")))
 		}

@@ -161,7 +161,7 @@ func (m *Manager) setupOne(ctx context.Context, pod *v1.Pod, v *v1.Volume) (Moun
 		var err error
 		switch {
 		case src.EmptyDir != nil:
-			mv, err = m.emptyDir(dir, src.EmptyDir)
+			mv, err = m.emptyDir(dir, src.EmptyDir, fsGroup(pod))
 		case src.HostPath != nil:
 			mv, err = hostPath(src.HostPath.Path, src.HostPath.Type)
 		default:
@@ -225,14 +225,18 @@ func (m *Manager) payload(pod *v1.Pod, name, dir string, files map[string]File, 
 			m.remember(pod.UID, name, Mounted{Path: dir, ReadOnly: true})
 		}
 	}
-	gid := int64(-1)
-	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
-		gid = *sc.FSGroup
-	}
-	if _, err := writeAtomic(dir, files, gid); err != nil {
+	if _, err := writeAtomic(dir, files, fsGroup(pod)); err != nil {
 		return Mounted{}, err
 	}
 	return Mounted{Path: dir, ReadOnly: true}, nil
+}
+
+// fsGroup is the pod's fsGroup, or -1.
+func fsGroup(pod *v1.Pod) int64 {
+	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+		return *sc.FSGroup
+	}
+	return -1
 }
 
 func (m *Manager) ensureTmpfs(dir string, size int64) error {
@@ -254,14 +258,21 @@ func (m *Manager) ensureTmpfs(dir string, size int64) error {
 	return nil
 }
 
-func (m *Manager) emptyDir(dir string, e *v1.EmptyDirVolumeSource) (Mounted, error) {
+// emptyDir makes a world-writable directory (a tmpfs for medium Memory);
+// with an fsGroup it belongs to that group and is setgid, so files the
+// pod creates do too, as upstream.
+func (m *Manager) emptyDir(dir string, e *v1.EmptyDirVolumeSource, gid int64) (Mounted, error) {
+	mode := os.FileMode(0o777)
+	if gid >= 0 {
+		mode |= os.ModeSetgid
+	}
 	switch e.Medium {
 	case v1.StorageMediumDefault:
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return Mounted{}, fmt.Errorf("creating emptyDir: %w", err)
 		}
 		// Any user in the container may write to an emptyDir, as upstream.
-		if err := os.Chmod(dir, 0o777); err != nil {
+		if err := os.Chmod(dir, mode); err != nil {
 			return Mounted{}, fmt.Errorf("setting emptyDir mode: %w", err)
 		}
 	case v1.StorageMediumMemory:
@@ -272,11 +283,16 @@ func (m *Manager) emptyDir(dir string, e *v1.EmptyDirVolumeSource) (Mounted, err
 		if err := m.ensureTmpfs(dir, size); err != nil {
 			return Mounted{}, err
 		}
-		if err := os.Chmod(dir, 0o777); err != nil {
+		if err := os.Chmod(dir, mode); err != nil {
 			return Mounted{}, fmt.Errorf("setting emptyDir mode: %w", err)
 		}
 	default:
 		return Mounted{}, fmt.Errorf("emptyDir medium %q is not supported", e.Medium)
+	}
+	if gid >= 0 {
+		if err := os.Chown(dir, -1, int(gid)); err != nil {
+			return Mounted{}, fmt.Errorf("setting emptyDir group: %w", err)
+		}
 	}
 	return Mounted{Path: dir}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"sort"
 
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
@@ -199,14 +198,4 @@ func (m *Manager) token(ctx context.Context, pod *v1.Pod, volName string, idx in
 	m.tokens[key] = cachedToken{token: resp.Status.Token, audience: src.Audience, exp: exp, refreshAt: refreshAt, expires: expires}
 	m.mu.Unlock()
 	return resp.Status.Token, nil
-}
-
-// sortedNames is a helper for deterministic iteration in errors and tests.
-func sortedNames(m map[string]File) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,12 +363,15 @@ func TestEmptyDirHostPathAndClaims(t *testing.T) {
 			{Name: "data", VolumeSource: v1.VolumeSource{PersistentVolumeClaim: &v1.PersistentVolumeClaimVolumeSource{ClaimName: "claim", ReadOnly: true}}},
 		}},
 	}
+	gid := int64(os.Getgid()) // a group this test may chown to, root or not
+	pod.Spec.SecurityContext = &v1.PodSecurityContext{FSGroup: &gid}
 	vols, _, err := m.Setup(context.Background(), pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(vols["scratch"].Path); err != nil || fi.Mode().Perm() != 0o777 || !strings.HasPrefix(vols["scratch"].Path, m.PodDir(pod.UID)) {
-		t.Errorf("emptyDir %s: %v %v", vols["scratch"].Path, fi, err)
+	if fi, err := os.Stat(vols["scratch"].Path); err != nil || fi.Mode().Perm() != 0o777 || fi.Mode()&os.ModeSetgid == 0 ||
+		fi.Sys().(*syscall.Stat_t).Gid != uint32(gid) || !strings.HasPrefix(vols["scratch"].Path, m.PodDir(pod.UID)) {
+		t.Errorf("emptyDir %s with fsGroup: %v %v", vols["scratch"].Path, fi.Mode(), err)
 	}
 	if got, ok := mnt.mounts[vols["mem"].Path]; !ok || got != 16<<20 {
 		t.Errorf("memory emptyDir: tmpfs mounts %v", mnt.mounts)

@@ -25,7 +25,7 @@ func (a *Agent) startNetworkPolicy(ctx context.Context, client kubernetes.Interf
 	if err := ensureBridgeNetfilter(); err != nil {
 		a.log.Warn("traffic between pods of this node will not be subject to NetworkPolicy", "err", err)
 	}
-	c, err := policy.New(policy.Config{NodeName: a.cfg.NodeName}, policy.Deps{Client: client, Logger: a.log})
+	c, err := policy.New(policy.Config{NodeName: a.cfg.NodeName}, policy.Deps{Client: client, Logger: a.deps.Logger})
 	if err != nil {
 		a.log.Error("NetworkPolicy enforcement is off", "err", err)
 		return

@@ -428,3 +428,41 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenIncremental records the exact transactions of live changes:
+// a peer pod starting elsewhere (set elements only), a policy changing
+// (one pod's chain rewritten, nothing else), a policy deleted (its chains
+// flushed before its sets go).
+func TestGoldenIncremental(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.IPv4Family, DefaultTable)
+	a := NewApplier(fake, DefaultTable)
+	in := fixture()
+	if _, _, err := a.Apply(ctx, Compute(in), true); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	step := func(name string, change func()) {
+		change()
+		if _, full, err := a.Apply(ctx, Compute(in), false); err != nil || full {
+			t.Fatalf("%s: full=%v err=%v", name, full, err)
+		}
+		fmt.Fprintf(&b, "# %s\n%s\n", name, fake.LastTransaction.String())
+	}
+	step("peer pod default/client-3 starts on node-b", func() {
+		in.Pods = append(in.Pods, pod("default", "client-3", "node-b", "10.96.2.22", map[string]string{"role": "client"}))
+	})
+	step("policy default/db-allow-clients allows TCP 6432 too", func() {
+		for i, p := range in.Policies {
+			if p.Name == "db-allow-clients" {
+				p = p.DeepCopy()
+				p.Spec.Ingress[0].Ports = append(p.Spec.Ingress[0].Ports, numPort(v1.ProtocolTCP, 6432))
+				in.Policies[i] = p
+			}
+		}
+	})
+	step("policy default/web-egress deleted", func() {
+		in.Policies = slices.DeleteFunc(in.Policies, func(p *networkingv1.NetworkPolicy) bool { return p.Name == "web-egress" })
+	})
+	golden(t, "incremental.golden", b.String())
+}

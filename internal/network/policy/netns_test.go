@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,54 @@ func echoServer(t *testing.T, netns, ip string, ports ...int) {
 	}
 }
 
+// udpEchoServer answers each datagram with itself.
+func udpEchoServer(t *testing.T, netns, addr string) {
+	var pc net.PacketConn
+	if err := inNetns(netns, func() (err error) {
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// udpAnswered reports whether a datagram from netns to addr is echoed.
+func udpAnswered(netns, addr string, timeout time.Duration) (bool, error) {
+	var c net.Conn
+	if err := inNetns(netns, func() (err error) {
+		c, err = net.Dial("udp", addr)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return false, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return string(buf[:n]) == "ping", nil
+}
+
 func dialFrom(netns, addr string, timeout time.Duration) (c net.Conn, err error) {
 	err = inNetns(netns, func() error {
 		c, err = net.DialTimeout("tcp", addr, timeout)
@@ -167,6 +216,7 @@ func TestNetnsPolicy(t *testing.T) {
 	otherNS, otherIP := node.addPod("other", 30)
 	echoServer(t, webNS, webIP, 8080, 9090)
 	echoServer(t, clientNS, clientIP, 7070)
+	udpEchoServer(t, webNS, webIP+":5353")
 	web8080, web9090 := webIP+":8080", webIP+":9090"
 
 	podObj := func(name, ip string, lbls map[string]string, opts ...podOpt) *v1.Pod {
@@ -339,4 +389,23 @@ func TestNetnsPolicy(t *testing.T) {
 	waitSync("other's egress to web", func(rs *Ruleset) bool { return rs.Sets["named-default/other-to-web/eg/0"] != nil })
 	allowed(otherNS, web8080)
 	blocked(otherNS, web9090)
+	if ok, err := udpAnswered(otherNS, webIP+":5353", 700*time.Millisecond); err != nil || ok {
+		t.Fatalf("UDP from other to web before any UDP rule: answered=%v err=%v, want dropped", ok, err)
+	}
+
+	// UDP: the request is allowed by port, the answer as a reply.
+	p, err := client.NetworkingV1().NetworkPolicies("default").Get(apiCtx, "other-to-web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Egress[0].Ports = append(p.Spec.Egress[0].Ports, numPort(v1.ProtocolUDP, 5353))
+	if _, err := client.NetworkingV1().NetworkPolicies("default").Update(apiCtx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSync("the UDP rule", func(rs *Ruleset) bool {
+		return slices.ContainsFunc(rs.Chains[rs.Egress[otherIP]], func(r string) bool { return strings.Contains(r, "udp th dport 5353") })
+	})
+	if ok, err := udpAnswered(otherNS, webIP+":5353", 3*time.Second); err != nil || !ok {
+		t.Fatalf("UDP from other to web with a UDP rule: answered=%v err=%v", ok, err)
+	}
 }

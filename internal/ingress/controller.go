@@ -66,6 +66,8 @@ type Controller struct {
 	status                 *statusWriter
 
 	table       atomic.Pointer[Table]
+	refs        atomic.Pointer[Refs]
+	problems    map[string]bool // of the last build; rebuild's goroutine only
 	certs       *CertCache
 	defaultCert *tls.Certificate
 	proxy       *Proxy
@@ -134,15 +136,40 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}}); err != nil {
 		return nil, fmt.Errorf("indexing endpointslices: %w", err)
 	}
-	for _, inf := range []cache.SharedIndexInformer{classInf.Informer(), ingInf.Informer(), svcInf.Informer(), sliceInf.Informer(), secretInf.Informer()} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.markDirty() },
-			UpdateFunc: func(any, any) { c.markDirty() },
-			DeleteFunc: func(any) { c.markDirty() },
+	// Classes and Ingresses always matter; Services, EndpointSlices and
+	// Secrets only when the current Ingresses name them.
+	always := func(any) bool { return true }
+	for _, h := range []struct {
+		inf      cache.SharedIndexInformer
+		relevant func(any) bool
+	}{
+		{classInf.Informer(), always},
+		{ingInf.Informer(), always},
+		{svcInf.Informer(), func(o any) bool { return c.referenced(o, false) }},
+		{sliceInf.Informer(), func(o any) bool { return c.referenced(o, false) }},
+		{secretInf.Informer(), func(o any) bool { return c.referenced(o, true) }},
+	} {
+		relevant := h.relevant
+		if _, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(o any) {
+				if relevant(o) {
+					c.markDirty()
+				}
+			},
+			UpdateFunc: func(_, o any) {
+				if relevant(o) {
+					c.markDirty()
+				}
+			},
+			DeleteFunc: func(o any) {
+				if relevant(o) {
+					c.markDirty()
+				}
+			},
 		}); err != nil {
 			return nil, fmt.Errorf("adding ingress event handler: %w", err)
 		}
-		c.synced = append(c.synced, inf.HasSynced)
+		c.synced = append(c.synced, h.inf.HasSynced)
 	}
 	c.classes, c.ingresses, c.services, c.secrets = classInf.Lister(), ingInf.Lister(), svcInf.Lister(), secretInf.Lister()
 	c.slices = sliceInf.Informer().GetIndexer()
@@ -155,6 +182,36 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		c.synced = append(c.synced, st.synced...)
 	}
 	return c, nil
+}
+
+// referenced reports whether a Service, EndpointSlice (by its service)
+// or Secret is named by the Ingresses of the table being served or built.
+// rebuild publishes the references before it reads the listers, and an
+// informer updates its cache before it calls the handlers, so a change
+// this skips is one the next build cannot miss.
+func (c *Controller) referenced(obj any, secret bool) bool {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	refs := c.refs.Load()
+	if refs == nil {
+		return true
+	}
+	var key string
+	switch o := obj.(type) {
+	case *corev1.Service:
+		key = o.Namespace + "/" + o.Name
+	case *discoveryv1.EndpointSlice:
+		key = o.Namespace + "/" + o.Labels[discoveryv1.LabelServiceName]
+	case *corev1.Secret:
+		key = o.Namespace + "/" + o.Name
+	default:
+		return true
+	}
+	if secret {
+		return refs.Secrets[key]
+	}
+	return refs.Services[key]
 }
 
 func (c *Controller) markDirty() {
@@ -273,12 +330,20 @@ func (c *Controller) rebuild() {
 			ings = append(ings, ing)
 		}
 	}
+	refs := References(ings)
+	c.refs.Store(&refs)
 	start := time.Now()
 	t := Build(ings, listerSource{c}, c.certs)
 	c.table.Store(t)
+	// Problems are logged when they appear, not on every rebuild.
+	seen := make(map[string]bool, len(t.Problems))
 	for _, p := range t.Problems {
-		c.log.Warn("ingress configuration", "problem", p)
+		seen[p] = true
+		if !c.problems[p] {
+			c.log.Warn("ingress configuration", "problem", p)
+		}
 	}
+	c.problems = seen
 	c.log.Debug("ingress table built", "ingresses", len(t.Ingresses), "took", time.Since(start))
 	if c.cfg.OnBuild != nil {
 		c.cfg.OnBuild(t)

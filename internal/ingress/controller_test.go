@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -189,5 +190,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOnlyReferencedObjectsTriggerBuilds: changes to Services, slices and
+// Secrets no Ingress names do not rebuild the table.
+func TestOnlyReferencedObjectsTriggerBuilds(t *testing.T) {
+	c, err := New(Config{Status: StatusConfig{Disable: true}}, Deps{Client: fake.NewSimpleClientset(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := func(ns, name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
+	if !c.referenced(svc("default", "web"), false) {
+		t.Error("before the first build everything must count")
+	}
+	refs := References([]*networkingv1.Ingress{ingress("i", 0, map[string][]path{"h": {{prefix, "/", "web"}}})})
+	refs.Secrets["default/cert"] = true
+	c.refs.Store(&refs)
+	src := newSource()
+	src.addService("default", "web", 80, "10.0.0.1")
+	src.addService("default", "other", 80, "10.0.0.1")
+	for _, tc := range []struct {
+		name   string
+		obj    any
+		secret bool
+		want   bool
+	}{
+		{"named service", svc("default", "web"), false, true},
+		{"same name, other namespace", svc("kube-system", "web"), false, false},
+		{"unnamed service", svc("default", "other"), false, false},
+		{"slice of a named service", src.slices["default/web"][0], false, true},
+		{"slice of another service", src.slices["default/other"][0], false, false},
+		{"tombstone of a named service", cache.DeletedFinalStateUnknown{Key: "default/web", Obj: svc("default", "web")}, false, true},
+		{"named secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cert"}}, true, true},
+		{"other secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}, true, false},
+	} {
+		if got := c.referenced(tc.obj, tc.secret); got != tc.want {
+			t.Errorf("%s: referenced = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

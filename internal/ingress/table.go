@@ -339,6 +339,40 @@ func Build(ings []*networkingv1.Ingress, src Source, certs *CertCache) *Table {
 	return t
 }
 
+// Refs are the objects a set of Ingresses reads besides themselves, as
+// "namespace/name" keys: the controller ignores changes to anything else.
+type Refs struct {
+	Services, Secrets map[string]bool
+}
+
+// References lists the Services (backends, default backends) and Secrets
+// (TLS) that Build would read for ings.
+func References(ings []*networkingv1.Ingress) Refs {
+	r := Refs{Services: map[string]bool{}, Secrets: map[string]bool{}}
+	add := func(ns string, b *networkingv1.IngressBackend) {
+		if b != nil && b.Service != nil {
+			r.Services[ns+"/"+b.Service.Name] = true
+		}
+	}
+	for _, ing := range ings {
+		add(ing.Namespace, ing.Spec.DefaultBackend)
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for i := range rule.HTTP.Paths {
+				add(ing.Namespace, &rule.HTTP.Paths[i].Backend)
+			}
+		}
+		for _, tl := range ing.Spec.TLS {
+			if tl.SecretName != "" {
+				r.Secrets[ing.Namespace+"/"+tl.SecretName] = true
+			}
+		}
+	}
+	return r
+}
+
 func routesFor(m map[string]*routes, host string) *routes {
 	r := m[host]
 	if r == nil {

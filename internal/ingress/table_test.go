@@ -273,3 +273,19 @@ func TestCertificateSelection(t *testing.T) {
 		t.Errorf("cache kept %d secrets no ingress uses", len(certs.m))
 	}
 }
+
+func TestReferences(t *testing.T) {
+	a := ingress("a", 0, map[string][]path{"h": {{prefix, "/", "svc-a"}}, "": {{exact, "/x", "svc-x"}}})
+	a.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "def"}}
+	a.Spec.TLS = []networkingv1.IngressTLS{{SecretName: "tls"}, {Hosts: []string{"h"}}}
+	b := ingress("b", 0, map[string][]path{"h": {{prefix, "/", "svc-b"}}})
+	b.Namespace = "other"
+	got := References([]*networkingv1.Ingress{a, b})
+	want := Refs{
+		Services: map[string]bool{"default/svc-a": true, "default/svc-x": true, "default/def": true, "other/svc-b": true},
+		Secrets:  map[string]bool{"default/tls": true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("References = %+v, want %+v", got, want)
+	}
+}

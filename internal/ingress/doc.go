@@ -10,10 +10,12 @@
 //	─▶ atomic swap ─▶ Proxy (per request: Table.Match → ready endpoint
 //	addresses → net/http/httputil.ReverseProxy)
 //
-// A change to any watched object marks the table dirty; the controller
-// rebuilds the whole table (changes arriving during a build share the next
-// one) and swaps the pointer, so a request always sees one consistent
-// snapshot and never takes a lock.
+// A change to an IngressClass or Ingress, or to a Service, EndpointSlice
+// or Secret that the served Ingresses name (References), marks the table
+// dirty; the controller rebuilds the whole table (changes arriving during
+// a build share the next one) and swaps the pointer, so a request always
+// sees one consistent snapshot and never takes a lock. A build costs
+// O(Ingresses + the Services they name), not O(cluster).
 //
 // Routing contract (networking.k8s.io/v1):
 //   - hosts: an exact host, a wildcard "*.foo.com" (matches exactly one

@@ -289,8 +289,9 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 	}
 }
 
-// TestOOMKilledSecurityContextAndHostNetwork checks that a memory-limit
-// breach is reported OOMKilled, that securityContext reaches the process
+// TestOOMKilledSecurityContextAndHostNetwork checks that a claim bound to a
+// hostPath PV reaches the node's directory, that a memory-limit breach is
+// reported OOMKilled, that securityContext reaches the process
 // (user, groups, read-only root, capabilities), that resource limits reach
 // the cgroups, and that a host-network pod
 // serves on the node's address with ClusterFirstWithHostNet DNS.
@@ -345,7 +346,55 @@ func TestOOMKilledSecurityContextAndHostNetwork(t *testing.T) {
 		},
 	})
 
-	p := waitPod(t, c, "oom", 2*time.Minute, "oom pod terminated", func(p *v1.Pod) bool {
+	// A claim bound (by hand: no binder runs here) to a hostPath PV.
+	pvDir := filepath.Join(t.TempDir(), "pv")
+	doc := v1.HostPathDirectoryOrCreate
+	if _, err := c.Client.CoreV1().PersistentVolumes().Create(ctx, &v1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-pv"},
+		Spec: v1.PersistentVolumeSpec{
+			Capacity:               v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+			PersistentVolumeSource: v1.PersistentVolumeSource{HostPath: &v1.HostPathVolumeSource{Path: pvDir, Type: &doc}},
+			ClaimRef:               &v1.ObjectReference{Namespace: "default", Name: "data"},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pvc, err := c.Client.CoreV1().PersistentVolumeClaims("default").Create(ctx, &v1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data"},
+		Spec: v1.PersistentVolumeClaimSpec{
+			AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+			Resources:   v1.VolumeResourceRequirements{Requests: v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")}},
+			VolumeName:  "e2e-pv",
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvc.Status.Phase = v1.ClaimBound
+	if _, err := c.Client.CoreV1().PersistentVolumeClaims("default").UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	create(&v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "claim"},
+		Spec: v1.PodSpec{
+			Volumes: []v1.Volume{{Name: "data", VolumeSource: v1.VolumeSource{PersistentVolumeClaim: &v1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+			Containers: []v1.Container{{
+				Name: "app", Image: images.Testapp,
+				VolumeMounts: []v1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			}},
+		},
+	})
+
+	p := waitPod(t, c, "claim", 2*time.Minute, "claim pod ready", func(p *v1.Pod) bool { return podReady(p) })
+	if got := httpGet(t, "http://"+p.Status.PodIP+":8080/write?path=/data/hello&data=persisted"); got != "ok\n" {
+		t.Errorf("writing to the claim: %q", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(pvDir, "hello")); err != nil || string(b) != "persisted" {
+		t.Errorf("file written through the claim on the node: %q %v", b, err)
+	}
+
+	p = waitPod(t, c, "oom", 2*time.Minute, "oom pod terminated", func(p *v1.Pod) bool {
 		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Terminated != nil
 	})
 	if term := p.Status.ContainerStatuses[0].State.Terminated; term.Reason != "OOMKilled" || term.ExitCode != 137 || p.Status.Phase != v1.PodFailed {

@@ -409,6 +409,8 @@ func (c *Controller) closeListeners() {
 // listerSource reads Build's inputs from the informer caches.
 type listerSource struct{ c *Controller }
 
+var _ Source = listerSource{}
+
 func (s listerSource) Service(ns, name string) *corev1.Service {
 	svc, err := s.c.services.Services(ns).Get(name)
 	if err != nil {

@@ -32,6 +32,11 @@ type Proxy struct {
 	log   *slog.Logger
 }
 
+var (
+	_ http.Handler      = (*Proxy)(nil)
+	_ http.RoundTripper = (*retryTransport)(nil)
+)
+
 type endpointsKey struct{}
 
 // NewProxy returns a handler that reads the routing table from table on

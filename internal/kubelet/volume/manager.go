@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -74,6 +75,9 @@ type Manager struct {
 	// static holds volumes whose setup is one-off (emptyDir, hostPath,
 	// claims, tmpfs mounts) per pod, so later syncs skip it.
 	static map[types.UID]map[string]Mounted
+	// written is the digest of the payload last written to each payload
+	// volume, so an unchanged one costs a hash, not a read of every file.
+	written map[types.UID]map[string][sha256.Size]byte
 }
 
 type tokenKey struct {
@@ -107,6 +111,7 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		root: cfg.Root, objects: deps.Objects, mounter: deps.Mounter, clock: deps.Clock,
 		downwardRT: downward.Runtime{Allocatable: cfg.Allocatable},
 		tokens:     map[tokenKey]cachedToken{}, static: map[types.UID]map[string]Mounted{},
+		written: map[types.UID]map[string][sha256.Size]byte{},
 	}, nil
 }
 
@@ -225,10 +230,42 @@ func (m *Manager) payload(pod *v1.Pod, name, dir string, files map[string]File, 
 			m.remember(pod.UID, name, Mounted{Path: dir, ReadOnly: true})
 		}
 	}
-	if _, err := writeAtomic(dir, files, fsGroup(pod)); err != nil {
+	gid := fsGroup(pod)
+	sum := payloadDigest(files, gid)
+	m.mu.Lock()
+	last, ok := m.written[pod.UID][name]
+	m.mu.Unlock()
+	if ok && last == sum {
+		return Mounted{Path: dir, ReadOnly: true}, nil
+	}
+	if _, err := writeAtomic(dir, files, gid); err != nil {
 		return Mounted{}, err
 	}
+	m.mu.Lock()
+	if m.written[pod.UID] == nil {
+		m.written[pod.UID] = map[string][sha256.Size]byte{}
+	}
+	m.written[pod.UID][name] = sum
+	m.mu.Unlock()
 	return Mounted{Path: dir, ReadOnly: true}, nil
+}
+
+func payloadDigest(files map[string]File, gid int64) [sha256.Size]byte {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "gid=%d\n", gid)
+	for _, n := range names {
+		f := files[n]
+		fmt.Fprintf(h, "%q %o %d\n", n, f.Mode.Perm(), len(f.Data))
+		h.Write(f.Data)
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // fsGroup is the pod's fsGroup, or -1.
@@ -396,6 +433,7 @@ func (m *Manager) claim(ctx context.Context, pod *v1.Pod, src *v1.PersistentVolu
 func (m *Manager) TearDown(uid types.UID) error {
 	m.mu.Lock()
 	delete(m.static, uid)
+	delete(m.written, uid)
 	for k := range m.tokens {
 		if k.uid == uid {
 			delete(m.tokens, k)

@@ -65,6 +65,8 @@ type Config struct {
 	CgroupRoot string
 	// SkipImages skips building/importing the built-in images.
 	SkipImages bool
+	// InsecureRegistries (host:port) are pulled from over plain HTTP.
+	InsecureRegistries []string
 	// Ingress configures the built-in ingress controller (ingress.go).
 	Ingress IngressConfig
 	// ServiceNetwork configures the service proxy, node NAT and cluster
@@ -148,7 +150,7 @@ func (a *Agent) CNIConfDir() string { return filepath.Join(a.Dir(), "cni", "net.
 func (a *Agent) ContainerdConfig() ContainerdConfig {
 	return ContainerdConfig{
 		Dir: a.ContainerdDir(), CNIBinDir: a.cfg.CNIBinDir, CNIConfDir: a.CNIConfDir(),
-		SandboxImage: images.Pause, Logger: a.log,
+		SandboxImage: images.Pause, InsecureRegistries: a.cfg.InsecureRegistries, Logger: a.log,
 	}
 }
 

@@ -28,6 +28,10 @@ type ContainerdConfig struct {
 	CNIBinDir, CNIConfDir string
 	// SandboxImage is the pause image, imported by the agent (never pulled).
 	SandboxImage string
+	// InsecureRegistries (host:port) are pulled from over plain HTTP: a
+	// hosts.toml for each is written under Dir/certs.d, containerd's
+	// per-registry configuration directory (more can be dropped there).
+	InsecureRegistries []string
 	// Binary is the containerd executable; default "containerd" from PATH.
 	Binary string
 	// Logger receives containerd's output; nil discards it.
@@ -75,6 +79,8 @@ oom_score = 0
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{{.Dir}}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{{.CNIBinDir}}"
     conf_dir = "{{.CNIConfDir}}"
@@ -115,6 +121,9 @@ func StartContainerd(ctx context.Context, cfg ContainerdConfig) (*Containerd, er
 	confPath := filepath.Join(cfg.Dir, "config.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("writing containerd config: %w", err)
+	}
+	if err := writeRegistryHosts(filepath.Join(cfg.Dir, "certs.d"), cfg.InsecureRegistries); err != nil {
+		return nil, err
 	}
 	// A stale socket from a killed containerd would make the wait succeed early.
 	_ = os.Remove(cfg.Socket())
@@ -216,4 +225,23 @@ func UnmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// writeRegistryHosts writes a hosts.toml per insecure registry: containerd
+// resolves and pulls from it over plain HTTP.
+func writeRegistryHosts(dir string, hosts []string) error {
+	for _, h := range hosts {
+		if h == "" || h == "." || h == ".." || strings.ContainsAny(h, "/ \t\"") {
+			return fmt.Errorf("insecure registry %q: want host or host:port", h)
+		}
+		d := filepath.Join(dir, h)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+		conf := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+h, "http://"+h)
+		if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(conf), 0o600); err != nil {
+			return fmt.Errorf("writing registry config for %s: %w", h, err)
+		}
+	}
+	return nil
 }

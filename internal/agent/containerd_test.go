@@ -21,10 +21,33 @@ func TestRenderContainerdConfig(t *testing.T) {
 	for _, want := range []string{
 		`root = "/d/root"`, `address = "/d/containerd.sock"`, `restrict_oom_score_adj = true`,
 		`SystemdCgroup = false`, `snapshotter = "overlayfs"`, `sandbox_image = "localhost/skiff/pause:v1"`,
-		`conf_dir = "/d/cni"`, `bin_dir = "/usr/lib/cni"`,
+		`conf_dir = "/d/cni"`, `bin_dir = "/usr/lib/cni"`, `config_path = "/d/certs.d"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("config lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestWriteRegistryHosts(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeRegistryHosts(dir, []string{"127.0.0.1:5000", "reg.local"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "127.0.0.1:5000", "hosts.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "server = \"http://127.0.0.1:5000\"\n\n[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+	if string(b) != want {
+		t.Fatalf("hosts.toml:\n%s\nwant:\n%s", b, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "reg.local", "hosts.toml")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "..", "http://x", "a b", "../x/y"} {
+		if err := writeRegistryHosts(dir, []string{bad}); err == nil {
+			t.Errorf("insecure registry %q accepted", bad)
 		}
 	}
 }

@@ -222,7 +222,10 @@ func credentialsFor(image string, secrets []*v1.Secret) ([]*runtimeapi.AuthConfi
 				continue
 			}
 			e := entries[k]
-			a := &runtimeapi.AuthConfig{Username: e.Username, Password: e.Password, Auth: e.Auth, ServerAddress: k,
+			// ServerAddress stays empty: the runtime applies the
+			// credentials to the image's own registry, and containerd
+			// 1.6 cannot parse a key without a scheme (host:port).
+			a := &runtimeapi.AuthConfig{Username: e.Username, Password: e.Password, Auth: e.Auth,
 				IdentityToken: e.IdentityToken, RegistryToken: e.RegistryToken}
 			if a.Username == "" && a.Password == "" && e.Auth != "" {
 				if raw, err := base64.StdEncoding.DecodeString(e.Auth); err == nil {

@@ -137,7 +137,7 @@ func TestPullBackOff(t *testing.T) {
 	if err := ensure(); err != nil {
 		t.Fatalf("pull with credentials: %v", err)
 	}
-	if last := imgs.pulls[len(imgs.pulls)-1]; last.GetUsername() != "u" || last.GetServerAddress() != "r.example" {
+	if last := imgs.pulls[len(imgs.pulls)-1]; last.GetUsername() != "u" || last.GetPassword() != "p" {
 		t.Fatalf("last pull used %+v", last)
 	}
 	p.forget("u1")

@@ -50,6 +50,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod subnet when the Node has none assigned")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the CNI plugins")
 	f.StringVar(&cfg.Bridge, "bridge", "skiff0", "Linux bridge for pod networking")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
 	f.StringVar(&cfg.FlannelBackend, "flannel-backend", "vxlan", "how pod traffic crosses nodes: vxlan, host-gw (nodes on one L2 segment) or none")
 	f.IntVar(&cfg.VXLANPort, "vxlan-port", 8472, "UDP port of the VXLAN overlay")
 	f.StringVar(&cfg.VXLANDevice, "vxlan-device", "skiff.1", "name of the VXLAN device")

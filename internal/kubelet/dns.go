@@ -3,6 +3,7 @@ package kubelet
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -20,8 +21,8 @@ type hostDNS struct {
 	Servers, Searches, Options []string
 }
 
-// parseResolvConf reads the nameserver, search/domain and options lines of
-// a resolv.conf.
+// parseResolvConf reads the nameserver (loopback ones skipped),
+// search/domain and options lines of a resolv.conf.
 func parseResolvConf(text string) hostDNS {
 	var h hostDNS
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -36,6 +37,11 @@ func parseResolvConf(text string) hostDNS {
 		}
 		switch f[0] {
 		case "nameserver":
+			// A loopback resolver on the node is unreachable from a pod's
+			// network namespace.
+			if ip, err := netip.ParseAddr(f[1]); err == nil && ip.IsLoopback() {
+				continue
+			}
 			h.Servers = append(h.Servers, f[1])
 		case "search":
 			h.Searches = append([]string{}, f[1:]...)

@@ -46,7 +46,8 @@ type Config struct {
 	// ClusterFirst pods use the node's resolvers as upstream's kubelet
 	// does without --cluster-dns), ClusterDomain the cluster's DNS domain
 	// (default cluster.local). ResolvConf is the node's resolver
-	// configuration, used for dnsPolicy Default (default /etc/resolv.conf),
+	// configuration, used for dnsPolicy Default (default
+	// /run/systemd/resolve/resolv.conf when present, else /etc/resolv.conf),
 	// and HostsFile the node's hosts file host-network pods see (default
 	// /etc/hosts).
 	ClusterDNS, ClusterDomain string
@@ -136,7 +137,12 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 		cfg.ClusterDomain = "cluster.local"
 	}
 	if cfg.ResolvConf == "" {
+		// With systemd-resolved, /etc/resolv.conf names a loopback stub
+		// that means nothing inside a pod; its upstream list is real.
 		cfg.ResolvConf = "/etc/resolv.conf"
+		if fileExists("/run/systemd/resolve/resolv.conf") {
+			cfg.ResolvConf = "/run/systemd/resolve/resolv.conf"
+		}
 	}
 	if cfg.HostsFile == "" {
 		cfg.HostsFile = "/etc/hosts"

@@ -437,7 +437,7 @@ func readFile(t *testing.T, p string) string {
 func ptr[T any](v T) *T { return &v }
 
 func TestDNSConfig(t *testing.T) {
-	host := parseResolvConf("# comment\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch a.example b.example\noptions edns0 ndots:1\n")
+	host := parseResolvConf("# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch a.example b.example\noptions edns0 ndots:1\n")
 	pod := func(policy v1.DNSPolicy, hostNet bool, dc *v1.PodDNSConfig) *v1.Pod {
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team"}, Spec: v1.PodSpec{DNSPolicy: policy, HostNetwork: hostNet, DNSConfig: dc}}
 	}

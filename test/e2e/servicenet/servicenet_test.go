@@ -474,8 +474,11 @@ func TestServiceNetworking(t *testing.T) {
 		t.Error(err)
 	}
 
-	// From the host: the NodePort on the node's address and the load
-	// balancer address.
+	// From the host: the ClusterIP, the NodePort on the node's address and
+	// the load balancer address.
+	if body, err := get("http://" + web.Spec.ClusterIP + "/hostname"); err != nil || body != "web" {
+		t.Errorf("host to ClusterIP %s: %q %v", web.Spec.ClusterIP, body, err)
+	}
 	nodeIP := running["web"].Status.HostIP
 	if body, err := get(fmt.Sprintf("http://%s:%d/hostname", nodeIP, np.Spec.Ports[0].NodePort)); err != nil || body != "web" {
 		t.Errorf("host to NodePort %s:%d: %q %v", nodeIP, np.Spec.Ports[0].NodePort, body, err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -205,5 +206,26 @@ func TestStatsSummaryEndpoint(t *testing.T) {
 	srv2.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stats/summary", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("no stats provider: status %d", rec.Code)
+	}
+}
+
+// BenchmarkAssembleSummary: one /stats/summary of a full node (110 pods,
+// two containers each) from already-read CRI answers.
+func BenchmarkAssembleSummary(b *testing.B) {
+	in := summaryInput{NodeName: "n1", Node: NodeSample{Time: t0, MemTotal: 8 << 30, MemFree: 4 << 30}}
+	for i := 0; i < 110; i++ {
+		sb := fmt.Sprintf("sb%d", i)
+		in.Sandboxes = append(in.Sandboxes, sandbox(sb, "ns", fmt.Sprintf("pod-%d", i), true))
+		for _, c := range []string{"app", "side"} {
+			id := sb + c
+			in.Containers = append(in.Containers, container(id, sb, c, true))
+			in.Stats = append(in.Stats, cstats(id, t0, uint64(i)*1e6, 1<<20))
+		}
+	}
+	r := newRates()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		in.Node.Time = t0.Add(time.Duration(i) * time.Second)
+		_ = assembleSummary(in, r)
 	}
 }

@@ -39,6 +39,9 @@ func writeImage(t *testing.T, dir, ref string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
 	if err := tarball.WriteToFile(path, tag, img); err != nil {
 		t.Fatal(err)
@@ -92,6 +95,16 @@ func TestImagesImportAndList(t *testing.T) {
 	out, err = runImages(t, "list", "--data-dir", dataDir)
 	if err != nil || !strings.Contains(out, ref) || !strings.Contains(out, "sha256:") {
 		t.Fatalf("images list: %v\n%s", err, out)
+	}
+
+	// The agent's offline drop: every tarball in <data-dir>/agent/images.
+	drop := filepath.Join(dataDir, "agent", "images")
+	writeImage(t, drop, "localhost/skiff-e2ef/dropped:v1")
+	if err := images.ImportDir(ctx, agent.ContainerdSocket(dataDir), drop); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := images.Present(ctx, client.Image, "localhost/skiff-e2ef/dropped:v1"); err != nil || !ok {
+		t.Fatalf("dropped tarball not imported: present=%v err=%v", ok, err)
 	}
 
 	// Bad input: a file that is not an image archive, and no agent.

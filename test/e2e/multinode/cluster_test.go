@@ -107,7 +107,9 @@ func run(m *testing.M) int {
 		}
 		_ = os.RemoveAll(work)
 	}()
+	start := time.Now()
 	suite.setupErr = build(work)
+	fmt.Fprintf(os.Stderr, "multinode: built skiff and the images in %s\n", time.Since(start).Round(time.Millisecond))
 	code := m.Run()
 	suite.failed = code != 0
 	return code
@@ -165,8 +167,10 @@ func getCluster(t *testing.T) *cluster {
 		t.Fatalf("suite setup: %v", suite.setupErr)
 	}
 	suite.once.Do(func() {
+		start := time.Now()
 		suite.cluster = &cluster{}
 		suite.err = suite.cluster.start()
+		t.Logf("cluster of %d nodes up (server, agents Ready, pod network announced) in %s", numNodes, time.Since(start).Round(time.Millisecond))
 	})
 	if suite.err != nil {
 		t.Fatalf("starting the cluster: %v", suite.err)

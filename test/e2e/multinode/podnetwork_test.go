@@ -2,6 +2,7 @@ package multinode
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/network/overlay"
 )
@@ -148,4 +151,45 @@ func linkMTU(t *testing.T, nsPath, name string) int {
 		t.Fatalf("link %s in %s: %v", name, nsPath, err)
 	}
 	return l.Attrs().MTU
+}
+
+// A node joining (here: a Node object only, with the annotations an agent
+// would publish) gets routes on every node; deleting it removes them.
+func TestOverlayFollowsNodes(t *testing.T) {
+	c := getCluster(t)
+	const ghostCIDR = "10.93.99.0/24"
+	ghost := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "skiffmn-ghost", Annotations: map[string]string{
+			overlay.AnnotationBackend:  string(suite.backend),
+			overlay.AnnotationPublicIP: "10.92.0.99",
+			overlay.AnnotationVXLANMAC: "02:5a:5a:00:00:99",
+		}},
+		Spec: v1.NodeSpec{PodCIDR: ghostCIDR, PodCIDRs: []string{ghostCIDR}},
+	}
+	nodes := c.client.CoreV1().Nodes()
+	if _, err := nodes.Create(context.Background(), ghost, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nodes.Delete(context.Background(), ghost.Name, metav1.DeleteOptions{}) })
+	routed := func(n *node) bool {
+		out, _ := exec.Command("ip", "-n", n.netns, "route", "show", ghostCIDR, "proto", fmt.Sprint(overlay.RouteProtocol)).Output()
+		return strings.Contains(string(out), ghostCIDR)
+	}
+	waitAll := func(what string, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for _, n := range c.nodes {
+			for routed(n) != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s on %s: timed out", what, n.name)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	waitAll("route to the new node", true)
+	if err := nodes.Delete(context.Background(), ghost.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAll("route to the deleted node removed", false)
 }

@@ -22,6 +22,9 @@ type runtimeAdapter struct {
 	// cgroupRoot is the cgroupfs parent of every pod ("/skiff"), so a pod's
 	// cgroups are found and removed together.
 	cgroupRoot string
+	// podRoot holds the per-pod directories of the volume manager, where
+	// termination message files live too.
+	podRoot string
 }
 
 // podState reads one pod's sandboxes and containers from CRI.
@@ -53,7 +56,11 @@ func (r *runtimeAdapter) podState(ctx context.Context, uid types.UID) (PodState,
 		if err != nil {
 			return PodState{}, fmt.Errorf("getting status of container %s: %w", c.GetId(), err)
 		}
-		st.Containers = append(st.Containers, containerState(c, resp.GetStatus()))
+		cs := containerState(c, resp.GetStatus())
+		if cs.State == ContainerExited && cs.Message == "" && r.podRoot != "" {
+			cs.Message = readTerminationMessage(terminationLogPath(r.podRoot, uid, cs.Name, cs.Attempt), "", false, cs.ExitCode)
+		}
+		st.Containers = append(st.Containers, cs)
 	}
 	sortState(&st)
 	return st, nil

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -153,7 +154,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	k := &Kubelet{
 		cfg:         cfg,
 		client:      deps.Client,
-		rt:          &runtimeAdapter{rt: deps.Runtime, img: deps.Image, puller: newImagePuller(deps.Image, clientGetter{c: deps.Client}, deps.Clock), logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot},
+		rt:          &runtimeAdapter{rt: deps.Runtime, img: deps.Image, puller: newImagePuller(deps.Image, clientGetter{c: deps.Client}, deps.Clock), logRoot: cfg.DataDir + "/pods", cgroupRoot: cfg.CgroupRoot, podRoot: filepath.Join(cfg.DataDir, "pod-volumes")},
 		clock:       deps.Clock,
 		log:         deps.Logger.With("node", cfg.NodeName),
 		workers:     map[types.UID]chan struct{}{},
@@ -162,7 +163,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 	}
 	k.probes = prober.NewManager(prober.NetChecker{Runtime: deps.Runtime}, deps.Clock, k.enqueue)
 	k.objects = newObjectCache(deps.Client, k.enqueue)
-	vm, err := volume.New(volume.Config{Root: filepath.Join(cfg.DataDir, "pod-volumes")},
+	vm, err := volume.New(volume.Config{Root: k.rt.podRoot},
 		volume.Deps{Objects: clientGetter{c: deps.Client, cache: k.objects}, Mounter: deps.Mounter, Clock: deps.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("creating kubelet: %w", err)
@@ -740,7 +741,7 @@ func (k *Kubelet) startOne(ctx context.Context, pod *v1.Pod, c *v1.Container, at
 	if err != nil {
 		return err
 	}
-	mounts, err := k.containerMounts(pod, c, vols, env)
+	mounts, err := k.containerMounts(pod, c, attempt, vols, env)
 	if err != nil {
 		return err
 	}
@@ -773,9 +774,9 @@ type hookError struct{ err error }
 func (e *hookError) Error() string { return e.err.Error() }
 func (e *hookError) Unwrap() error { return e.err }
 
-// containerMounts is c's bind mounts: its volumeMounts and, unless it
-// mounts its own, the pod's managed /etc/hosts.
-func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container, vols map[string]volume.Mounted, env []string) ([]*runtimeapi.Mount, error) {
+// containerMounts is c's bind mounts: its volumeMounts, the pod's managed
+// /etc/hosts unless it mounts its own, and its termination message file.
+func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container, attempt uint32, vols map[string]volume.Mounted, env []string) ([]*runtimeapi.Mount, error) {
 	vars := make(map[string]string, len(env))
 	for _, kv := range env {
 		name, val, _ := cutEnv(kv)
@@ -800,6 +801,13 @@ func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container, vols map[string]
 	if !ownHosts {
 		out = append(out, &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: k.hostsPath(pod.UID)})
 	}
+	if p := c.TerminationMessagePath; p != "" && filepath.IsAbs(p) {
+		host := terminationLogPath(k.rt.podRoot, pod.UID, c.Name, attempt)
+		if err := prepareTerminationLog(host); err != nil {
+			return nil, err
+		}
+		out = append(out, &runtimeapi.Mount{ContainerPath: p, HostPath: host})
+	}
 	return out, nil
 }
 
@@ -819,6 +827,25 @@ func (k *Kubelet) allocatable() v1.ResourceList {
 		return nil
 	}
 	return nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, k.clock.Now(), nil).Allocatable
+}
+
+// withLogFallback fills the message of failed containers whose policy is
+// FallbackToLogsOnError and that left no termination message with the
+// tail of their log. It copies st before changing it.
+func (k *Kubelet) withLogFallback(pod *v1.Pod, st PodState) PodState {
+	copied := false
+	for i, c := range st.Containers {
+		if c.State != ContainerExited || c.Message != "" || c.ExitCode == 0 || !terminationPolicyFallback(pod, c.Name) {
+			continue
+		}
+		if !copied {
+			st.Containers = append([]ContainerState{}, st.Containers...)
+			copied = true
+		}
+		logFile := filepath.Join(k.rt.podLogDir(pod), c.Name, strconv.FormatUint(uint64(c.Attempt), 10)+".log")
+		st.Containers[i].Message = readTerminationMessage("", logFile, true, c.ExitCode)
+	}
+	return st
 }
 
 // recordVolumeErr reports a volume failure as the waiting message of every
@@ -879,6 +906,7 @@ func (k *Kubelet) writeStatus(ctx context.Context, pod *v1.Pod, st PodState, a A
 		startErr[n] = w
 	}
 	k.mu.Unlock()
+	st = k.withLogFallback(pod, st)
 	status := generatePodStatus(pod, statusInput{State: st, Actions: a, HostIP: k.cfg.NodeIP, Now: k.clock.Now(), StartErr: startErr, Ready: probes.ready, NotStarted: probes.notStarted})
 	status.NominatedNodeName = pod.Status.NominatedNodeName
 	if statusEqual(status, pod.Status) {

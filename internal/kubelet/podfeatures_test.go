@@ -636,3 +636,50 @@ func TestPreStopHTTPHookRunsBeforeStop(t *testing.T) {
 		t.Errorf("preStop hook requests %v", hits)
 	}
 }
+
+func TestTerminationMessages(t *testing.T) {
+	pod := featurePod("msgs")
+	pod.Spec.RestartPolicy = v1.RestartPolicyNever
+	pod.Spec.Containers = []v1.Container{ctr("file"), ctr("logs")}
+	pod.Spec.Containers[0].TerminationMessagePath = "/dev/termination-log"
+	pod.Spec.Containers[1].TerminationMessagePath = "/dev/termination-log"
+	pod.Spec.Containers[1].TerminationMessagePolicy = v1.TerminationMessageFallbackToLogsOnError
+	k, h, client, _, _ := newFeatureKubelet(t, pod)
+	mustSync(t, k, pod.UID)
+	var host string
+	for _, cr := range h.creates {
+		for _, m := range cr.Config.Mounts {
+			if m.ContainerPath == "/dev/termination-log" && cr.Config.Metadata.Name == "file" {
+				host = m.HostPath
+			}
+		}
+	}
+	if host == "" {
+		t.Fatal("no termination log mount")
+	}
+	if err := os.WriteFile(host, []byte("disk full"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(k.rt.podLogDir(pod), "logs", "0.log")
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := "2026-01-01T00:00:00Z stdout F starting\n2026-01-01T00:00:01Z stderr P panic: \n2026-01-01T00:00:01Z stderr F boom\n"
+	if err := os.WriteFile(logFile, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.fakeCRI.exit("file", 1)
+	h.fakeCRI.exit("logs", 2)
+	mustSync(t, k, pod.UID)
+	p := latestStatus(t, k, client, pod)
+	got := map[string]string{}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Terminated == nil {
+			t.Fatalf("%s not terminated: %+v", cs.Name, cs.State)
+		}
+		got[cs.Name] = cs.State.Terminated.Message
+	}
+	if got["file"] != "disk full" || got["logs"] != "starting\npanic: boom\n" {
+		t.Errorf("termination messages %q", got)
+	}
+}

@@ -290,7 +290,8 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 }
 
 // TestOOMKilledSecurityContextAndHostNetwork checks that a claim bound to a
-// hostPath PV reaches the node's directory, that a memory-limit breach is
+// hostPath PV reaches the node's directory, that a container's termination
+// message reaches its status, that a memory-limit breach is
 // reported OOMKilled, that securityContext reaches the process
 // (user, groups, read-only root, capabilities), that resource limits reach
 // the cgroups, and that a host-network pod
@@ -386,12 +387,25 @@ func TestOOMKilledSecurityContextAndHostNetwork(t *testing.T) {
 		},
 	})
 
+	create(&v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "farewell"},
+		Spec: v1.PodSpec{RestartPolicy: v1.RestartPolicyNever, Containers: []v1.Container{{
+			Name: "app", Image: images.Testapp, Command: []string{"/testapp", "write", "/dev/termination-log", "goodbye"},
+			TerminationMessagePath: "/dev/termination-log",
+		}}},
+	})
+
 	p := waitPod(t, c, "claim", 2*time.Minute, "claim pod ready", func(p *v1.Pod) bool { return podReady(p) })
 	if got := httpGet(t, "http://"+p.Status.PodIP+":8080/write?path=/data/hello&data=persisted"); got != "ok\n" {
 		t.Errorf("writing to the claim: %q", got)
 	}
 	if b, err := os.ReadFile(filepath.Join(pvDir, "hello")); err != nil || string(b) != "persisted" {
 		t.Errorf("file written through the claim on the node: %q %v", b, err)
+	}
+
+	p = waitPod(t, c, "farewell", 2*time.Minute, "farewell pod succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded })
+	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.Message != "goodbye" || term.Reason != "Completed" {
+		t.Errorf("termination message: %+v", p.Status.ContainerStatuses[0].State)
 	}
 
 	p = waitPod(t, c, "oom", 2*time.Minute, "oom pod terminated", func(p *v1.Pod) bool {

@@ -191,10 +191,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startNetworkPolicy(ctx, client)
 	a.startIngress(ctx, client)
-	clusterDNS, err := a.startServiceNetwork(ctx, client, podCIDR)
+	clusterDNS, stopServiceNetwork, err := a.startServiceNetwork(ctx, client, podCIDR)
 	if err != nil {
 		return err
 	}
+	defer stopServiceNetwork()
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""

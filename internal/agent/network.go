@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -51,6 +54,13 @@ type ServiceNetworkConfig struct {
 	ClusterDomain string
 	// ResolvConf lists the upstream resolvers (default /etc/resolv.conf).
 	ResolvConf string
+	// KeepTablesOnStop leaves the nftables tables in place when the agent
+	// stops, as kube-proxy does, so services keep working for pods that
+	// outlive an agent restart. By default they are removed: a stopped
+	// node leaves no NAT behind (new service connections fail until the
+	// agent is back and has synced, about a second; established ones keep
+	// their conntrack NAT).
+	KeepTablesOnStop bool
 }
 
 // DefaultProxyShards keeps a one-service change at 10,000 services cheap
@@ -71,7 +81,9 @@ func DNSSliceName(node string) string { return DNSServiceName + "-" + node }
 
 // startServiceNetwork starts the proxy, the node NAT and the DNS server
 // and returns the cluster DNS address pods should use ("" when the
-// cluster has no kube-dns service). Configuration errors are returned;
+// cluster has no kube-dns service) and a stop function that ends them and
+// removes their tables (see KeepTablesOnStop). Configuration errors are
+// returned;
 // a component failing at run time is logged, never fatal: the node's pods
 // matter more.
 //
@@ -80,12 +92,55 @@ func DNSSliceName(node string) string { return DNSServiceName + "-" + node }
 // kube-dns service, whose internalTrafficPolicy Local makes the proxy send
 // a pod's queries to its own node. The DNS server listens on the bridge
 // only, so it is no open resolver on the node's external addresses.
-func (a *Agent) startServiceNetwork(ctx context.Context, client kubernetes.Interface, podCIDR netip.Prefix) (string, error) {
+func (a *Agent) startServiceNetwork(parent context.Context, client kubernetes.Interface, podCIDR netip.Prefix) (string, func(), error) {
 	sc := a.cfg.ServiceNetwork
 	if sc.Disable {
 		a.log.Info("service networking disabled on this node")
-		return "", nil
+		return "", func() {}, nil
 	}
+	ctx, cancel := context.WithCancel(parent)
+	var wg sync.WaitGroup
+	stop := func() {
+		cancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			a.log.Warn("service networking did not stop within 10s")
+		}
+		if !sc.KeepTablesOnStop {
+			removeTables(a, append(proxy.ShardTables(sc.ProxyTable, sc.ProxyShards), orDefault(sc.NodeTable, proxy.DefaultNodeTable)))
+		}
+	}
+	clusterDNS, err := a.startServiceNetworkIn(ctx, &wg, &sc, client, podCIDR)
+	if err != nil {
+		cancel()
+		return "", nil, err
+	}
+	return clusterDNS, stop, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// removeTables deletes the agent's nftables tables (best effort).
+func removeTables(a *Agent, tables []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, t := range tables {
+		out, err := exec.CommandContext(ctx, "nft", "delete", "table", "ip", t).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "No such file or directory") {
+			a.log.Warn("removing nftables table", "table", t, "err", err, "output", strings.TrimSpace(string(out)))
+		}
+	}
+}
+
+func (a *Agent) startServiceNetworkIn(ctx context.Context, wg *sync.WaitGroup, sc *ServiceNetworkConfig, client kubernetes.Interface, podCIDR netip.Prefix) (string, error) {
 	if sc.ClusterCIDR == "" {
 		sc.ClusterCIDR = "10.42.0.0/16"
 	}
@@ -128,16 +183,16 @@ func (a *Agent) startServiceNetwork(ctx context.Context, client kubernetes.Inter
 	if err != nil {
 		return "", fmt.Errorf("creating node nat: %w", err)
 	}
-	go func() {
+	wg.Go(func() {
 		if err := prox.Run(ctx); err != nil {
 			a.log.Error("service proxy stopped", "err", err)
 		}
-	}()
-	go func() {
+	})
+	wg.Go(func() {
 		if err := nat.Run(ctx); err != nil {
 			a.log.Error("node nat stopped", "err", err)
 		}
-	}()
+	})
 
 	svc, err := client.CoreV1().Services(DNSServiceNamespace).Get(ctx, DNSServiceName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -170,12 +225,12 @@ func (a *Agent) startServiceNetwork(ctx context.Context, client kubernetes.Inter
 		a.log.Error("cluster DNS is off on this node", "err", err)
 		return clusterDNS, nil
 	}
-	go func() {
+	wg.Go(func() {
 		if err := srv.Run(ctx); err != nil {
 			a.log.Error("dns server stopped", "err", err)
 		}
-	}()
-	go a.publishDNS(ctx, client, srv, gw)
+	})
+	wg.Go(func() { a.publishDNS(ctx, client, srv, gw) })
 	return clusterDNS, nil
 }
 

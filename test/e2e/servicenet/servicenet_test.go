@@ -176,6 +176,13 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 		case <-time.After(30 * time.Second):
 			t.Errorf("agent did not stop within 30s")
 		}
+		// A stopped agent removes its tables (ServiceNetworkConfig.KeepTablesOnStop).
+		out, _ := exec.Command("nft", "list", "tables", "ip").CombinedOutput()
+		for _, tbl := range append(proxy.ShardTables(proxyTable, agent.DefaultProxyShards), nodeTable) {
+			if strings.Contains(string(out), "table ip "+tbl+"\n") {
+				t.Errorf("table %s left after the agent stopped", tbl)
+			}
+		}
 	})
 	waitFor(t, 10*time.Minute, "node Ready", func() bool {
 		select {

@@ -189,7 +189,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.factory.Shutdown()
 	defer c.cleanup()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("waiting for pod, namespace and network policy caches: %w", ctx.Err())
+		return nil // stopped before the caches filled: nothing was changed
 	}
 	clk := c.deps.Clock
 	full := clk.NewTicker(c.cfg.FullSyncPeriod)

@@ -239,6 +239,20 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 		t.Errorf("pod tmpfs mounts %v, want 3", mounts)
 	}
 
+	// An agent restart adopts the pod: same containers, no second tmpfs on
+	// the volumes, and the ConfigMap/Secret watches come back.
+	appID := p.Status.ContainerStatuses[0].ContainerID
+	n.stop()
+	n.start()
+	time.Sleep(2 * time.Second) // a couple of relists and syncs
+	p = waitPod(t, c, pod.Name, 30*time.Second, "features pod ready after agent restart", func(p *v1.Pod) bool { return podReady(p) })
+	if got := p.Status.ContainerStatuses[0].ContainerID; got != appID {
+		t.Errorf("app container %s replaced by %s across an agent restart", appID, got)
+	}
+	if mounts := podVolumeMounts(t, volDir); len(mounts) != 3 {
+		t.Errorf("pod tmpfs mounts after agent restart %v, want the same 3", mounts)
+	}
+
 	// In-place updates reach the volumes (atomically, through ..data).
 	began := time.Now()
 	cm, err := cms.Get(ctx, "app-config", metav1.GetOptions{})

@@ -29,6 +29,9 @@ import (
 // BurstReplicas is the default cap on creations or deletions per sync.
 const BurstReplicas = 500
 
+// PodUpdateBatchPeriod is the default for Config.PodUpdateBatchPeriod.
+const PodUpdateBatchPeriod = 100 * time.Millisecond
+
 // Config tunes a Controller; the zero value is usable.
 type Config struct {
 	// BurstReplicas caps pod creations/deletions per sync (default 500).
@@ -38,6 +41,13 @@ type Config struct {
 	// PodControl overrides how pods are created and deleted (default: the
 	// API through the client, events through the recorder).
 	PodControl controller.PodControl
+	// PodUpdateBatchPeriod delays the sync a pod's status change triggers,
+	// so that the changes of many pods (a node agent reporting each of
+	// 500 new pods Running) make one sync instead of one each: every sync
+	// costs O(pods of the ReplicaSet) and may write status. Creations,
+	// deletions, label and owner changes still sync at once. Default
+	// PodUpdateBatchPeriod; negative: no batching.
+	PodUpdateBatchPeriod time.Duration
 }
 
 // Controller keeps the pods of ReplicaSets (or ReplicationControllers).
@@ -52,6 +62,7 @@ type Controller struct {
 	clock        clock.Clock
 	logger       *slog.Logger
 	burst        int
+	updateBatch  time.Duration
 	synced       []cache.InformerSynced
 }
 
@@ -75,6 +86,9 @@ func newController(name string, cfg Config, client kubernetes.Interface, ad adap
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = BurstReplicas
 	}
+	if cfg.PodUpdateBatchPeriod == 0 {
+		cfg.PodUpdateBatchPeriod = PodUpdateBatchPeriod
+	}
 	if cfg.PodControl == nil {
 		cfg.PodControl = controller.RealPodControl{Client: client, Recorder: recorder}
 	}
@@ -89,6 +103,7 @@ func newController(name string, cfg Config, client kubernetes.Interface, ad adap
 		clock:        cfg.Clock,
 		logger:       logger.With("controller", name),
 		burst:        cfg.BurstReplicas,
+		updateBatch:  cfg.PodUpdateBatchPeriod,
 	}
 	if err := controller.AddControllerUIDIndex(podInformer.Informer()); err != nil {
 		return nil, err
@@ -237,7 +252,13 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 		if rs == nil {
 			return
 		}
-		c.queue.Add(rsKey(rs))
+		if labelsChanged || refChanged || c.updateBatch < 0 {
+			c.queue.Add(rsKey(rs))
+		} else {
+			// A status change: only the ReplicaSet's status can follow
+			// from it, and a short delay lets one sync cover many pods.
+			c.queue.AddAfter(rsKey(rs), c.updateBatch)
+		}
 		if !controller.IsPodReady(oldPod) && controller.IsPodReady(cur) && rs.Spec.MinReadySeconds > 0 {
 			// Re-check once the pod has been ready long enough to count as available.
 			c.queue.AddAfter(rsKey(rs), time.Duration(rs.Spec.MinReadySeconds)*time.Second+time.Second)

@@ -398,3 +398,47 @@ func TestBurstCap(t *testing.T) {
 	}
 	f.expectActions("create pods", "create pods", "create pods", "create pods", "update replicasets/status")
 }
+
+// TestPodStatusUpdatesBatched: status changes of many pods are coalesced
+// into one delayed sync of their ReplicaSet; a label change syncs at once.
+func TestPodStatusUpdatesBatched(t *testing.T) {
+	rs := newRS("web", 10)
+	var pods []*v1.Pod
+	objs := []runtime.Object{rs}
+	for i := range 10 {
+		p := newPod(fmt.Sprintf("web-%d", i), rs.Spec.Template.Labels, now, ownedBy(rs))
+		p.ResourceVersion = "1"
+		pods = append(pods, p)
+		objs = append(objs, p)
+	}
+	f := newFixture(t, false, objs...)
+	f.c.updateBatch = 200 * time.Millisecond
+	start := time.Now()
+	for _, p := range pods {
+		cur := p.DeepCopy()
+		cur.ResourceVersion = "2"
+		running("n1", now)(cur)
+		f.c.updatePod(p, cur)
+	}
+	if n := f.c.queue.Len(); n != 0 && time.Since(start) < f.c.updateBatch {
+		t.Fatalf("status changes enqueued %d keys at once, want them delayed", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.c.queue.Len() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := f.c.queue.Len(); n != 1 {
+		t.Fatalf("after the batch period: %d keys queued, want 1 (one sync for all ten pods)", n)
+	}
+	key, _ := f.c.queue.Get()
+	f.c.queue.Done(key)
+	f.c.queue.Forget(key)
+
+	relabeled := pods[0].DeepCopy()
+	relabeled.ResourceVersion = "3"
+	relabeled.Labels = map[string]string{"app": "web"}
+	f.c.updatePod(pods[0], relabeled)
+	if n := f.c.queue.Len(); n != 1 {
+		t.Fatalf("a label change queued %d keys at once, want 1", n)
+	}
+}

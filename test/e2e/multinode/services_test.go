@@ -10,6 +10,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -267,4 +268,63 @@ func queryA(nsPath, server, name string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// StatefulSet pods get stable DNS names under their governing headless
+// service (pod-0.svc.ns.svc.cluster.local), answered on every node.
+func TestDNSStatefulSetPods(t *testing.T) {
+	c := getCluster(t)
+	ns := namespace(t, c)
+	ctx := context.Background()
+	headless := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: v1.ServiceSpec{
+			ClusterIP: v1.ClusterIPNone, Selector: map[string]string{"app": "db"},
+			Ports: []v1.ServicePort{{Name: "http", Port: 8080}},
+		},
+	}
+	if _, err := c.client.CoreV1().Services(ns).Create(ctx, headless, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	replicas := int32(2)
+	tmpl := testappPod("", "", map[string]string{"app": "db"})
+	ss := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas, ServiceName: "db",
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template:            v1.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec},
+		},
+	}
+	if _, err := c.client.AppsV1().StatefulSets(ns).Create(ctx, ss, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := map[string]*v1.Pod{}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(pods) < 2 {
+		for _, name := range []string{"db-0", "db-1"} {
+			p, err := c.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err == nil && p.Status.PodIP != "" && podReady(p) {
+				pods[name] = p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("statefulset pods not ready after 2m: have %d", len(pods))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	kubeDNS, err := c.client.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := net.JoinHostPort(kubeDNS.Spec.ClusterIP, "53")
+	// Ask from a pod on each node.
+	clients := backends(t, c, ns, "client")
+	for _, cl := range clients {
+		nsPath := podNetns(t, c, cl)
+		for name, p := range pods {
+			waitAnswer(t, nsPath, server, fmt.Sprintf("%s.db.%s.svc.cluster.local.", name, ns), []string{p.Status.PodIP})
+		}
+	}
 }

@@ -460,7 +460,7 @@ func (s *Server) buildAPI() error {
 		Stores:        s.stores,
 		TypeConverter: tc,
 		Authenticator: authenticator,
-		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer}, NodeProxy: nodeProxy.Handle},
+		Extra:         &apiserver.PodSubresources{Tokens: &tokenIssuer{issuer: issuer, nodeUID: s.nodeUID}, NodeProxy: nodeProxy.Handle},
 		OpenAPI:       oamux,
 		Delegated:     []apiserver.DelegatedGroup{metrics.Group()},
 		Ready: func() error {
@@ -534,6 +534,15 @@ func (s *Server) tokenValidator() serviceaccount.Validator {
 	})
 }
 
+// nodeUID is the UID of node name, from the watch cache.
+func (s *Server) nodeUID(ctx context.Context, name string) (string, error) {
+	o, err := s.store("", "nodes").Get(ctx, "", name, metav1.GetOptions{ResourceVersion: "0"})
+	if err != nil {
+		return "", err
+	}
+	return string(o.(*corev1.Node).UID), nil
+}
+
 func (s *Server) store(group, resource string) *generic.Store {
 	for _, st := range s.stores {
 		if st.R.GroupVersion.Group == group && st.R.Resource == resource && st.R.StorageResource.Empty() {
@@ -544,7 +553,13 @@ func (s *Server) store(group, resource string) *generic.Store {
 }
 
 // tokenIssuer adapts serviceaccount.Issuer to apiserver.TokenIssuer.
-type tokenIssuer struct{ issuer *serviceaccount.Issuer }
+type tokenIssuer struct {
+	issuer *serviceaccount.Issuer
+	// nodeUID finds the UID of the node a pod is bound to; a pod-bound
+	// token also names its node (name and uid) when the node exists, as
+	// upstream's does, so it dies with the node too.
+	nodeUID func(ctx context.Context, name string) (string, error)
+}
 
 func (t *tokenIssuer) IssueFor(ctx context.Context, sa *corev1.ServiceAccount, req *authenticationv1.TokenRequest, pod *corev1.Pod) (string, time.Time, error) {
 	r := serviceaccount.Request{
@@ -557,8 +572,14 @@ func (t *tokenIssuer) IssueFor(ctx context.Context, sa *corev1.ServiceAccount, r
 	}
 	if pod != nil {
 		r.Pod = &serviceaccount.Ref{Name: pod.Name, UID: string(pod.UID)}
-		if pod.Spec.NodeName != "" {
-			r.Node = &serviceaccount.Ref{Name: pod.Spec.NodeName}
+		if pod.Spec.NodeName != "" && t.nodeUID != nil {
+			uid, err := t.nodeUID(ctx, pod.Spec.NodeName)
+			switch {
+			case err == nil:
+				r.Node = &serviceaccount.Ref{Name: pod.Spec.NodeName, UID: uid}
+			case !apierrors.IsNotFound(err):
+				return "", time.Time{}, fmt.Errorf("looking up node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
+			}
 		}
 	}
 	return t.issuer.Issue(r)

@@ -708,3 +708,22 @@ func TestManyFinishedPodsCountedInBoundedBatches(t *testing.T) {
 		f.refresh()
 	}
 }
+
+// A NonIndexed Job never counts more successes than completions: a pod
+// that succeeds beyond them is released uncounted.
+func TestSurplusSucceededPodNotCounted(t *testing.T) {
+	f := newFixture(t, newJob(2, 3), jobPod("p1", v1.PodSucceeded, -1, t0), jobPod("p2", v1.PodSucceeded, -1, t0), jobPod("p3", v1.PodSucceeded, -1, t0))
+	f.mustSync()
+	f.expectUnordered("update jobs/status", "patch pods p1", "patch pods p2", "patch pods p3", "update jobs/status")
+	got := f.job()
+	if got.Status.Succeeded != 2 || condition(got, batchv1.JobComplete) == nil {
+		t.Fatalf("status = %+v, want succeeded 2 and Complete", got.Status)
+	}
+	// Later syncs do not count the surplus pod either.
+	f.refresh()
+	f.mustSync()
+	f.expectActions()
+	if s := f.job().Status.Succeeded; s != 2 {
+		t.Fatalf("succeeded = %d after resync", s)
+	}
+}

@@ -238,6 +238,16 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 	changed, more := false, false
 	laterSucc, laterFail, laterIdx := 0, 0, indexSet{}
 	budget := c.maxUncounted - len(uncSucc) - len(uncFail)
+	// room is how many more successes a NonIndexed Job with completions
+	// can count. A pod that succeeds beyond it (one created for a create
+	// call that failed on the client but reached the server, or one that
+	// finished while being trimmed) is released uncounted, so
+	// status.succeeded never exceeds spec.completions.
+	room := -1
+	if !indexed && job.Spec.Completions != nil {
+		room = max(completions-int(st.Succeeded)-len(uncSucc), 0)
+	}
+	surplus := 0
 	for _, p := range pods {
 		if !hasTrackingFinalizer(p) || c.finalizers.pending(key, p.UID) {
 			continue
@@ -253,6 +263,14 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 		if p.Status.Phase != v1.PodSucceeded && !countsAsFailed(job, p) {
 			continue
 		}
+		if p.Status.Phase == v1.PodSucceeded && room == 0 {
+			if budget > 0 {
+				budget--
+				surplus++
+				toRemove = append(toRemove, p)
+			}
+			continue
+		}
 		if budget <= 0 {
 			// Not recorded this time, but finished: manage and judge must
 			// count it, or they would replace it with an extra pod.
@@ -264,6 +282,9 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 				}
 			case p.Status.Phase == v1.PodSucceeded:
 				laterSucc++
+				if room > 0 {
+					room--
+				}
 			default:
 				if a, _ := failureAction(job, p); a != batchv1.PodFailurePolicyActionIgnore {
 					laterFail++
@@ -277,6 +298,9 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 			uncSucc[p.UID] = struct{}{}
 			toRemove = append(toRemove, p)
 			changed = true
+			if room > 0 {
+				room--
+			}
 		case countsAsFailed(job, p):
 			toRemove = append(toRemove, p)
 			action, rule := failureAction(job, p)
@@ -304,6 +328,10 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 	}
 	if more {
 		c.queue.Add(key)
+	}
+	if surplus > 0 {
+		c.logger.Info("released surplus succeeded pods uncounted", "job", key, "pods", surplus)
+		c.recorder.Eventf(job, v1.EventTypeNormal, "SurplusPods", "%d pods succeeded beyond spec.completions and were not counted", surplus)
 	}
 	if perIndex {
 		st.FailedIndexes = strPtr(failedIdx.String())

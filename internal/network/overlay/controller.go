@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,6 +51,8 @@ type Controller struct {
 	log    *slog.Logger
 	queue  workqueue.TypedRateLimitingInterface[string]
 	lister corelisters.NodeLister
+	// skipped is the last pass's left-out peers, so each is logged once.
+	skipped map[string]string
 }
 
 const syncKey = "overlay"
@@ -211,15 +214,30 @@ func (c *Controller) Sync(ctx context.Context, nodes []*corev1.Node) error {
 		peers = append(peers, PeerFromNode(n))
 	}
 	st, skipped := Desired(Options{Backend: c.cfg.Backend, Device: c.cfg.Device.Name, Self: c.cfg.NodeName, SelfCIDR: c.cfg.Device.PodCIDR}, peers)
-	for name, why := range skipped {
-		c.log.Debug("peer not programmed", "peer", name, "reason", why)
-	}
+	c.logSkipped(skipped)
 	changes, err := c.apply.Apply(st, dev)
 	if changes > 0 {
 		c.log.Info("programmed pod network", "peers", len(st.Routes), "changes", changes)
 	}
 	errs = append(errs, err)
 	return errors.Join(errs...)
+}
+
+// logSkipped reports peers left out, once per change of reason: a CIDR
+// conflict is a misconfiguration (agents joined with the same --pod-cidr)
+// and warned about; a peer that has not announced itself yet is routine.
+func (c *Controller) logSkipped(skipped map[string]string) {
+	for name, why := range skipped {
+		if c.skipped[name] == why {
+			continue
+		}
+		if strings.Contains(why, "overlaps") || strings.Contains(why, "claimed") || strings.Contains(why, "backend") {
+			c.log.Warn("peer not reachable from this node's pods", "peer", name, "reason", why)
+		} else {
+			c.log.Info("peer not programmed yet", "peer", name, "reason", why)
+		}
+	}
+	c.skipped = skipped
 }
 
 // Announcement is the annotations a node publishes for backend b.

@@ -1,9 +1,12 @@
 package overlay
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -167,5 +170,19 @@ func TestAnnouncement(t *testing.T) {
 	// merge patch).
 	if h := Announcement(HostGW, ip, ""); h[AnnotationVXLANMAC] != nil || *h[AnnotationBackend] != "host-gw" {
 		t.Errorf("host-gw: %v", h)
+	}
+}
+
+// A CIDR conflict (two agents joined with the same --pod-cidr) is warned
+// about once, not on every pass; a peer not yet announced is only info.
+func TestLogSkipped(t *testing.T) {
+	var buf bytes.Buffer
+	c := &Controller{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	conflict := map[string]string{"b": "pod CIDR 10.42.0.0/24 overlaps this node's", "c": "no VXLAN MAC announced yet"}
+	c.logSkipped(conflict)
+	c.logSkipped(conflict)
+	out := buf.String()
+	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "peer=b") || strings.Count(out, "level=INFO") != 1 {
+		t.Errorf("log:\n%s", out)
 	}
 }

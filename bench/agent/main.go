@@ -1,0 +1,540 @@
+// Command agent benchmarks skiff's node agent (issue 7) against the real
+// skiff binary: `skiff server --disable-agent` and `skiff agent` run as two
+// subprocesses on fresh data dirs, so the agent's memory is its own, and
+// the agent supervises its private containerd as in production.
+//
+//	go build -o /tmp/skiff ./cmd/skiff
+//	go run ./bench/agent -skiff /tmp/skiff
+//
+// It measures, through the API (client create call → a watch shows the pod
+// Running with Ready=True; the image is already on the node):
+//
+//	cold start   server launch → Node Ready (agent launched as soon as the
+//	             join token exists), and agent launch → Node Ready
+//	single       one pod alone, -single times: p50/p99
+//	burst        -burst pods created back to back by one client: p50/p90/p99
+//	rss          agent VmRSS/RssAnon, containerd, shims: idle and with the
+//	             burst's pods running
+//
+// It needs root, containerd, runc and the CNI plugins; it uses the bridge
+// skiffbench0 and the pod range 10.98.0.0/24. It is a program, not a test,
+// so CI never runs it. docs/PERFORMANCE.md (agent section) has the results.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const (
+	nodeName  = "skiffbench-node"
+	bridge    = "skiffbench0"
+	podCIDR   = "10.98.0.0/24"
+	clusterNS = "skiffbench"
+	image     = "localhost/skiff/testapp:v1"
+)
+
+type options struct {
+	bin, work  string
+	single     int
+	burst      int
+	idle       time.Duration
+	serviceNet bool
+	agentEnv   []string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o options
+	var env string
+	flag.StringVar(&o.bin, "skiff", "", "skiff binary (default: build ./cmd/skiff into the work dir)")
+	flag.StringVar(&o.work, "work", "", "work directory for data dirs and logs (default: a new temp dir, removed afterwards)")
+	flag.IntVar(&o.single, "single", 10, "single-pod starts (one pod at a time)")
+	flag.IntVar(&o.burst, "burst", 30, "pods created back to back")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before reading RSS")
+	flag.BoolVar(&o.serviceNet, "service-network", false, "run the agent's service proxy, node NAT and DNS (their nftables tables have fixed names: only on a machine where no other skiff agent runs)")
+	flag.StringVar(&env, "agent-env", "", "extra environment for the agent, comma-separated (e.g. GOGC=50)")
+	flag.Parse()
+	if env != "" {
+		o.agentEnv = strings.Split(env, ",")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (the agent runs containerd and pod networking)")
+	}
+	if o.work == "" {
+		d, err := os.MkdirTemp("", "skiffbench-agent-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.work = d
+	}
+	if o.bin == "" {
+		o.bin = filepath.Join(o.work, "skiff")
+		fmt.Fprintln(os.Stderr, "building ./cmd/skiff")
+		b := exec.Command("go", "build", "-o", o.bin, "./cmd/skiff")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("building skiff: %w", err)
+		}
+	}
+	if err := os.MkdirAll(o.work, 0o700); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	return bench(ctx, o)
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  string
+}
+
+func start(bin string, args []string, env []string, logPath string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s %s: %w", bin, args[0], err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: logPath}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	return p, nil
+}
+
+// stop sends SIGTERM and waits (SIGKILL after 30 s).
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type result struct {
+	serverReady, stackReady, agentReady time.Duration
+	warm                                time.Duration
+	single, burst                       []time.Duration
+	idle, loaded                        memory
+}
+
+type memory struct {
+	agentRSS, agentAnon, containerd, shims int64 // KiB
+	shimCount                              int
+}
+
+func bench(ctx context.Context, o options) error {
+	serverDir := filepath.Join(o.work, "server")
+	agentDir := filepath.Join(o.work, "agent")
+	port := freePort()
+	t0 := time.Now()
+	srv, err := start(o.bin, []string{"server", "--data-dir", serverDir, "--bind-address", "127.0.0.1",
+		"--https-port", strconv.Itoa(port), "--etcd-client-port", strconv.Itoa(freePort()),
+		"--etcd-peer-port", strconv.Itoa(freePort()), "--advertise-address", "127.0.0.1",
+		"--cluster-cidr", "10.98.0.0/16", "--disable-agent"}, nil, filepath.Join(o.work, "server.log"))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	var res result
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	if err := waitReadyz(ctx, url, srv); err != nil {
+		return fmt.Errorf("server (log %s): %w", srv.log, err)
+	}
+	res.serverReady = time.Since(t0)
+	token, err := os.ReadFile(filepath.Join(serverDir, "token"))
+	if err != nil {
+		return fmt.Errorf("reading join token: %w", err)
+	}
+	args := []string{"agent", "--server", url, "--token", strings.TrimSpace(string(token)),
+		"--data-dir", agentDir, "--node-name", nodeName, "--kubelet-port", strconv.Itoa(freePort()),
+		"--pod-cidr", podCIDR, "--cluster-cidr", "10.98.0.0/16", "--bridge", bridge,
+		"--disable-ingress", "--flannel-backend", "none", "--vxlan-device", "skiffbench.1"}
+	if !o.serviceNet {
+		args = append(args, "--disable-service-network")
+	}
+	ta := time.Now()
+	ag, err := start(o.bin, args, o.agentEnv, filepath.Join(o.work, "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ag.stop()
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+	}()
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(serverDir, "admin.kubeconfig"))
+	if err != nil {
+		return fmt.Errorf("loading admin kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := waitNode(ctx, cs, ag, false); err != nil {
+		return fmt.Errorf("node Ready (agent log %s): %w", ag.log, err)
+	}
+	res.agentReady = time.Since(ta)
+	res.stackReady = time.Since(t0)
+	fmt.Fprintf(os.Stderr, "node Ready: %v after server launch (%v after agent launch)\n", res.stackReady, res.agentReady)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace: %w", err)
+	}
+	// The default service account must exist before pods are admitted.
+	for {
+		if _, err := cs.CoreV1().ServiceAccounts(clusterNS).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Warm-up pod: it waits for the agent's built-in images (the agent
+	// does not list images in the Node status) and pays the one-time costs
+	// (bridge creation), so measured pods find the image present.
+	if d, err := startPods(ctx, cs, "warm", 1); err != nil {
+		return err
+	} else {
+		res.warm = d[0]
+		fmt.Fprintf(os.Stderr, "warm-up pod Ready in %v\n", d[0])
+	}
+	if err := deleteAll(ctx, cs); err != nil {
+		return err
+	}
+	time.Sleep(o.idle)
+	if res.idle, err = measure(ag.cmd.Process.Pid, agentDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "idle: %+v\n", res.idle)
+	for i := 0; i < o.single; i++ {
+		d, err := startPods(ctx, cs, fmt.Sprintf("single-%d", i), 1)
+		if err != nil {
+			return err
+		}
+		res.single = append(res.single, d...)
+		fmt.Fprintf(os.Stderr, "single %d: %v\n", i, d[0])
+		if err := deleteAll(ctx, cs); err != nil {
+			return err
+		}
+	}
+	if res.burst, err = startPods(ctx, cs, "burst", o.burst); err != nil {
+		return err
+	}
+	time.Sleep(o.idle)
+	if res.loaded, err = measure(ag.cmd.Process.Pid, agentDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "loaded: %+v\n", res.loaded)
+	if err := deleteAll(ctx, cs); err != nil {
+		return err
+	}
+	report(res, o)
+	return nil
+}
+
+func waitReadyz(ctx context.Context, url string, p *proc) error {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			return fmt.Errorf("exited: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if resp, err := c.Get(url + "/readyz"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return errors.New("not ready in 60 s")
+}
+
+// waitNode polls the Node every 5 ms until it is Ready (and, with
+// wantImage, lists the test image; the agent does not report images yet).
+func waitNode(ctx context.Context, cs kubernetes.Interface, p *proc, wantImage bool) error {
+	deadline := time.Now().Add(120 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			return fmt.Errorf("agent exited: %v", err)
+		default:
+		}
+		n, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err == nil && nodeReady(n) && (!wantImage || hasImage(n)) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return errors.New("timed out")
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func hasImage(n *corev1.Node) bool {
+	for _, im := range n.Status.Images {
+		for _, name := range im.Names {
+			if name == image {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// startPods opens a watch on the namespace, creates n pods back to back and
+// returns, for each, the time from just before its create call to the watch
+// event showing it Running and Ready.
+func startPods(ctx context.Context, cs kubernetes.Interface, prefix string, n int) ([]time.Duration, error) {
+	w, err := cs.CoreV1().Pods(clusterNS).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("watching pods: %w", err)
+	}
+	defer w.Stop()
+	sent := make(map[string]time.Time, n)
+	zero := int64(0)
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: &zero,
+				Containers:                    []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
+			},
+		}
+		sent[name] = time.Now()
+		if _, err := cs.CoreV1().Pods(clusterNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("creating pod %s: %w", name, err)
+		}
+	}
+	got := make(map[string]time.Duration, n)
+	timeout := time.After(120 * time.Second)
+	for len(got) < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil, errors.New("watch closed")
+			}
+			if ev.Type == watch.Error {
+				return nil, fmt.Errorf("watch error: %v", ev.Object)
+			}
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			t, mine := sent[p.Name]
+			if _, done := got[p.Name]; mine && !done && podReady(p) {
+				got[p.Name] = time.Since(t)
+			}
+		case <-timeout:
+			return nil, fmt.Errorf("%d of %d pods Ready after 120 s", len(got), n)
+		}
+	}
+	out := make([]time.Duration, 0, n)
+	for _, d := range got {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// deleteAll deletes every pod in the namespace and waits until none is left.
+func deleteAll(ctx context.Context, cs kubernetes.Interface) error {
+	zero := int64(0)
+	if err := cs.CoreV1().Pods(clusterNS).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("deleting pods: %w", err)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := cs.CoreV1().Pods(clusterNS).List(ctx, metav1.ListOptions{FieldSelector: fields.Everything().String()})
+		if err == nil && len(l.Items) == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("pods not gone after 120 s")
+}
+
+// measure reads the agent's memory, its containerd's (the agent's child
+// whose command line names its data dir) and the shims' (processes whose
+// command line names that containerd's address).
+func measure(agentPID int, agentDir string) (memory, error) {
+	var m memory
+	var err error
+	if m.agentRSS, err = statusKB(agentPID, "VmRSS:"); err != nil {
+		return m, err
+	}
+	if m.agentAnon, err = statusKB(agentPID, "RssAnon:"); err != nil {
+		return m, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return m, err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == agentPID {
+			continue
+		}
+		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cl), agentDir) {
+			continue
+		}
+		args := strings.Split(string(cl), "\x00")
+		rss, err := statusKB(pid, "VmRSS:")
+		if err != nil {
+			continue
+		}
+		switch base := filepath.Base(args[0]); {
+		case strings.HasPrefix(base, "containerd-shim"):
+			m.shims += rss
+			m.shimCount++
+		case base == "containerd":
+			m.containerd += rss
+		}
+	}
+	return m, nil
+}
+
+func statusKB(pid int, field string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading process status: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, field) {
+			fs := strings.Fields(strings.TrimPrefix(l, field))
+			if len(fs) > 0 {
+				return strconv.ParseInt(fs[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p*float64(len(s))+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	fs := strings.Fields(string(b))
+	if len(fs) < 3 {
+		return "?"
+	}
+	return strings.Join(fs[:3], " ")
+}
+
+func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+
+func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func report(r result, o options) {
+	fmt.Printf("load average at the end: %s; service network: %v; agent env: %v\n\n", loadAvg(), o.serviceNet, o.agentEnv)
+	fmt.Println("| measurement | result |")
+	fmt.Println("|---|---|")
+	fmt.Printf("| cold start: server launch → /readyz | %s |\n", sec(r.serverReady))
+	fmt.Printf("| cold start: server launch → Node Ready | %s |\n", sec(r.stackReady))
+	fmt.Printf("| agent launch → Node Ready | %s |\n", sec(r.agentReady))
+	fmt.Printf("| first pod after node Ready (waits for the built-in images) | %s |\n", sec(r.warm))
+	fmt.Printf("| one pod alone (n=%d) p50 / p99 / min / max | %s / %s / %s / %s |\n", len(r.single),
+		sec(pct(r.single, 0.5)), sec(pct(r.single, 0.99)), sec(pct(r.single, 0)), sec(pct(r.single, 1)))
+	fmt.Printf("| %d pods back to back p50 / p90 / p99 | %s / %s / %s |\n", len(r.burst),
+		sec(pct(r.burst, 0.5)), sec(pct(r.burst, 0.9)), sec(pct(r.burst, 0.99)))
+	for _, x := range []struct {
+		name string
+		m    memory
+	}{{"idle", r.idle}, {fmt.Sprintf("%d pods", len(r.burst)), r.loaded}} {
+		fmt.Printf("| agent VmRSS / RssAnon, %s | %s / %s |\n", x.name, mib(x.m.agentRSS), mib(x.m.agentAnon))
+		fmt.Printf("| containerd VmRSS, %s | %s |\n", x.name, mib(x.m.containerd))
+		if x.m.shimCount > 0 {
+			fmt.Printf("| shims, %s: count, total VmRSS, each | %d, %s, %s |\n", x.name, x.m.shimCount, mib(x.m.shims), mib(x.m.shims/int64(x.m.shimCount)))
+		}
+	}
+}

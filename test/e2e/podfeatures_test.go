@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -124,10 +125,8 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 					{Path: "mem", ResourceFieldRef: &v1.ResourceFieldSelector{ContainerName: "app", Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}},
 				}}}},
 				{Name: "marker", VolumeSource: v1.VolumeSource{HostPath: &v1.HostPathVolumeSource{Path: hostDir, Type: &doc}}},
-				// No serviceAccountToken source here: the API server cannot
-				// issue pod-bound tokens yet (it binds the node without its
-				// UID); the kubelet's token path is covered by unit tests.
 				{Name: "api", VolumeSource: v1.VolumeSource{Projected: &v1.ProjectedVolumeSource{Sources: []v1.VolumeProjection{
+					{ServiceAccountToken: &v1.ServiceAccountTokenProjection{Audience: "e2e-audience", Path: "token"}},
 					{DownwardAPI: &v1.DownwardAPIProjection{Items: []v1.DownwardAPIVolumeFile{{Path: "name", FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}},
 					{ConfigMap: &v1.ConfigMapProjection{LocalObjectReference: v1.LocalObjectReference{Name: "app-config"}, Items: []v1.KeyToPath{{Key: "color", Path: "cfg/color"}}}},
 				}}}},
@@ -210,6 +209,19 @@ func TestPodVolumesHooksSidecarAndCleanup(t *testing.T) {
 	} {
 		if got := cat(path); got != want {
 			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	// The projected token is a JWT for this pod, its node and the asked
+	// audience, issued through the TokenRequest API.
+	if parts := strings.Split(cat("/var/run/api/token"), "."); len(parts) != 3 {
+		t.Errorf("projected token is not a JWT: %q", parts)
+	} else if claims, err := base64.RawURLEncoding.DecodeString(parts[1]); err != nil {
+		t.Errorf("decoding the token's claims: %v", err)
+	} else {
+		for _, want := range []string{`"e2e-audience"`, `"name":"features"`, `"name":"` + n.name + `"`} {
+			if !strings.Contains(string(claims), want) {
+				t.Errorf("token claims lack %s: %s", want, claims)
+			}
 		}
 	}
 	if got := get("/write?path=/etc/cfg/new&data=x"); !strings.Contains(got, "read-only") {

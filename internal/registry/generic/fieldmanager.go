@@ -1,8 +1,13 @@
 package generic
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,13 +29,21 @@ type FieldManagers struct {
 
 	mu  sync.Mutex
 	fms map[string]*managedfields.FieldManager
+
+	// creates caches the managedFields entry of creates by content (see
+	// createKey): identical objects (the pods of one ReplicaSet) skip
+	// the structured-merge-diff comparison.
+	createMu sync.Mutex
+	creates  map[string]metav1.ManagedFieldsEntry
 }
 
 // NewFieldManagers builds the set from a type converter (for built-in types
 // client-go's applyconfigurations.NewTypeConverter(scheme)). Typed Go
 // objects are typed without validation (see unvalidatedConverter).
 func NewFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
-	return newFieldManagers(scheme, &unvalidatedConverter{inner: tc})
+	f := newFieldManagers(scheme, &unvalidatedConverter{inner: tc})
+	f.creates = map[string]metav1.ManagedFieldsEntry{}
+	return f
 }
 
 func newFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
@@ -131,5 +144,80 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 	if err != nil {
 		return obj
 	}
-	return fm.UpdateNoErrors(live, obj, manager)
+	key, ok := f.createKey(r, subresource, live, obj, manager)
+	if !ok {
+		return fm.UpdateNoErrors(live, obj, manager)
+	}
+	om, _ := meta.Accessor(obj)
+	f.createMu.Lock()
+	e, hit := f.creates[key]
+	f.createMu.Unlock()
+	if hit {
+		e.Time = &metav1.Time{Time: time.Now().UTC()}
+		e.FieldsV1 = &metav1.FieldsV1{Raw: append([]byte(nil), e.FieldsV1.Raw...)}
+		om.SetManagedFields([]metav1.ManagedFieldsEntry{e})
+		return obj
+	}
+	out := fm.UpdateNoErrors(live, obj, manager)
+	if m, err := meta.Accessor(out); err == nil && len(m.GetManagedFields()) == 1 {
+		e := m.GetManagedFields()[0]
+		if e.Manager == manager && e.FieldsV1 != nil {
+			e.FieldsV1 = &metav1.FieldsV1{Raw: append([]byte(nil), e.FieldsV1.Raw...)}
+			f.createMu.Lock()
+			if len(f.creates) >= maxCachedCreates {
+				clear(f.creates)
+			}
+			f.creates[key] = e
+			f.createMu.Unlock()
+		}
+	}
+	return out
+}
+
+// maxCachedCreates bounds the create cache; it is emptied when full.
+const maxCachedCreates = 512
+
+// createKey returns the cache key of a create (live is a new, empty
+// object and obj carries no managedFields of its own) and whether obj is
+// one. A create's managedFields entry is the manager's ownership of every
+// field of obj, a function of obj's content alone, except for the
+// metadata fields the field manager strips (name, namespace, uid,
+// creationTimestamp, generation, resourceVersion, selfLink), which are
+// left out of the key: the pods a ReplicaSet creates from one template
+// share one key. The key is obj's JSON, the same view of the object
+// (field names, omitempty, custom marshalers) the structured-merge-diff
+// reflection takes, so equal keys mean equal field sets.
+func (f *FieldManagers) createKey(r *registry.Resource, subresource string, live, obj runtime.Object, manager string) (string, bool) {
+	if f.creates == nil || manager == "" {
+		return "", false
+	}
+	lm, err := meta.Accessor(live)
+	if err != nil || lm.GetUID() != "" || lm.GetResourceVersion() != "" || len(lm.GetManagedFields()) > 0 {
+		return "", false
+	}
+	om, err := meta.Accessor(obj)
+	if err != nil || len(om.GetManagedFields()) > 0 {
+		return "", false
+	}
+	name, ns, uid, created := om.GetName(), om.GetNamespace(), om.GetUID(), om.GetCreationTimestamp()
+	gen, rv, link := om.GetGeneration(), om.GetResourceVersion(), om.GetSelfLink()
+	om.SetName("")
+	om.SetNamespace("")
+	om.SetUID("")
+	om.SetCreationTimestamp(metav1.Time{})
+	om.SetGeneration(0)
+	om.SetResourceVersion("")
+	om.SetSelfLink("")
+	data, err := json.Marshal(obj)
+	om.SetName(name)
+	om.SetNamespace(ns)
+	om.SetUID(uid)
+	om.SetCreationTimestamp(created)
+	om.SetGeneration(gen)
+	om.SetResourceVersion(rv)
+	om.SetSelfLink(link)
+	if err != nil {
+		return "", false
+	}
+	return r.GroupVersion.String() + "/" + r.Resource + "/" + subresource + "\x00" + manager + "\x00" + string(data), true
 }

@@ -3,17 +3,20 @@ package generic
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand"
 	"os"
 	"reflect"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/apitesting/fuzzer"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metafuzzer "k8s.io/apimachinery/pkg/apis/meta/fuzzer"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/applyconfigurations"
 
@@ -130,6 +133,17 @@ func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
 					}
 				}
 				created := p.check(t, "create", r, sub, r.New(), a, "creator")
+				// The same object again under another name, namespace and
+				// uid: served from the create cache.
+				again := a.DeepCopyObject()
+				if m, _ := meta.Accessor(again); m != nil {
+					m.SetName(m.GetName() + "x")
+					m.SetNamespace(m.GetNamespace() + "x")
+					m.SetUID(m.GetUID() + "x")
+				}
+				p.check(t, "create again", r, sub, r.New(), again, "creator")
+				// Another manager creating the same object.
+				p.check(t, "create by another", r, sub, r.New(), a, "other")
 				if m, _ := meta.Accessor(created); len(m.GetManagedFields()) > 0 {
 					changed++
 				}
@@ -208,5 +222,45 @@ func TestUnvalidatedConverterSeeds(t *testing.T) {
 			}
 			p.check(t, "edit", r, "", created, e, "kubectl-edit")
 		}
+	}
+}
+
+// TestCreateCacheReplicaSetPods: pods of one template share one cached
+// entry, and each gets the same managedFields as the uncached path; a pod
+// with another field set gets its own.
+func TestCreateCacheReplicaSetPods(t *testing.T) {
+	p := newManagedFieldsPair()
+	var pods *registry.Resource
+	for _, r := range core.Resources() {
+		if r.Resource == "pods" && r.StorageResource.Empty() {
+			pods = r
+		}
+	}
+	tmpl := func(name string, lbls map[string]string) runtime.Object {
+		o := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, GenerateName: "web-", Namespace: "default", UID: types.UID("uid-" + name), Labels: lbls,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "uid-web"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}}
+		pods.Default(o)
+		return o
+	}
+	web := map[string]string{"app": "web"}
+	for i := range 5 {
+		p.check(t, "create", pods, "", pods.New(), tmpl(fmt.Sprintf("web-%d", i), web), "replicaset-controller")
+	}
+	if n := len(p.fast.creates); n != 1 {
+		t.Fatalf("%d cached entries after five pods of one template, want 1", n)
+	}
+	p.check(t, "create", pods, "", pods.New(), tmpl("other", map[string]string{"app": "web", "extra": "x"}), "replicaset-controller")
+	if n := len(p.fast.creates); n != 2 {
+		t.Fatalf("%d cached entries after a pod with another label, want 2", n)
+	}
+	// Not a create: the live object exists.
+	live := p.fast.Update(pods, "", pods.New(), tmpl("web-0", web), "replicaset-controller")
+	lm, _ := meta.Accessor(live)
+	lm.SetUID("uid-web-0")
+	lm.SetResourceVersion("5")
+	p.check(t, "update", pods, "", live, tmpl("web-0", map[string]string{"app": "web", "changed": "y"}), "kubectl")
+	if n := len(p.fast.creates); n != 2 {
+		t.Fatalf("an update added to the create cache: %d entries", n)
 	}
 }

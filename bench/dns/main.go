@@ -11,6 +11,11 @@
 //
 //	go run ./bench/dns -serve -listen 127.0.0.1:5300 -queries /tmp/q.txt
 //	dnsperf -s 127.0.0.1 -p 5300 -d /tmp/q.txt -c 50 -l 10
+//
+// With -kubeconfig the server watches a real API server instead of the fake
+// clientset (the side-by-side run with CoreDNS, bench/dns/sidebyside.sh):
+//
+//	go run ./bench/dns -serve -kubeconfig admin.kubeconfig -listen 127.0.0.1:5300
 package main
 
 import (
@@ -28,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -35,7 +41,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/clientcmd"
 
 	skiffdns "skiff.dev/skiff/internal/dns"
 )
@@ -47,11 +55,54 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address the server binds (loopback only)")
 	serve := flag.Bool("serve", false, "only serve, for an external load generator")
 	queries := flag.String("queries", "", "write a dnsperf query file here")
+	kubeconfig := flag.String("kubeconfig", "", "serve the cluster this kubeconfig points at instead of a fake one (implies -serve)")
 	flag.Parse()
-	if err := run(*services, *clients, *duration, *listen, *serve, *queries); err != nil {
+	var err error
+	if *kubeconfig != "" {
+		err = serveCluster(*kubeconfig, *listen)
+	} else {
+		err = run(*services, *clients, *duration, *listen, *serve, *queries)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "dns bench:", err)
 		os.Exit(1)
 	}
+}
+
+// serveCluster serves DNS for the cluster behind kubeconfig on listen until
+// interrupted, with the agent's defaults (informers on every namespace).
+func serveCluster(kubeconfig, listen string) error {
+	if host, _, err := net.SplitHostPort(listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		return fmt.Errorf("listen address %q must be loopback host:port", listen)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("building client: %w", err)
+	}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	srv, err := skiffdns.New(skiffdns.Config{
+		ListenAddrs: []string{listen},
+		Upstreams:   []string{"127.0.0.1:1"}, // nothing is forwarded in this benchmark
+	}, factory, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		return err
+	}
+	fmt.Printf("serving the cluster of %s on %s (udp+tcp); interrupt to stop\n", kubeconfig, srv.UDPAddrs()[0])
+	<-ctx.Done()
+	return <-done
 }
 
 func run(nsvc, nclients int, d time.Duration, listen string, serveOnly bool, queryFile string) error {

@@ -164,6 +164,12 @@ type testServer struct {
 // startServer runs a Server on loopback against objs, forwarding to up.
 func startServer(t *testing.T, up *upstream, objs ...runtime.Object) *testServer {
 	t.Helper()
+	return startServerWith(t, nil, up, objs...)
+}
+
+// startServerWith is startServer with cfg adjusted by tune first.
+func startServerWith(t *testing.T, tune func(*Config), up *upstream, objs ...runtime.Object) *testServer {
+	t.Helper()
 	client := fake.NewClientset(objs...)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	clk := clocktesting.NewFakeClock(epoch)
@@ -173,6 +179,9 @@ func startServer(t *testing.T, up *upstream, objs ...runtime.Object) *testServer
 		cfg.Upstreams = []string{up.addr}
 	} else {
 		cfg.Upstreams = []string{"127.0.0.1:1"} // nothing listens; never leaves loopback
+	}
+	if tune != nil {
+		tune(&cfg)
 	}
 	s, err := New(cfg, factory, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -11,10 +11,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -41,8 +45,11 @@ type Config struct {
 	// kube-system/kube-dns.
 	NameserverIPs []netip.Addr
 	MinSyncPeriod time.Duration // 10ms: informer changes within it share one index rebuild
-	UDPWorkers    int           // GOMAXPROCS readers per UDP socket
-	Clock         clock.PassiveClock
+	// UDPWorkers is the number of SO_REUSEPORT UDP sockets per listen
+	// address, each with one reader batching with recvmmsg/sendmmsg
+	// (default GOMAXPROCS).
+	UDPWorkers int
+	Clock      clock.PassiveClock
 	// Metrics, if set, receives the server's collectors.
 	Metrics prometheus.Registerer
 }
@@ -68,6 +75,7 @@ type Server struct {
 	mu    sync.Mutex
 	udp   []net.Addr
 	tcp   []net.Addr
+	nudp  int // UDP sockets, all addresses
 }
 
 var _ mdns.Handler = (*Server)(nil)
@@ -222,6 +230,9 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // UDPAddrs and TCPAddrs are the bound addresses, valid after Ready.
 func (s *Server) UDPAddrs() []net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.udp }
 
+// udpSockets is how many UDP sockets the server has bound (tests).
+func (s *Server) udpSockets() int { s.mu.Lock(); defer s.mu.Unlock(); return s.nudp }
+
 // TCPAddrs: see UDPAddrs.
 func (s *Server) TCPAddrs() []net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.tcp }
 
@@ -239,25 +250,22 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	for _, addr := range s.cfg.ListenAddrs {
-		c, l, err := listen(addr)
+		cs, l, err := listen(ctx, addr, s.cfg.UDPWorkers)
 		if err != nil {
 			closeAll()
 			return err
 		}
-		conns, lns = append(conns, c), append(lns, l)
+		s.mu.Lock()
+		s.udp, s.tcp = append(s.udp, cs[0].LocalAddr()), append(s.tcp, l.Addr())
+		s.nudp += len(cs)
+		s.mu.Unlock()
+		conns, lns = append(conns, cs...), append(lns, l)
 	}
-	s.mu.Lock()
-	for i := range conns {
-		s.udp, s.tcp = append(s.udp, conns[i].LocalAddr()), append(s.tcp, lns[i].Addr())
-	}
-	s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	var tcpServers []*mdns.Server
 	for _, c := range conns {
-		for range s.cfg.UDPWorkers {
-			wg.Go(func() { s.serveUDP(ctx, c) })
-		}
+		wg.Go(func() { s.serveUDP(ctx, c) })
 	}
 	for _, l := range lns {
 		srv := &mdns.Server{Listener: l, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
@@ -268,7 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	s.log.Info("dns server listening", "udp", s.udp, "domain", s.zone)
+	s.log.Info("dns server listening", "udp", s.udp, "socketsPerAddr", s.cfg.UDPWorkers, "domain", s.zone)
 
 	s.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
@@ -300,24 +308,53 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// listen binds addr over UDP and TCP on the same port; with port 0 the TCP
-// side takes the port UDP was given, retrying if another socket has it.
-func listen(addr string) (*net.UDPConn, net.Listener, error) {
+// reusePort sets SO_REUSEPORT so several UDP sockets share one port: the
+// kernel spreads datagrams over them by flow hash, and each socket has its
+// own reader and its own receive queue and lock.
+func reusePort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// listen binds addr over UDP with n SO_REUSEPORT sockets and over TCP on
+// the same port; with port 0 the port is the one the first UDP socket was
+// given, retrying if another socket has it over TCP.
+func listen(ctx context.Context, addr string, n int) ([]*net.UDPConn, net.Listener, error) {
+	lc := net.ListenConfig{Control: reusePort}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listening on udp %s: %w", addr, err)
 		}
-		c := pc.(*net.UDPConn)
-		l, err := net.Listen("tcp", c.LocalAddr().String())
+		conns := []*net.UDPConn{pc.(*net.UDPConn)}
+		closeConns := func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+		bound := conns[0].LocalAddr().String()
+		for len(conns) < n {
+			pc, err := lc.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				closeConns()
+				return nil, nil, fmt.Errorf("listening on udp %s (socket %d of %d): %w", bound, len(conns)+1, n, err)
+			}
+			conns = append(conns, pc.(*net.UDPConn))
+		}
+		l, err := net.Listen("tcp", bound)
 		if err != nil {
-			c.Close()
+			closeConns()
 			if _, port, _ := net.SplitHostPort(addr); port == "0" && attempt < 10 {
 				continue
 			}
 			return nil, nil, fmt.Errorf("listening on tcp %s: %w", addr, err)
 		}
-		return c, l, nil
+		return conns, l, nil
 	}
 }
 
@@ -347,35 +384,94 @@ func (s *Server) indexOptions() IndexOptions {
 // setIndex replaces the index directly (tests and benchmarks).
 func (s *Server) setIndex(ix *Index) { s.index.Store(ix) }
 
+// udpBatch is how many datagrams one recvmmsg/sendmmsg call moves at most.
+const udpBatch = 32
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share: recvmmsg and
+// sendmmsg.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func newBatchConn(c *net.UDPConn) batchConn {
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		return ipv6.NewPacketConn(c)
+	}
+	return ipv4.NewPacketConn(c)
+}
+
+// serveUDP reads up to udpBatch queries per system call, answers those the
+// fast path can straight into per-slot output buffers and sends them all
+// with one more call; the rest go to a goroutine each on the general path.
 func (s *Server) serveUDP(ctx context.Context, c *net.UDPConn) {
-	buf := make([]byte, 65535)
-	out := make([]byte, 0, 4096)
+	bc := newBatchConn(c)
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+		out[i].Buffers = make([][]byte, 1)
+		outBufs[i] = make([]byte, 0, 4096)
+	}
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		if ix := s.index.Load(); ix != nil {
-			if resp, qtype, ok := s.answerFast(ix, buf[:n], out[:0]); ok {
-				_, _ = c.WriteToUDPAddrPort(resp, from)
-				s.metrics.query(qtype, int(resp[3]&0x0f))
-				continue
+		ix := s.index.Load()
+		w := 0
+		for i := range in[:n] {
+			m := &in[i]
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				continue // larger than any query we answer; not worth a FORMERR
 			}
+			q := m.Buffers[0][:m.N]
+			if ix != nil {
+				if resp, qtype, ok := s.answerFast(ix, q, outBufs[w][:0]); ok {
+					out[w].Buffers[0], out[w].Addr = resp, m.Addr
+					w++
+					s.metrics.query(qtype, int(resp[3]&0x0f))
+					continue
+				}
+			}
+			s.slowUDP(ctx, c, q, m.Addr)
 		}
-		select {
-		case s.slow <- struct{}{}:
-		default:
-			continue // overloaded: drop, the client retries
+		for sent := 0; sent < w; {
+			k, err := bc.WriteBatch(out[sent:w], 0)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				// One bad destination must not cost the others their answers.
+				k = max(k, 1)
+			}
+			sent += k
 		}
-		q := append([]byte(nil), buf[:n]...)
-		go func() {
-			defer func() { <-s.slow }()
-			s.serveUDPSlow(ctx, c, q, from)
-		}()
 	}
+}
+
+// slowUDP hands a query the fast path declined to a goroutine, or drops it
+// when too many are already in flight (the client retries).
+func (s *Server) slowUDP(ctx context.Context, c *net.UDPConn, q []byte, addr net.Addr) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	select {
+	case s.slow <- struct{}{}:
+	default:
+		return
+	}
+	q = append([]byte(nil), q...)
+	from := ua.AddrPort()
+	go func() {
+		defer func() { <-s.slow }()
+		s.serveUDPSlow(ctx, c, q, from)
+	}()
 }
 
 func (s *Server) serveUDPSlow(ctx context.Context, c *net.UDPConn, q []byte, from netip.AddrPort) {

@@ -215,18 +215,33 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer criClient.Close()
 
+	// The built-in images are prepared while the node registers: the node
+	// is Ready at once and pod workers wait for the images (as for a pull)
+	// through kubelet.Deps.RuntimeReady. Preparing them takes seconds (they
+	// are built from source on a fresh node).
+	var imagesReady chan struct{}
 	if socket != "" && !a.cfg.SkipImages {
-		start := time.Now()
-		if err := images.ImportDir(ctx, socket, filepath.Join(a.Dir(), "images")); err != nil {
-			a.log.Warn("importing image tarballs", "err", err)
-		}
-		// Without the pause image no sandbox starts, but the node still
-		// registers so the problem is visible from the cluster too.
-		if err := images.Ensure(ctx, criClient.Image, socket, filepath.Join(a.Dir(), "image-build")); err != nil {
-			a.log.Error("preparing built-in images; pods cannot start until "+images.Pause+" is imported (drop it in "+filepath.Join(a.Dir(), "images")+")", "err", err)
-		} else {
-			a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
-		}
+		imagesReady = make(chan struct{})
+		imgCtx, imgCancel := context.WithCancel(ctx)
+		imgDone := make(chan struct{})
+		// Runs before the deferred runtime close and containerd stop.
+		defer func() { imgCancel(); <-imgDone }()
+		go func() {
+			defer close(imgDone)
+			defer close(imagesReady)
+			ctx := imgCtx
+			start := time.Now()
+			if err := images.ImportDir(ctx, socket, filepath.Join(a.Dir(), "images")); err != nil {
+				a.log.Warn("importing image tarballs", "err", err)
+			}
+			// Without the pause image no sandbox starts; pods are then
+			// released to fail visibly instead of waiting forever.
+			if err := images.Ensure(ctx, criClient.Image, socket, filepath.Join(a.Dir(), "image-build")); err != nil {
+				a.log.Error("preparing built-in images; pods cannot start until "+images.Pause+" is imported (drop it in "+filepath.Join(a.Dir(), "images")+")", "err", err)
+			} else {
+				a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
 	}
 
 	k, err := kubelet.New(kubelet.Config{
@@ -239,7 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Version:       version.Get().GitVersion,
 		ClusterDNS:    clusterDNS,
 		ClusterDomain: a.cfg.ServiceNetwork.ClusterDomain,
-	}, kubelet.Deps{Client: client, Runtime: criClient.Runtime, Image: criClient.Image, Clock: a.deps.Clock, Logger: a.deps.Logger})
+	}, kubelet.Deps{Client: client, Runtime: criClient.Runtime, Image: criClient.Image, Clock: a.deps.Clock, Logger: a.deps.Logger, RuntimeReady: imagesReady})
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,11 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Mounter mounts pod tmpfs volumes; default the system's mount(2).
 	Mounter volume.Mounter
+	// RuntimeReady, when set, is closed once the runtime can start pods
+	// (the agent's built-in images are imported). The node registers and
+	// reports Ready at once; pod workers wait for it before their first
+	// sync, as a pod waits for its image pull.
+	RuntimeReady <-chan struct{}
 }
 
 // Kubelet runs the pods bound to its node.
@@ -90,6 +95,7 @@ type Kubelet struct {
 	// last one happened, to back off 1 s doubling to 1 min.
 	sandboxFail map[types.UID]failure
 	ctx         context.Context
+	ready       <-chan struct{} // see Deps.RuntimeReady
 }
 
 const uidIndex = "uid"
@@ -160,6 +166,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 		workers:     map[types.UID]chan struct{}{},
 		startErr:    map[types.UID]map[string]waitReason{},
 		sandboxFail: map[types.UID]failure{},
+		ready:       deps.RuntimeReady,
 	}
 	k.probes = prober.NewManager(prober.NetChecker{Runtime: deps.Runtime}, deps.Clock, k.enqueue)
 	k.objects = newObjectCache(deps.Client, k.enqueue)
@@ -343,6 +350,13 @@ func (k *Kubelet) worker(ctx context.Context, uid types.UID, kick chan struct{})
 		}
 	}
 	defer stopTimer()
+	if k.ready != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-k.ready:
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -161,8 +161,12 @@ func freePort() int {
 type result struct {
 	serverReady, stackReady, agentReady time.Duration
 	warm                                time.Duration
-	single, burst                       []time.Duration
-	idle, loaded                        memory
+	// burstCPU is the CPU used during the burst by the agent, its
+	// containerd and the shims (including exited children they waited for:
+	// runc, CNI plugins).
+	burstCPU      [3]time.Duration
+	single, burst []time.Duration
+	idle, loaded  memory
 }
 
 type memory struct {
@@ -265,9 +269,12 @@ func bench(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	cpu0 := cpuOf(ag.cmd.Process.Pid, agentDir)
 	if res.burst, err = startPods(ctx, cs, "burst", o.burst); err != nil {
 		return err
 	}
+	cpu1 := cpuOf(ag.cmd.Process.Pid, agentDir)
+	res.burstCPU = [3]time.Duration{cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2]}
 	time.Sleep(o.idle)
 	if res.loaded, err = measure(ag.cmd.Process.Pid, agentDir); err != nil {
 		return err
@@ -527,6 +534,7 @@ func report(r result, o options) {
 		sec(pct(r.single, 0.5)), sec(pct(r.single, 0.99)), sec(pct(r.single, 0)), sec(pct(r.single, 1)))
 	fmt.Printf("| %d pods back to back p50 / p90 / p99 | %s / %s / %s |\n", len(r.burst),
 		sec(pct(r.burst, 0.5)), sec(pct(r.burst, 0.9)), sec(pct(r.burst, 0.99)))
+	fmt.Printf("| CPU during the burst: agent / containerd (+runc, CNI) / shims | %s / %s / %s |\n", sec(r.burstCPU[0]), sec(r.burstCPU[1]), sec(r.burstCPU[2]))
 	for _, x := range []struct {
 		name string
 		m    memory
@@ -537,4 +545,53 @@ func report(r result, o options) {
 			fmt.Printf("| shims, %s: count, total VmRSS, each | %d, %s, %s |\n", x.name, x.m.shimCount, mib(x.m.shims), mib(x.m.shims/int64(x.m.shimCount)))
 		}
 	}
+}
+
+// cpuOf returns the CPU (user+system, with waited-for children) of the
+// agent, its containerd and the shims.
+func cpuOf(agentPID int, agentDir string) [3]time.Duration {
+	var out [3]time.Duration
+	out[0] = procCPU(agentPID)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == agentPID {
+			continue
+		}
+		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cl), agentDir) {
+			continue
+		}
+		switch base := filepath.Base(strings.Split(string(cl), "\x00")[0]); {
+		case strings.HasPrefix(base, "containerd-shim"):
+			out[2] += procCPU(pid)
+		case base == "containerd":
+			out[1] += procCPU(pid)
+		}
+	}
+	return out
+}
+
+// procCPU is utime+stime+cutime+cstime from /proc/PID/stat (clock ticks
+// of 10 ms).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fs := strings.Fields(s[i+1:])
+	if len(fs) < 15 {
+		return 0
+	}
+	var t int64
+	for _, f := range fs[11:15] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		t += v
+	}
+	return time.Duration(t) * 10 * time.Millisecond
 }

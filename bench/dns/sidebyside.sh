@@ -31,7 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for b in "$COREDNS" "$KUBECTL" /usr/bin/dnsperf; do
+# COREDNS=none runs skiff alone (checking the script without a CoreDNS build).
+for b in $([ "$COREDNS" = none ] || echo "$COREDNS") "$KUBECTL" /usr/bin/dnsperf; do
 	[ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
 done
 
@@ -46,11 +47,13 @@ freeport() {
 
 echo "work dir: $WORK"
 cd "$ROOT"
-go build -o "$WORK/skiff" ./cmd/skiff
-go build -o "$WORK/skiff-dnsbench" ./bench/dns
+# SKIFF_BIN / DNSBENCH_BIN reuse binaries built earlier (a loaded machine
+# takes minutes per build).
+if [ -z "${SKIFF_BIN:-}" ]; then SKIFF_BIN="$WORK/skiff"; go build -o "$SKIFF_BIN" ./cmd/skiff; fi
+if [ -z "${DNSBENCH_BIN:-}" ]; then DNSBENCH_BIN="$WORK/skiff-dnsbench"; go build -o "$DNSBENCH_BIN" ./bench/dns; fi
 
 HTTPS=$(freeport); ETCDC=$(freeport); ETCDP=$(freeport)
-"$WORK/skiff" server --disable-agent --data-dir "$WORK/data" --bind-address 127.0.0.1 \
+"$SKIFF_BIN" server --disable-agent --data-dir "$WORK/data" --bind-address 127.0.0.1 \
 	--advertise-address 127.0.0.1 --https-port "$HTTPS" --etcd-client-port "$ETCDC" \
 	--etcd-peer-port "$ETCDP" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
@@ -98,10 +101,11 @@ QF="$WORK/queries.txt"
 for i in $(seq 0 $((SERVICES - 1))); do echo "svc-$i.bench.svc.cluster.local A"; done >"$QF"
 
 SKIFF_PORT=$(freeport)
-"$WORK/skiff-dnsbench" -kubeconfig "$KC" -listen "127.0.0.1:$SKIFF_PORT" ${SKIFF_DNS_FLAGS:-} >"$WORK/skiffdns.log" 2>&1 &
+"$DNSBENCH_BIN" -kubeconfig "$KC" -listen "127.0.0.1:$SKIFF_PORT" ${SKIFF_DNS_FLAGS:-} >"$WORK/skiffdns.log" 2>&1 &
 PIDS+=($!)
 
 CORE_PORT=$(freeport)
+if [ "$COREDNS" != none ]; then
 cat >"$WORK/Corefile" <<EOF
 .:$CORE_PORT {
     bind 127.0.0.1
@@ -117,6 +121,7 @@ cat >"$WORK/Corefile" <<EOF
 EOF
 "$COREDNS" -conf "$WORK/Corefile" >"$WORK/coredns.log" 2>&1 &
 PIDS+=($!)
+fi
 
 # Both must answer every service before the runs start.
 ready() {
@@ -130,7 +135,7 @@ ready() {
 	return 1
 }
 ready "$SKIFF_PORT"
-ready "$CORE_PORT"
+[ "$COREDNS" = none ] || ready "$CORE_PORT"
 
 # run NAME PORT: one dnsperf run; prints a result row.
 run() {
@@ -154,5 +159,5 @@ echo "services=$SERVICES dnsperf -c $CLIENTS -q $OUTSTANDING -l $DURATION -v; $(
 printf "%-8s %-4s %-6s %-10s %-9s %-9s %-9s %-9s %-6s\n" server run load1 qps avg_ms p50_ms p99_ms p99.9_ms lost
 for r in $(seq "$RUNS"); do
 	run skiff "$SKIFF_PORT" "$r"
-	run coredns "$CORE_PORT" "$r"
+	[ "$COREDNS" = none ] || run coredns "$CORE_PORT" "$r"
 done

@@ -75,6 +75,9 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 		Server: c.Server.URL(), Token: strings.TrimSpace(string(token)), CAFile: caFile,
 		DataDir: dir, NodeName: name, PodCIDR: podCIDR, Bridge: bridge, CgroupRoot: cgroupRoot,
 		KubeletPort: freeKubeletPort(t),
+		// One node: no overlay device on the host, and no ingress on the
+		// host's ports 80/443 (other test packages run at the same time).
+		FlannelBackend: "none", Ingress: agent.IngressConfig{Disable: true},
 	}}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()

@@ -145,6 +145,9 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 		Server: s.URL(), Token: strings.TrimSpace(string(token)), CAFile: caFile, DataDir: dir,
 		NodeName: nodeName, PodCIDR: podCIDR, Bridge: bridge, CgroupRoot: cgroupRoot,
 		ServiceNetwork: agent.ServiceNetworkConfig{ClusterCIDR: clusterCIDR, ProxyTable: proxyTable, NodeTable: nodeTable},
+		// One node: no overlay device on the host, and no ingress on the
+		// host's ports 80/443 (other test packages run at the same time).
+		FlannelBackend: "none", Ingress: agent.IngressConfig{Disable: true},
 	}
 	cfg.Ingress.Disable = true
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -217,6 +217,7 @@ func (s *Scheduler) runLeaderElected(ctx context.Context) error {
 		Client:     s.client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
 	}
+	lost := false
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: le.LeaseDuration, RenewDeadline: le.RenewDeadline, RetryPeriod: le.RetryPeriod,
 		ReleaseOnCancel: true, Name: le.Name,
@@ -225,13 +226,25 @@ func (s *Scheduler) runLeaderElected(ctx context.Context) error {
 				s.log.Info("became leader", "identity", le.Identity)
 				s.run(ctx)
 			},
-			OnStoppedLeading: func() { s.log.Info("stopped leading", "identity", le.Identity) },
+			OnStoppedLeading: func() {
+				s.log.Info("stopped leading", "identity", le.Identity)
+				if ctx.Err() == nil {
+					lost = true
+				}
+			},
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("creating leader elector: %w", err)
 	}
 	elector.Run(ctx)
+	// Like kube-scheduler, a scheduler that lost its Lease stops: its
+	// queue and assumed pods may be stale once another instance has led.
+	// `skiff server` builds a fresh one and campaigns again; a standalone
+	// `skiff scheduler` exits with this error.
+	if lost {
+		return fmt.Errorf("lost leadership of lease %s/%s", le.Namespace, le.Name)
+	}
 	return nil
 }
 

@@ -89,6 +89,42 @@ type Component interface {
 	Run(ctx context.Context) error
 }
 
+// componentMinUptime separates a component that cannot start (bad
+// configuration, missing prerequisites: the server fails with its error)
+// from one that stopped after working for a while, such as a controller
+// manager or scheduler that lost its Lease under load: that one is built
+// afresh and run again, as a kubelet would restart upstream's static pod.
+const componentMinUptime = 10 * time.Second
+
+// supervise runs c until ctx ends. A component that returns (with or
+// without an error) after running at least minUptime is rebuilt with
+// rebuild and run again, a second apart; one that fails sooner, or whose
+// rebuild fails, ends supervision with that error.
+func supervise(ctx context.Context, c Component, rebuild func() (Component, error), minUptime time.Duration, log *slog.Logger) error {
+	for {
+		start := time.Now()
+		err := c.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) < minUptime {
+			if err == nil {
+				err = errors.New("component stopped right after starting")
+			}
+			return err
+		}
+		log.Error("component stopped; starting it again", "err", err, "ran", time.Since(start).Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		if c, err = rebuild(); err != nil {
+			return fmt.Errorf("restarting component: %w", err)
+		}
+	}
+}
+
 // ComponentFactory builds a component once the API server is up.
 type ComponentFactory func(ctx context.Context, s *Server) (Component, error)
 
@@ -287,7 +323,7 @@ func (s *Server) Run(ctx context.Context) error {
 			continue
 		}
 		go func() {
-			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+			if err := supervise(ctx, c, func() (Component, error) { return f(ctx, s) }, componentMinUptime, s.log); err != nil {
 				errc <- err
 			}
 		}()

@@ -23,6 +23,7 @@ OUTSTANDING=${OUTSTANDING:-100} # dnsperf -q
 DURATION=${DURATION:-10}     # seconds per dnsperf run
 RUNS=${RUNS:-3}              # alternating runs per server
 WORK=${WORK:-$(mktemp -d /tmp/skiff-dns-sbs.XXXXXX)}
+mkdir -p "$WORK"
 PIDS=()
 
 cleanup() {

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -57,8 +58,11 @@ type Config struct {
 	// ContainerRuntimeEndpoint names an existing CRI socket; empty starts a
 	// private containerd under DataDir/agent/containerd.
 	ContainerRuntimeEndpoint string
-	// PodCIDR is used when the Node has none yet (default 10.42.0.0/24).
-	PodCIDR string
+	// PodCIDR is used when the Node has none yet. Empty: the node IPAM
+	// controller's assignment, waited for up to PodCIDRWait (default 30 s),
+	// then FallbackPodCIDR for clusters without one.
+	PodCIDR     string
+	PodCIDRWait time.Duration
 	// CNIBinDir defaults to /usr/lib/cni; Bridge to "skiff0".
 	CNIBinDir, Bridge string
 	// CgroupRoot is the cgroupfs parent of the pods (default /skiff).
@@ -113,11 +117,10 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if cfg.KubeletPort == 0 {
 		cfg.KubeletPort = 10250
 	}
-	if cfg.PodCIDR == "" {
-		cfg.PodCIDR = "10.42.0.0/24"
-	}
-	if _, err := netip.ParsePrefix(cfg.PodCIDR); err != nil {
-		return nil, fmt.Errorf("parsing pod cidr: %w", err)
+	if cfg.PodCIDR != "" {
+		if _, err := netip.ParsePrefix(cfg.PodCIDR); err != nil {
+			return nil, fmt.Errorf("parsing pod cidr: %w", err)
+		}
 	}
 	if cfg.CNIBinDir == "" {
 		cfg.CNIBinDir = "/usr/lib/cni"
@@ -304,17 +307,54 @@ func (a *Agent) startKubeletAPI(ctx context.Context, rc *rest.Config, criClient 
 	return nil
 }
 
+// FallbackPodCIDR is the pod subnet of a node whose cluster assigns none.
+const FallbackPodCIDR = "10.42.0.0/24"
+
 // podCIDR is the registered Node's CIDR when it has one, else the
-// configured default.
+// configured one. With none configured the agent registers a bare Node
+// (the kubelet fills it in later) and waits for the node IPAM controller
+// to give it a subnet, so every joining node gets its own rather than all
+// of them taking the same default.
 func (a *Agent) podCIDR(ctx context.Context, client kubernetes.Interface) (netip.Prefix, error) {
-	cidr := a.cfg.PodCIDR
-	node, err := client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+	nodes := client.CoreV1().Nodes()
+	node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
 	switch {
 	case err == nil && node.Spec.PodCIDR != "":
-		cidr = node.Spec.PodCIDR
+		return parsePodCIDR(node.Spec.PodCIDR)
 	case err != nil && !apierrors.IsNotFound(err):
 		return netip.Prefix{}, fmt.Errorf("getting node %s: %w", a.cfg.NodeName, err)
+	case a.cfg.PodCIDR != "":
+		return parsePodCIDR(a.cfg.PodCIDR)
 	}
+	if apierrors.IsNotFound(err) {
+		bare := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Labels: map[string]string{v1.LabelHostname: a.cfg.NodeName}}}
+		if _, err := nodes.Create(ctx, bare, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return netip.Prefix{}, fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
+		}
+	}
+	wait := a.cfg.PodCIDRWait
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if err == nil && node.Spec.PodCIDR != "" {
+			return parsePodCIDR(node.Spec.PodCIDR)
+		}
+		if time.Now().After(deadline) {
+			a.log.Warn("no pod subnet assigned to the node (is the controller manager running?); using the default", "podCIDR", FallbackPodCIDR, "waited", wait)
+			return parsePodCIDR(FallbackPodCIDR)
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Prefix{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func parsePodCIDR(cidr string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(cidr)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("parsing pod cidr %q: %w", cidr, err)

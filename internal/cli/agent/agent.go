@@ -47,10 +47,13 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.NodeIP, "node-ip", "", "node InternalIP (default: address of the default route)")
 	f.IntVar(&cfg.KubeletPort, "kubelet-port", 10250, "kubelet API port advertised in the Node")
 	f.StringVar(&cfg.ContainerRuntimeEndpoint, "container-runtime-endpoint", "", "existing CRI socket (unix:///…); default: run a private containerd")
-	f.StringVar(&cfg.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod subnet when the Node has none assigned")
+	f.StringVar(&cfg.PodCIDR, "pod-cidr", "", "pod subnet when the Node has none (default: the one the server's node IPAM assigns, or 10.42.0.0/24 when none is assigned within 30 s)")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the CNI plugins")
 	f.StringVar(&cfg.Bridge, "bridge", "skiff0", "Linux bridge for pod networking")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
+	f.BoolVar(&cfg.Ingress.Disable, "disable-ingress", false, "do not run the built-in ingress controller (IngressClass skiff) on this node")
+	f.IntVar(&cfg.Ingress.HTTPPort, "ingress-http-port", 80, "port of the built-in ingress controller's HTTP listener")
+	f.IntVar(&cfg.Ingress.HTTPSPort, "ingress-https-port", 443, "port of the built-in ingress controller's HTTPS listener")
 	f.StringVar(&cfg.FlannelBackend, "flannel-backend", "vxlan", "how pod traffic crosses nodes: vxlan, host-gw (nodes on one L2 segment) or none")
 	f.IntVar(&cfg.VXLANPort, "vxlan-port", 8472, "UDP port of the VXLAN overlay")
 	f.StringVar(&cfg.VXLANDevice, "vxlan-device", "skiff.1", "name of the VXLAN device")
@@ -58,9 +61,6 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.ServiceNetwork.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "every pod network of the cluster (the server's --cluster-cidr): pod traffic to anything else is masqueraded")
 	f.StringVar(&cfg.ServiceNetwork.ClusterDomain, "cluster-domain", "cluster.local", "DNS domain of the cluster DNS this node serves")
 	f.BoolVar(&cfg.ServiceNetwork.Disable, "disable-service-network", false, "do not run the service proxy, node NAT (egress masquerade, hostPorts) and cluster DNS on this node")
-	f.BoolVar(&cfg.Ingress.Disable, "disable-ingress", false, "do not run the built-in ingress controller (IngressClass skiff) on this node")
-	f.IntVar(&cfg.Ingress.HTTPPort, "ingress-http-port", 80, "port of the built-in ingress controller's HTTP listener")
-	f.IntVar(&cfg.Ingress.HTTPSPort, "ingress-https-port", 443, "port of the built-in ingress controller's HTTPS listener")
 	return cmd
 }
 

@@ -46,6 +46,12 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"skiff.dev/skiff/internal/kubelet/cri"
 )
 
 const (
@@ -82,7 +88,11 @@ func run() error {
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before reading RSS")
 	flag.BoolVar(&o.serviceNet, "service-network", false, "run the agent's service proxy, node NAT and DNS (their nftables tables have fixed names: only on a machine where no other skiff agent runs)")
 	flag.StringVar(&env, "agent-env", "", "extra environment for the agent, comma-separated (e.g. GOGC=50)")
+	cleanup := flag.String("cleanup", "", "remove every sandbox left under this work dir of an earlier run (starts its containerd), then exit")
 	flag.Parse()
+	if *cleanup != "" {
+		return cleanupDir(*cleanup)
+	}
 	if env != "" {
 		o.agentEnv = strings.Split(env, ",")
 	}
@@ -200,7 +210,8 @@ func bench(ctx context.Context, o options) error {
 	args := []string{"agent", "--server", url, "--token", strings.TrimSpace(string(token)),
 		"--data-dir", agentDir, "--node-name", nodeName, "--kubelet-port", strconv.Itoa(freePort()),
 		"--pod-cidr", podCIDR, "--cluster-cidr", "10.98.0.0/16", "--bridge", bridge,
-		"--disable-ingress", "--flannel-backend", "none", "--vxlan-device", "skiffbench.1"}
+		"--disable-ingress", "--flannel-backend", "none", "--vxlan-device", "skiffbench.1",
+		"--cgroup-root", "/skiffbench"}
 	if !o.serviceNet {
 		args = append(args, "--disable-service-network")
 	}
@@ -209,9 +220,16 @@ func bench(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	socket := filepath.Join(agentDir, "agent", "containerd", "containerd.sock")
 	defer func() {
+		// A stopped agent leaves its containers running (a restart adopts
+		// them): remove every sandbox first, through its containerd.
+		if err := removeSandboxes(socket); err != nil {
+			fmt.Fprintln(os.Stderr, "cleaning up sandboxes:", err)
+		}
 		ag.stop()
 		_ = exec.Command("ip", "link", "del", bridge).Run()
+		removeCgroups()
 	}()
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(serverDir, "admin.kubeconfig"))
 	if err != nil {
@@ -594,4 +612,65 @@ func procCPU(pid int) time.Duration {
 		t += v
 	}
 	return time.Duration(t) * 10 * time.Millisecond
+}
+
+// removeSandboxes stops and removes every pod sandbox (containers, network
+// namespace, IP) of the containerd at socket.
+func removeSandboxes(socket string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := cri.Dial(ctx, "unix://"+socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	l, err := c.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return fmt.Errorf("listing sandboxes: %w", err)
+	}
+	var errs []error
+	for _, sb := range l.Items {
+		// NotFound: the agent removed it meanwhile.
+		if _, err := c.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); status.Code(err) == codes.NotFound {
+			continue
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("stopping sandbox %s: %w", sb.Id, err))
+			continue
+		}
+		if _, err := c.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil && status.Code(err) != codes.NotFound {
+			errs = append(errs, fmt.Errorf("removing sandbox %s: %w", sb.Id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupDir starts the containerd of an earlier run's work dir and
+// removes its sandboxes.
+func cleanupDir(work string) error {
+	dir := filepath.Join(work, "agent", "agent", "containerd")
+	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting containerd: %w", err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	return removeSandboxes(filepath.Join(dir, "containerd.sock"))
+}
+
+// removeCgroups removes the (now empty) pod cgroups under /skiffbench in
+// every cgroup v1 hierarchy, deepest first.
+func removeCgroups() {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/skiffbench")
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = syscall.Rmdir(dirs[i])
+		}
+	}
 }

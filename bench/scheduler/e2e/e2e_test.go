@@ -27,6 +27,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -145,6 +146,7 @@ func runOnce(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ensureDefaultServiceAccount(b, client)
 	t0 := time.Now()
 	registerNodes(b, client)
 	b.Logf("registered %d nodes in %v", *numNodes, time.Since(t0).Round(time.Millisecond))
@@ -310,4 +312,15 @@ func processCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// ensureDefaultServiceAccount creates default/default when no controller
+// manager runs to make it (upstream's ServiceAccount admission refuses pods
+// without it).
+func ensureDefaultServiceAccount(b *testing.B, client kubernetes.Interface) {
+	b.Helper()
+	sa := &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "default"}}
+	if _, err := client.CoreV1().ServiceAccounts("default").Create(context.Background(), sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		b.Fatalf("creating the default service account: %v", err)
+	}
 }

@@ -17,6 +17,10 @@
 // pods to create, so they are never replaced. A sync whose cached Job is a
 // version the controller's own status write replaced waits for the
 // informer instead of recounting from the old status into a 409 Conflict.
+// A NonIndexed Job never counts more successes than spec.completions: a
+// surplus pod (say, one deleted while running, which a node may report as
+// exited 0, and replaced meanwhile) is released uncounted with a
+// SurplusPods event.
 //
 // Failed pods are replaced after an exponential back-off (10 s doubling,
 // capped at 6 min) computed from the finish times of the Job's pods, so the

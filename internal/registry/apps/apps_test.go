@@ -191,6 +191,19 @@ func TestStatefulSet(t *testing.T) {
 		})
 	}
 
+	// A container may mount a volumeClaimTemplate's claim by name (the
+	// controller adds the volume to each pod); an unknown name is still
+	// refused.
+	withClaim := s.DeepCopy()
+	withClaim.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "www"}}}
+	withClaim.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "www", MountPath: "/usr/share/nginx/html"}}
+	wantErrs(t, r.Validate(withClaim))
+	withClaim.Spec.Template.Spec.Containers[0].VolumeMounts[0].Name = "nope"
+	wantErrs(t, r.Validate(withClaim), "FieldValueNotFound spec.template.spec.containers[0].volumeMounts[0].name")
+	if len(withClaim.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("validation added volumes to the stored template: %v", withClaim.Spec.Template.Spec.Volumes)
+	}
+
 	// Updates: allowed fields pass, others are forbidden with upstream's message.
 	upd := s.DeepCopy()
 	upd.Spec.Replicas = int32Ptr(3)

@@ -197,7 +197,18 @@ func validateStatefulSet(s *appsv1.StatefulSet) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateSelector(spec.Selector, spec.Template.Labels, "statefulset", p)...)
-	errs = append(errs, validateWorkloadTemplate(&spec.Template, "StatefulSet", p.Child("template"))...)
+	// Containers mount the claims of volumeClaimTemplates by name; the
+	// controller adds those volumes to each pod, so the template is
+	// checked as the pods will be.
+	tmpl := &spec.Template
+	if len(spec.VolumeClaimTemplates) > 0 {
+		tmpl = tmpl.DeepCopy()
+		for _, c := range spec.VolumeClaimTemplates {
+			tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name}}})
+		}
+	}
+	errs = append(errs, validateWorkloadTemplate(tmpl, "StatefulSet", p.Child("template"))...)
 	return errs
 }
 

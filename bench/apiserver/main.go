@@ -15,6 +15,12 @@
 //	list    LIST of -list-pods pods, rv "" and "0", JSON and protobuf
 //	watch   delivery latency to -watchers watches at -watch-rate pods/s
 //
+// -upstream DIR (an upstream build as ../shared/anchors/upstream-k8s makes
+// it: bin/, pki/admin.kubeconfig, start.sh, stop.sh) runs start, rss and
+// the load scenarios against upstream kube-apiserver + etcd as well, each
+// right after skiff's, and adds an upstream column to the table. Only one
+// upstream can run on the machine at a time (start.sh's ports are fixed).
+//
 // -inprocess runs the create, list and watch scenarios against a server
 // started in this process instead, so -cpuprofile covers it (the client's
 // own work is in the profile too). docs/PERFORMANCE.md has the method and
@@ -59,6 +65,7 @@ type options struct {
 	inprocess                        bool
 	heapprofile                      string
 	serverEnv                        []string
+	upstream                         string
 }
 
 func run() error {
@@ -78,6 +85,7 @@ func run() error {
 	flag.BoolVar(&o.inprocess, "inprocess", false, "run create/list/watch against an in-process server (for -cpuprofile)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (with -inprocess: the server too)")
 	flag.StringVar(&o.heapprofile, "heapprofile", "", "with -inprocess: write a heap profile of the idle server after -idle, before any load")
+	flag.StringVar(&o.upstream, "upstream", "", "upstream build dir ($UPSTREAM: bin/, pki/, start.sh, stop.sh): run start, rss and the load scenarios against kube-apiserver + etcd too, right after skiff")
 	var serverEnv string
 	flag.StringVar(&serverEnv, "server-env", "", "comma-separated VAR=value settings for every server started (e.g. GOGC=200)")
 	flag.Parse()
@@ -103,6 +111,21 @@ func run() error {
 			want[s] = true
 		default:
 			return fmt.Errorf("unknown scenario %q", s)
+		}
+	}
+	if o.upstream != "" {
+		abs, err := filepath.Abs(o.upstream)
+		if err != nil {
+			return fmt.Errorf("-upstream: %w", err)
+		}
+		o.upstream = abs
+		for _, f := range []string{"start.sh", "stop.sh", "pki/admin.kubeconfig"} {
+			if _, err := os.Stat(filepath.Join(abs, f)); err != nil {
+				return fmt.Errorf("-upstream %s: not an upstream build dir: %w", abs, err)
+			}
+		}
+		if o.inprocess {
+			return fmt.Errorf("-upstream and -inprocess do not go together")
 		}
 	}
 	if o.work == "" {
@@ -136,20 +159,36 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 
-	var rows []result
+	tab := &table{upstream: o.upstream != ""}
 	emit := func(r result) {
-		rows = append(rows, r)
-		fmt.Fprintf(os.Stderr, "%-8s %-44s %12s   (load %s)\n", r.scenario, r.metric, r.value, r.load)
+		tab.add(r)
+		fmt.Fprintf(os.Stderr, "skiff    %-8s %-48s %12s   (load %s)\n", r.scenario, r.metric, r.value, r.load)
+	}
+	emitUp := func(r result) {
+		tab.addUpstream(r)
+		fmt.Fprintf(os.Stderr, "upstream %-8s %-48s %12s   (load %s)\n", r.scenario, r.metric, r.upstream, r.upLoad)
 	}
 	if want["start"] {
 		fresh, restart, err := coldStarts(ctx, o.bin, o.work, o.starts, o.serverEnv)
 		if err != nil {
 			return fmt.Errorf("start scenario: %w", err)
 		}
-		emit(result{"start", fmt.Sprintf("fresh data dir to /readyz 200 (median of %d)", len(fresh)), ms(fresh.median()), "< 1 s", loadAvg()})
-		emit(result{"start", "existing data dir to /readyz 200 (median)", ms(restart), "< 1 s", loadAvg()})
+		freshLabel := fmt.Sprintf("fresh data dir to /readyz 200 (median of %d)", len(fresh))
+		restartLabel := "existing data dir to /readyz 200 (median)"
+		emit(result{scenario: "start", metric: freshLabel, value: ms(fresh.median()), target: "< 1 s", load: loadAvg()})
+		emit(result{scenario: "start", metric: restartLabel, value: ms(restart), target: "< 1 s", load: loadAvg()})
+		if o.upstream != "" {
+			ufresh, urestart, uapi, err := upstreamStarts(ctx, o.upstream, o.work, o.starts)
+			if err != nil {
+				return fmt.Errorf("start scenario, upstream: %w", err)
+			}
+			emitUp(result{scenario: "start", metric: freshLabel, upstream: ms(ufresh.median()), upLoad: loadAvg()})
+			emitUp(result{scenario: "start", metric: restartLabel, upstream: ms(urestart.median()), upLoad: loadAvg()})
+			emitUp(result{scenario: "start", metric: "kube-apiserver alone (etcd up) to /healthz ok (median)", upstream: ms(uapi.median()), upLoad: loadAvg()})
+		}
 	}
 	if want["rss"] {
+		apiLabel := ""
 		for _, v := range []struct {
 			apiOnly bool
 			label   string
@@ -158,7 +197,21 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("rss scenario: %w", err)
 			}
-			emit(result{"rss", fmt.Sprintf("idle VmRSS after %s, %s", o.idle, v.label), r.String(), "< 100 MB", loadAvg()})
+			label := fmt.Sprintf("idle VmRSS after %s, %s", o.idle, v.label)
+			if v.apiOnly {
+				apiLabel = label
+			}
+			emit(result{scenario: "rss", metric: label, value: r.String(), target: "< 100 MB", load: loadAvg()})
+		}
+		if o.upstream != "" {
+			api, etcd, err := upstreamIdleRSS(ctx, o.upstream, o.work, o.idle)
+			if err != nil {
+				return fmt.Errorf("rss scenario, upstream: %w", err)
+			}
+			load := loadAvg()
+			emitUp(result{scenario: "rss", metric: apiLabel, upstream: api.add(etcd).String() + " kube-apiserver + etcd", upLoad: load})
+			emitUp(result{scenario: "rss", metric: fmt.Sprintf("idle VmRSS after %s, kube-apiserver alone", o.idle), upstream: api.String(), upLoad: load})
+			emitUp(result{scenario: "rss", metric: fmt.Sprintf("idle VmRSS after %s, etcd alone", o.idle), upstream: etcd.String(), upLoad: load})
 		}
 	}
 	if want["create"] || want["list"] || want["watch"] {
@@ -166,57 +219,81 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		defer stop()
 		if o.heapprofile != "" {
 			if err := writeHeapProfile(o.heapprofile, o.idle); err != nil {
+				stop()
 				return err
 			}
 		}
-		if want["create"] {
-			for _, c := range o.levels {
-				cpu0, cpuErr := t.cpuTime()
-				rate, lats, err := createLoad(ctx, t, fmt.Sprintf("bench-create-%d", c), c, o.pods)
-				if err != nil {
-					return fmt.Errorf("create scenario (%d clients): %w", c, err)
-				}
-				load := loadAvg()
-				if cpu1, err := t.cpuTime(); err == nil && cpuErr == nil {
-					// CPU per pod does not depend on how busy the machine
-					// is, unlike pods/s.
-					emit(result{"create", fmt.Sprintf("server CPU per pod, %d clients", c), ms((cpu1 - cpu0) / time.Duration(o.pods)), "", load})
-				}
-				emit(result{"create", fmt.Sprintf("pods/s, %d clients", c), fmt.Sprintf("%.0f", rate), targetFor(c), load})
-				emit(result{"create", fmt.Sprintf("p50 latency, %d clients", c), ms(lats.median()), "", load})
-				emit(result{"create", fmt.Sprintf("p99 latency, %d clients", c), ms(lats.percentile(0.99)), p99TargetFor(c), load})
-			}
+		err = o.loadScenarios(ctx, t, want, emit)
+		stop()
+		if err != nil {
+			return err
 		}
-		if want["list"] {
-			ns := "bench-list"
-			if _, _, err := createLoad(ctx, t, ns, 50, o.listPods); err != nil {
-				return fmt.Errorf("list scenario: filling namespace: %w", err)
-			}
-			rs, err := listTimes(ctx, t, ns, 5)
+		if o.upstream != "" {
+			u, err := startUpstream(ctx, o.upstream, o.work, true)
 			if err != nil {
-				return fmt.Errorf("list scenario: %w", err)
+				return fmt.Errorf("starting upstream for the load scenarios: %w", err)
 			}
-			for _, r := range rs {
-				r.metric = strings.Replace(r.metric, "pods", strconv.Itoa(o.listPods)+" pods", 1)
-				emit(r)
-			}
-		}
-		if want["watch"] {
-			lats, missed, err := watchLatency(ctx, t, "bench-watch", o.watchers, o.watchRate, o.watchDur)
+			err = o.loadScenarios(ctx, u, want, func(r result) {
+				r.upstream, r.upLoad, r.value, r.load, r.target = r.value, r.load, "", "", ""
+				emitUp(r)
+			})
+			u.stop()
 			if err != nil {
-				return fmt.Errorf("watch scenario: %w", err)
+				return fmt.Errorf("upstream: %w", err)
 			}
-			load := loadAvg()
-			label := fmt.Sprintf("%d watchers, %d pods/s", o.watchers, o.watchRate)
-			emit(result{"watch", "p50 delivery, " + label, ms(lats.median()), "", load})
-			emit(result{"watch", "p99 delivery, " + label, ms(lats.percentile(0.99)), "", load})
-			emit(result{"watch", "events missed", strconv.Itoa(missed), "0", load})
 		}
 	}
-	printTable(os.Stdout, rows)
+	tab.print(os.Stdout)
+	return nil
+}
+
+// loadScenarios runs create, list and watch (those wanted) against t.
+func (o *options) loadScenarios(ctx context.Context, t target, want map[string]bool, emit func(result)) error {
+	if want["create"] {
+		for _, c := range o.levels {
+			cpu0, cpuErr := t.cpuTime()
+			rate, lats, err := createLoad(ctx, t, fmt.Sprintf("bench-create-%d", c), c, o.pods)
+			if err != nil {
+				return fmt.Errorf("create scenario (%d clients): %w", c, err)
+			}
+			load := loadAvg()
+			if cpu1, err := t.cpuTime(); err == nil && cpuErr == nil {
+				// CPU per pod does not depend on how busy the machine
+				// is, unlike pods/s.
+				emit(result{scenario: "create", metric: fmt.Sprintf("server CPU per pod, %d clients", c), value: ms((cpu1 - cpu0) / time.Duration(o.pods)), load: load})
+			}
+			emit(result{scenario: "create", metric: fmt.Sprintf("pods/s, %d clients", c), value: fmt.Sprintf("%.0f", rate), target: targetFor(c), load: load})
+			emit(result{scenario: "create", metric: fmt.Sprintf("p50 latency, %d clients", c), value: ms(lats.median()), load: load})
+			emit(result{scenario: "create", metric: fmt.Sprintf("p99 latency, %d clients", c), value: ms(lats.percentile(0.99)), target: p99TargetFor(c), load: load})
+		}
+	}
+	if want["list"] {
+		ns := "bench-list"
+		if _, _, err := createLoad(ctx, t, ns, 50, o.listPods); err != nil {
+			return fmt.Errorf("list scenario: filling namespace: %w", err)
+		}
+		rs, err := listTimes(ctx, t, ns, 5)
+		if err != nil {
+			return fmt.Errorf("list scenario: %w", err)
+		}
+		for _, r := range rs {
+			r.metric = strings.Replace(r.metric, "pods", strconv.Itoa(o.listPods)+" pods", 1)
+			emit(r)
+		}
+	}
+	if want["watch"] {
+		lats, missed, err := watchLatency(ctx, t, "bench-watch", o.watchers, o.watchRate, o.watchDur)
+		if err != nil {
+			return fmt.Errorf("watch scenario: %w", err)
+		}
+		load := loadAvg()
+		label := fmt.Sprintf("%d watchers, %d pods/s", o.watchers, o.watchRate)
+		emit(result{scenario: "watch", metric: "p50 delivery, " + label, value: ms(lats.median()), load: load})
+		emit(result{scenario: "watch", metric: "p99 delivery, " + label, value: ms(lats.percentile(0.99)), load: load})
+		emit(result{scenario: "watch", metric: "events missed", value: strconv.Itoa(missed), target: "0", load: load})
+	}
 	return nil
 }
 
@@ -243,12 +320,47 @@ func p99TargetFor(clients int) string {
 	return "< upstream"
 }
 
-func printTable(w io.Writer, rows []result) {
+// table collects rows in the order skiff's results arrive; upstream's
+// results fill the matching row (same scenario and metric) or, for
+// upstream-only metrics, add a row.
+type table struct {
+	upstream bool
+	rows     []*result
+}
+
+func (t *table) find(scenario, metric string) *result {
+	for _, r := range t.rows {
+		if r.scenario == scenario && r.metric == metric {
+			return r
+		}
+	}
+	return nil
+}
+
+func (t *table) add(r result) { t.rows = append(t.rows, &r) }
+
+func (t *table) addUpstream(r result) {
+	if row := t.find(r.scenario, r.metric); row != nil {
+		row.upstream, row.upLoad = r.upstream, r.upLoad
+		return
+	}
+	t.rows = append(t.rows, &r)
+}
+
+func (t *table) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| scenario\t| metric\t| skiff\t| target\t| load (1/5/15 min)\t|")
-	fmt.Fprintln(tw, "|---\t|---\t|---:\t|---\t|---\t|")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t|\n", r.scenario, r.metric, r.value, r.target, r.load)
+	if !t.upstream {
+		fmt.Fprintln(tw, "| scenario\t| metric\t| skiff\t| target\t| load (1/5/15 min)\t|")
+		fmt.Fprintln(tw, "|---\t|---\t|---:\t|---\t|---\t|")
+		for _, r := range t.rows {
+			fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t|\n", r.scenario, r.metric, r.value, r.target, r.load)
+		}
+	} else {
+		fmt.Fprintln(tw, "| scenario\t| metric\t| skiff\t| upstream\t| target\t| load, skiff\t| load, upstream\t|")
+		fmt.Fprintln(tw, "|---\t|---\t|---:\t|---:\t|---\t|---\t|---\t|")
+		for _, r := range t.rows {
+			fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t|\n", r.scenario, r.metric, r.value, r.upstream, r.target, r.load, r.upLoad)
+		}
 	}
 	tw.Flush()
 }

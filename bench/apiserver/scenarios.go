@@ -23,9 +23,11 @@ import (
 // measure delivery latency without a side channel.
 const sentAnnotation = "bench.skiff.dev/sent-unix-nano"
 
-// result is one row of the output table.
+// result is one row of the output table: skiff's value and, with
+// -upstream, upstream's value and the load when it was measured.
 type result struct {
 	scenario, metric, value, target, load string
+	upstream, upLoad                      string
 }
 
 // target is a running API server a scenario talks to.
@@ -61,10 +63,18 @@ func smallPod(name string) *corev1.Pod {
 	}
 }
 
+// ensureNamespace creates ns and its default ServiceAccount: upstream's
+// ServiceAccount admission refuses pods until that exists, and with no
+// controller manager running nothing else creates it. Skiff gets the same
+// object so both servers store and admit the same pods.
 func ensureNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
 	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	_, err = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating service account %s/default: %w", ns, err)
 	}
 	return nil
 }
@@ -162,7 +172,7 @@ func listTimes(ctx context.Context, t target, ns string, reps int) ([]result, er
 			ts = append(ts, time.Since(t0))
 			size = len(body)
 		}
-		out = append(out, result{"list", fmt.Sprintf("LIST pods %s (%.1f MB)", v.label, float64(size)/1e6), ms(ts.median()), "", loadAvg()})
+		out = append(out, result{scenario: "list", metric: fmt.Sprintf("LIST pods %s", v.label), value: fmt.Sprintf("%s (%.1f MB)", ms(ts.median()), float64(size)/1e6), load: loadAvg()})
 	}
 	return out, nil
 }
@@ -296,15 +306,5 @@ func idleRSS(ctx context.Context, bin, dir string, apiOnly bool, idle time.Durat
 	case <-ctx.Done():
 		return rss{}, ctx.Err()
 	}
-	var r rss
-	pid := p.cmd.Process.Pid
-	for _, f := range []struct {
-		name string
-		dst  *int64
-	}{{"VmRSS:", &r.total}, {"RssAnon:", &r.anon}, {"RssFile:", &r.file}} {
-		if *f.dst, err = procStatusKB(pid, f.name); err != nil {
-			return rss{}, err
-		}
-	}
-	return r, nil
+	return readRSS(p.cmd.Process.Pid)
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -97,7 +98,18 @@ type Agent struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	// imagesReady is closed once the built-in images are prepared (or
+	// when this node prepares none).
+	imagesReady     chan struct{}
+	imagesReadyOnce sync.Once
 }
+
+// ImagesReady is closed once the built-in images (pause, testapp) are in
+// the node's containerd, or failed to be prepared, or right at start when
+// the node does not prepare them. The node is Ready before that.
+func (a *Agent) ImagesReady() <-chan struct{} { return a.imagesReady }
+
+func (a *Agent) markImagesReady() { a.imagesReadyOnce.Do(func() { close(a.imagesReady) }) }
 
 // New validates cfg and fills defaults.
 func New(cfg Config, deps Deps) (*Agent, error) {
@@ -137,7 +149,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}
 	}
-	return &Agent{cfg: cfg, deps: deps, log: deps.Logger.With("node", cfg.NodeName)}, nil
+	return &Agent{cfg: cfg, deps: deps, log: deps.Logger.With("node", cfg.NodeName), imagesReady: make(chan struct{})}, nil
 }
 
 // Dir is the agent's state directory.
@@ -231,6 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer func() { imgCancel(); <-imgDone }()
 		go func() {
 			defer close(imgDone)
+			defer a.markImagesReady()
 			defer close(imagesReady)
 			ctx := imgCtx
 			start := time.Now()
@@ -245,6 +258,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
 			}
 		}()
+	} else {
+		a.markImagesReady()
 	}
 
 	k, err := kubelet.New(kubelet.Config{

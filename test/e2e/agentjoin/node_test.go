@@ -318,7 +318,16 @@ func startAgent(t *testing.T, c *framework.Cluster, cfg agent.Config) *agent.Age
 		}
 		n, err := c.Client.CoreV1().Nodes().Get(context.Background(), cfg.NodeName, metav1.GetOptions{})
 		if err == nil && nodeReady(n) {
-			return a
+			// The node is Ready before its built-in images are; the test
+			// reads the built testapp tarball.
+			select {
+			case <-a.ImagesReady():
+				return a
+			case err := <-done:
+				t.Fatalf("agent exited during start: %v", err)
+			case <-time.After(time.Until(deadline)):
+				t.Fatal("built-in images not ready after 10m")
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("node not Ready after 10m")

@@ -184,7 +184,7 @@ func run() error {
 			}
 			emitUp(result{scenario: "start", metric: freshLabel, upstream: ms(ufresh.median()), upLoad: loadAvg()})
 			emitUp(result{scenario: "start", metric: restartLabel, upstream: ms(urestart.median()), upLoad: loadAvg()})
-			emitUp(result{scenario: "start", metric: "kube-apiserver alone (etcd up) to /healthz ok (median)", upstream: ms(uapi.median()), upLoad: loadAvg()})
+			emitUp(result{scenario: "start", metric: fmt.Sprintf("fresh: kube-apiserver alone, etcd up, to /healthz ok (start.sh, median of %d)", len(uapi)), upstream: ms(uapi.median()), upLoad: loadAvg()})
 		}
 	}
 	if want["rss"] {

@@ -644,11 +644,21 @@ func (g *getter) GetNamespace(ctx context.Context, name string) (*corev1.Namespa
 }
 
 func (g *getter) ListPriorityClasses(ctx context.Context) ([]schedulingv1.PriorityClass, error) {
+	return g.listPriorityClasses(ctx, "0")
+}
+
+// ListPriorityClassesFresh is a consistent read, for a class the cache
+// has not seen yet.
+func (g *getter) ListPriorityClassesFresh(ctx context.Context) ([]schedulingv1.PriorityClass, error) {
+	return g.listPriorityClasses(ctx, "")
+}
+
+func (g *getter) listPriorityClasses(ctx context.Context, rv string) ([]schedulingv1.PriorityClass, error) {
 	st := g.s.store("scheduling.k8s.io", "priorityclasses")
 	if st == nil {
 		return nil, nil
 	}
-	o, err := st.List(ctx, "", generic.ListOptions{ResourceVersion: "0"})
+	o, err := st.List(ctx, "", generic.ListOptions{ResourceVersion: rv})
 	if err != nil {
 		return nil, err
 	}

@@ -157,15 +157,22 @@ func (c *Chain) admitPriority(ctx context.Context, pod *corev1.Pod) error {
 		if err != nil {
 			return err
 		}
-		for i := range classes {
-			pc := &classes[i]
-			if (name != "" && pc.Name == name) || (name == "" && pc.GlobalDefault) {
-				value, found = pc.Value, true
-				policy = pc.PreemptionPolicy
-				if name == "" {
-					pod.Spec.PriorityClassName = pc.Name
+		pc := findPriorityClass(classes, name)
+		if pc == nil && name != "" {
+			// The cached list may not have seen a class created a moment
+			// ago; as for namespaces, confirm with a live read.
+			if fresh, ok := c.get.(FreshPriorityClassLister); ok {
+				if classes, err = fresh.ListPriorityClassesFresh(ctx); err != nil {
+					return err
 				}
-				break
+				pc = findPriorityClass(classes, name)
+			}
+		}
+		if pc != nil {
+			value, found = pc.Value, true
+			policy = pc.PreemptionPolicy
+			if name == "" {
+				pod.Spec.PriorityClassName = pc.Name
 			}
 		}
 	}
@@ -202,4 +209,23 @@ func setRequestor(ctx context.Context, csr *certificatesv1.CertificateSigningReq
 			csr.Spec.Extra[k] = v
 		}
 	}
+}
+
+// FreshPriorityClassLister is implemented by getters whose
+// ListPriorityClasses reads a cache: a pod naming a class the cache does
+// not have yet is checked against a live read before it is refused.
+type FreshPriorityClassLister interface {
+	ListPriorityClassesFresh(ctx context.Context) ([]schedulingv1.PriorityClass, error)
+}
+
+// findPriorityClass is the class called name, or with name empty the
+// global default; nil when there is none.
+func findPriorityClass(classes []schedulingv1.PriorityClass, name string) *schedulingv1.PriorityClass {
+	for i := range classes {
+		pc := &classes[i]
+		if (name != "" && pc.Name == name) || (name == "" && pc.GlobalDefault) {
+			return pc
+		}
+	}
+	return nil
 }

@@ -79,6 +79,33 @@ func TestPodDefaultsFromAdmission(t *testing.T) {
 	}
 }
 
+// staleGetter's cached list lags behind a class created a moment ago; the
+// live list has it.
+type staleGetter struct {
+	fakeGetter
+	fresh []schedulingv1.PriorityClass
+}
+
+func (g *staleGetter) ListPriorityClassesFresh(context.Context) ([]schedulingv1.PriorityClass, error) {
+	return g.fresh, nil
+}
+
+func TestPriorityClassMissingFromCacheIsReadLive(t *testing.T) {
+	g := &staleGetter{fresh: []schedulingv1.PriorityClass{{ObjectMeta: metav1.ObjectMeta{Name: "it-low"}, Value: 10}}}
+	c := New(g)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "low", Namespace: "default"}, Spec: corev1.PodSpec{PriorityClassName: "it-low"}}
+	if err := c.Admit(context.Background(), podsR, generic.OpCreate, pod, nil); err != nil {
+		t.Fatalf("admitting a pod whose class only the live read has: %v", err)
+	}
+	if pod.Spec.Priority == nil || *pod.Spec.Priority != 10 {
+		t.Errorf("priority = %v, want 10", pod.Spec.Priority)
+	}
+	gone := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}, Spec: corev1.PodSpec{PriorityClassName: "nope"}}
+	if err := c.Admit(context.Background(), podsR, generic.OpCreate, gone, nil); !apierrors.IsForbidden(err) {
+		t.Errorf("class in neither list: err = %v, want Forbidden", err)
+	}
+}
+
 func TestNamespaceLifecycle(t *testing.T) {
 	now := metav1.Now()
 	c := New(&fakeGetter{ns: map[string]*corev1.Namespace{

@@ -16,6 +16,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -94,6 +95,24 @@ func TestEvictionHonoursBudget(t *testing.T) {
 	evict := func(name string) error {
 		return c.Client.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
 	}
+	// Cordon the nodes so the replacement of an evicted pod stays
+	// pending: on a quiet machine hollow nodes make it ready within
+	// milliseconds, which would (rightly) restore the budget before the
+	// second eviction.
+	cordon := func(unschedulable bool) {
+		t.Helper()
+		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes.Items {
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, unschedulable)
+			if _, err := c.Client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("cordoning %s: %v", n.Name, err)
+			}
+		}
+	}
+	cordon(true)
 	if err := evict(pods.Items[0].Name); err != nil {
 		t.Fatalf("first eviction: %v", err)
 	}
@@ -103,6 +122,7 @@ func TestEvictionHonoursBudget(t *testing.T) {
 		t.Fatalf("second eviction: got %v, want 429 TooManyRequests", err)
 	}
 	// Once the deployment has replaced the evicted pod, one more may go.
+	cordon(false)
 	waitAllowed(1)
 	if err := evict(pods.Items[1].Name); err != nil {
 		t.Fatalf("eviction after recovery: %v", err)

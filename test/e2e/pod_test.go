@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
+	"skiff.dev/skiff/test/e2e/e2eutil"
 	"strings"
 	"testing"
 	"time"
@@ -81,11 +81,11 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 	}}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
-		killShims(t, dir)
+		e2eutil.KillShims(t, dir)
 		if err := agent.UnmountUnder(dir); err != nil {
 			t.Logf("unmounting: %v", err)
 		}
-		removeCgroupTree(t, cgroupRoot)
+		e2eutil.RemoveCgroupTree(t, cgroupRoot)
 	})
 	t.Cleanup(func() {
 		n.stop()
@@ -153,7 +153,7 @@ func (n *node) purge() {
 		return
 	}
 	defer client.Close()
-	removeAllSandboxes(t, client)
+	e2eutil.RemoveAllSandboxes(t, client)
 }
 
 // stop stops the agent and its containerd; pod containers keep running.
@@ -192,68 +192,6 @@ func nodeReady(n *v1.Node) bool {
 		}
 	}
 	return false
-}
-
-func removeAllSandboxes(t *testing.T, c *cri.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	resp, err := c.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Logf("listing sandboxes for cleanup: %v", err)
-		return
-	}
-	for _, sb := range resp.GetItems() {
-		_, _ = c.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.GetId()})
-		_, _ = c.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.GetId()})
-	}
-}
-
-// killShims kills containerd-shim processes serving the containerd under dir.
-func killShims(t *testing.T, dir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), dir) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if proc, err := os.FindProcess(pid); err == nil {
-			t.Logf("killing leftover shim %d", pid)
-			_ = proc.Kill()
-		}
-	}
-}
-
-// removeCgroupTree kills any process left in the node's cgroups (containers
-// whose shim died) and removes the cgroup directories, deepest first.
-func removeCgroupTree(t *testing.T, root string) {
-	var dirs []string
-	tops, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
-	for _, top := range tops {
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	killed := map[int]bool{}
-	for _, d := range dirs {
-		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && !killed[pid] {
-				killed[pid] = true
-				if proc, err := os.FindProcess(pid); err == nil {
-					t.Logf("killing leftover container process %d", pid)
-					_ = proc.Kill()
-				}
-			}
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
 }
 
 type testWriter struct{ t *testing.T }

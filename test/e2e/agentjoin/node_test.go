@@ -14,7 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"skiff.dev/skiff/test/e2e/e2eutil"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,7 +25,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"skiff.dev/skiff/internal/agent"
 	"skiff.dev/skiff/internal/kubelet/cri"
@@ -286,11 +285,11 @@ func startAgent(t *testing.T, c *framework.Cluster, cfg agent.Config) *agent.Age
 	t.Helper()
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", cfg.Bridge).Run()
-		killShims(t, cfg.DataDir)
+		e2eutil.KillShims(t, cfg.DataDir)
 		if err := agent.UnmountUnder(cfg.DataDir); err != nil {
 			t.Logf("unmounting: %v", err)
 		}
-		removeCgroupTree(t, cfg.CgroupRoot)
+		e2eutil.RemoveCgroupTree(t, cfg.CgroupRoot)
 	})
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := agent.New(cfg, agent.Deps{Logger: logger})
@@ -362,61 +361,7 @@ func purge(t *testing.T, a *agent.Agent) {
 		return
 	}
 	defer client.Close()
-	resp, err := client.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Logf("listing sandboxes for cleanup: %v", err)
-		return
-	}
-	for _, sb := range resp.GetItems() {
-		_, _ = client.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.GetId()})
-		_, _ = client.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.GetId()})
-	}
-}
-
-// killShims kills containerd-shim processes serving the containerd under dir.
-func killShims(t *testing.T, dir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), dir) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if proc, err := os.FindProcess(pid); err == nil {
-			t.Logf("killing leftover shim %d", pid)
-			_ = proc.Kill()
-		}
-	}
-}
-
-// removeCgroupTree kills what is left in the node's cgroups and removes
-// them, deepest first.
-func removeCgroupTree(t *testing.T, root string) {
-	var dirs []string
-	tops, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
-	for _, top := range tops {
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	for _, d := range dirs {
-		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				if proc, err := os.FindProcess(pid); err == nil {
-					t.Logf("killing leftover container process %d", pid)
-					_ = proc.Kill()
-				}
-			}
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
+	e2eutil.RemoveAllSandboxes(t, client)
 }
 
 type testWriter struct{ t *testing.T }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		// t.TempDir's removal must not race it: etcd exits the whole test
 		// binary when its WAL directory vanishes under it.
 		case <-time.After(time.Minute):
-			t.Errorf("server did not stop within a minute")
+			buf := make([]byte, 4<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("server did not stop within a minute; goroutines:\n%s", buf)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,11 +15,30 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
+
+// As upstream's kubelet: status.images lists at most nodeStatusMaxImages
+// images (its default), largest first, each with at most
+// maxNamesPerImage names.
+const (
+	nodeStatusMaxImages = 50
+	maxNamesPerImage    = 5
+)
+
+// nodeStatusReportInterval is how often an unchanged node status is
+// written anyway, as upstream's nodeStatusReportFrequency: liveness is the
+// Lease (renewed every 10 s), so the status's own heartbeat times only
+// need to stay roughly current for readers that show them.
+const nodeStatusReportInterval = 5 * time.Minute
+
+// imageListTimeout bounds the CRI image listing of one status update.
+const imageListTimeout = 10 * time.Second
 
 // Machine is what the node reports about its host; readMachine fills it
 // from /proc and friends, tests construct it.
@@ -128,6 +148,73 @@ func nodeStatus(m Machine, reserved Reserved, nodeIP, hostname string, port int3
 	return s
 }
 
+// nodeImages turns the runtime's images into status.images; pure. Names
+// are the repo digests then the repo tags; images with neither (nothing
+// can refer to them) are left out. Equal sizes are ordered by image ID so
+// an unchanged set renders the same list every time.
+func nodeImages(imgs []*runtimeapi.Image) []v1.ContainerImage {
+	imgs = slices.Clone(imgs)
+	slices.SortFunc(imgs, func(a, b *runtimeapi.Image) int {
+		if a.GetSize() != b.GetSize() {
+			if a.GetSize() > b.GetSize() {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.GetId(), b.GetId())
+	})
+	var out []v1.ContainerImage
+	for _, img := range imgs {
+		if len(out) == nodeStatusMaxImages {
+			break
+		}
+		names := append(slices.Clone(img.GetRepoDigests()), img.GetRepoTags()...)
+		if len(names) == 0 {
+			continue
+		}
+		if len(names) > maxNamesPerImage {
+			names = names[:maxNamesPerImage]
+		}
+		out = append(out, v1.ContainerImage{Names: names, SizeBytes: int64(img.GetSize())})
+	}
+	return out
+}
+
+// statusChanged reports whether next differs from old in anything but the
+// conditions' heartbeat times.
+func statusChanged(old, next *v1.NodeStatus) bool {
+	strip := func(s *v1.NodeStatus) *v1.NodeStatus {
+		c := s.DeepCopy()
+		for i := range c.Conditions {
+			c.Conditions[i].LastHeartbeatTime = metav1.Time{}
+		}
+		return c
+	}
+	return !equality.Semantic.DeepEqual(strip(old), strip(next))
+}
+
+// lastHeartbeat is the latest condition heartbeat in s (zero when none).
+func lastHeartbeat(s *v1.NodeStatus) time.Time {
+	var t time.Time
+	for _, c := range s.Conditions {
+		if c.LastHeartbeatTime.After(t) {
+			t = c.LastHeartbeatTime.Time
+		}
+	}
+	return t
+}
+
+// listImages asks the runtime for its images.
+func (k *Kubelet) listImages(ctx context.Context) ([]v1.ContainerImage, error) {
+	ctx, cancel := context.WithTimeout(ctx, imageListTimeout)
+	defer cancel()
+	resp, err := k.rt.img.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("listing images: %w", err)
+	}
+	return nodeImages(resp.GetImages()), nil
+}
+
 // registerNode creates the Node or, when it exists, refreshes its labels
 // and status. The pod CIDR is only set at creation (it is immutable once
 // set); the registered node's CIDR wins over the configured one.
@@ -166,17 +253,38 @@ func (k *Kubelet) registerNode(ctx context.Context) (*v1.Node, error) {
 			return nil, fmt.Errorf("updating labels of node %s: %w", k.cfg.NodeName, err)
 		}
 	}
-	return k.updateNodeStatus(ctx, node, now)
+	return k.writeNodeStatus(ctx, node, now, true)
 }
 
-// updateNodeStatus writes the node's status, re-reading the node when
-// another writer (the node IPAM controller setting spec.podCIDR, the node
-// lifecycle controller) changed it in between.
+// updateNodeStatus is the periodic status update: it writes the node's
+// status when it changed (conditions, images, addresses, ...) or when the
+// last write is nodeStatusReportInterval old, and otherwise leaves the
+// node alone.
 func (k *Kubelet) updateNodeStatus(ctx context.Context, node *v1.Node, now time.Time) (*v1.Node, error) {
+	return k.writeNodeStatus(ctx, node, now, false)
+}
+
+// writeNodeStatus computes the node's status and writes it (always when
+// force), re-reading the node when another writer (the node IPAM
+// controller setting spec.podCIDR, the node lifecycle controller) changed
+// it in between. The image list comes from the runtime; when listing
+// fails the reported images are kept.
+func (k *Kubelet) writeNodeStatus(ctx context.Context, node *v1.Node, now time.Time, force bool) (*v1.Node, error) {
+	images, ierr := k.listImages(ctx)
+	if ierr != nil && ctx.Err() == nil {
+		k.log.Warn("node status keeps its previous images", "err", ierr)
+	}
 	var out *v1.Node
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		next := node.DeepCopy()
 		next.Status = nodeStatus(k.machine, k.cfg.Reserved, k.cfg.NodeIP, k.cfg.NodeName, k.cfg.KubeletPort, k.cfg.MaxPods, k.cfg.Version, now, &node.Status)
+		if ierr == nil {
+			next.Status.Images = images
+		}
+		if !force && !statusChanged(&node.Status, &next.Status) && now.Sub(lastHeartbeat(&node.Status)) < nodeStatusReportInterval {
+			out = node
+			return nil
+		}
 		var err error
 		out, err = k.client.CoreV1().Nodes().UpdateStatus(ctx, next, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {

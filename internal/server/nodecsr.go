@@ -97,7 +97,10 @@ func checkKubeletClientUsages(us []certificatesv1.KeyUsage) error {
 type nodeCSRSigner struct {
 	client kubernetes.Interface
 	ca     *pki.CA
-	log    *slog.Logger
+	// validity is the lifetime of the certificates it signs (a CSR may
+	// ask for less with spec.expirationSeconds).
+	validity time.Duration
+	log      *slog.Logger
 	lister func(name string) (*certificatesv1.CertificateSigningRequest, error)
 }
 
@@ -108,7 +111,11 @@ func (s *Server) runNodeCSRSigner(ctx context.Context) {
 		s.log.Error("node csr signer not started", "err", err)
 		return
 	}
-	ns := &nodeCSRSigner{client: client, ca: s.pki.CA, log: s.log.With("component", "node-csr-signer")}
+	validity := s.cfg.NodeCertValidity
+	if validity <= 0 {
+		validity = pki.NodeClientValidity
+	}
+	ns := &nodeCSRSigner{client: client, ca: s.pki.CA, validity: validity, log: s.log.With("component", "node-csr-signer")}
 	ns.run(ctx)
 }
 
@@ -199,7 +206,7 @@ func (ns *nodeCSRSigner) sync(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	validity := pki.NodeClientValidity
+	validity := ns.validity
 	if e := csr.Spec.ExpirationSeconds; e != nil && time.Duration(*e)*time.Second < validity {
 		validity = time.Duration(*e) * time.Second
 	}

@@ -80,6 +80,10 @@ type Config struct {
 	DisableControllerManager bool
 	// UnsafeNoFsync makes embedded etcd skip fsync (tests only).
 	UnsafeNoFsync bool
+	// NodeCertValidity is the lifetime of the node client certificates
+	// the node-CSR signer issues (nodecsr.go); default one year. Tests
+	// shorten it to watch agents rotate theirs.
+	NodeCertValidity time.Duration
 	Logger        *slog.Logger
 }
 

@@ -49,6 +49,13 @@ type Config struct {
 	// shard's table (tests); by default knftables.New does.
 	NFT    knftables.Interface
 	NewNFT func(table string) (knftables.Interface, error)
+	// Netlink writes incremental changes straight to the kernel over
+	// netlink instead of running nft for each (full syncs and changes
+	// netlink cannot express, such as ClientIP affinity sets, still run
+	// nft). nil means on when the proxier opens its tables itself (NFT and
+	// NewNFT unset), off otherwise. The socket is opened in the network
+	// namespace of the thread that runs the sync.
+	Netlink *bool
 	// Conntrack deletes stale UDP flows; nil means NetlinkConntrack.
 	Conntrack Conntrack
 	Clock     clock.WithTicker // clock.RealClock{}
@@ -437,6 +444,10 @@ func ShardTables(table string, shards int) []string {
 
 func openShards(cfg Config) ([]*shard, error) {
 	var out []*shard
+	useNetlink := cfg.NFT == nil && cfg.NewNFT == nil
+	if cfg.Netlink != nil {
+		useNetlink = *cfg.Netlink
+	}
 	for _, table := range ShardTables(cfg.Table, cfg.Shards) {
 		nft := cfg.NFT
 		var err error
@@ -449,7 +460,11 @@ func openShards(cfg Config) ([]*shard, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening nftables table %s: %w", table, err)
 		}
-		out = append(out, &shard{table: table, applier: nftables.New(nft, knftables.IPv4Family, table)})
+		a := nftables.New(nft, knftables.IPv4Family, table)
+		if useNetlink {
+			a.UseNetlink(nftables.NewNetlink(table, 0))
+		}
+		out = append(out, &shard{table: table, applier: a})
 	}
 	return out, nil
 }

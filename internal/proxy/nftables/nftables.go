@@ -99,7 +99,23 @@ type Applier struct {
 	applied  map[string]*Unit
 	refs     map[string]int // SharedElement id → units holding it
 	needFull bool
+
+	netlink *Netlink // if set, Update writes over netlink where it can
+	stats   Stats
 }
+
+// Stats counts the applier's transactions by the path they took.
+type Stats struct {
+	Netlink, NFT, Fallbacks int // Fallbacks: Updates netlink could not express
+}
+
+// Stats returns the transaction counts so far.
+func (a *Applier) Stats() Stats { return a.stats }
+
+// UseNetlink makes Update write over netlink instead of running nft;
+// transactions it cannot express still go through nft. Full syncs always
+// use nft.
+func (a *Applier) UseNetlink(n *Netlink) { a.netlink = n }
 
 // New returns an applier for the table nft was created for.
 func New(nft knftables.Interface, family knftables.Family, table string) *Applier {
@@ -124,7 +140,6 @@ func (a *Applier) Update(ctx context.Context, changes map[string]*Unit) (int, er
 	if a.needFull {
 		return 0, ErrNeedFullSync
 	}
-	tx := a.nft.NewTransaction()
 	keys := sortedKeys(changes)
 	refs := map[string]int{} // changed counts, committed on success
 	count := func(id string) int {
@@ -135,7 +150,6 @@ func (a *Applier) Update(ctx context.Context, changes map[string]*Unit) (int, er
 	}
 	touched := map[string]SharedElement{}
 	for _, k := range keys {
-		WriteDiff(tx, a.applied[k], changes[k])
 		oldS, newS := sharedOf(a.applied[k]), sharedOf(changes[k])
 		for id, e := range newS {
 			if _, ok := oldS[id]; !ok {
@@ -150,23 +164,29 @@ func (a *Applier) Update(ctx context.Context, changes map[string]*Unit) (int, er
 			}
 		}
 	}
-	// Only the net change since the last transaction reaches the kernel.
-	for _, id := range sortedKeys(touched) {
-		e := touched[id]
-		switch before, after := a.refs[id], refs[id]; {
-		case before == 0 && after > 0:
-			tx.Add(&knftables.Element{Set: e.Set, Key: e.Key})
-		case before > 0 && after == 0:
-			tx.Delete(&knftables.Element{Set: e.Set, Key: e.Key})
+	// write puts the whole transaction into w: the units' diffs, then only
+	// the net change of the shared elements since the last transaction.
+	write := func(w writer) {
+		for _, k := range keys {
+			writeDiff(w, a.applied[k], changes[k])
+		}
+		for _, id := range sortedKeys(touched) {
+			e := touched[id]
+			switch before, after := a.refs[id], refs[id]; {
+			case before == 0 && after > 0:
+				w.addShared(&e)
+			case before > 0 && after == 0:
+				w.deleteShared(&e)
+			}
 		}
 	}
-	n := tx.NumOperations()
-	if n == 0 {
-		return 0, nil
-	}
-	if err := a.nft.Run(ctx, tx); err != nil {
+	n, err := a.run(ctx, write)
+	if err != nil {
 		a.needFull = true
 		return n, fmt.Errorf("running incremental transaction (%d operations): %w", n, err)
+	}
+	if n == 0 {
+		return 0, nil
 	}
 	for _, k := range keys {
 		if changes[k] == nil {
@@ -298,9 +318,81 @@ func (a *Applier) FullSync(ctx context.Context, base *Base, units map[string]*Un
 	return n, nil
 }
 
+// writer receives the operations of one transaction: a knftables
+// transaction (nft) or a netlink batch.
+type writer interface {
+	addChain(c *Chain)
+	flushChain(name string)
+	deleteChain(name string)
+	addRule(chain, rule string)
+	addSet(s *Set)
+	deleteSet(s *Set)
+	addElement(e *Element)
+	deleteElement(e *Element)
+	addShared(e *SharedElement)
+	deleteShared(e *SharedElement)
+}
+
+type txWriter struct{ tx *knftables.Transaction }
+
+func (w txWriter) addChain(c *Chain)          { w.tx.Add(chainObject(c)) }
+func (w txWriter) flushChain(name string)     { w.tx.Flush(&knftables.Chain{Name: name}) }
+func (w txWriter) deleteChain(name string)    { w.tx.Delete(&knftables.Chain{Name: name}) }
+func (w txWriter) addRule(chain, rule string) { w.tx.Add(&knftables.Rule{Chain: chain, Rule: rule}) }
+func (w txWriter) addSet(s *Set)              { w.tx.Add(setObject(s)) }
+func (w txWriter) deleteSet(s *Set)           { w.tx.Delete(setObject(s)) }
+func (w txWriter) addElement(e *Element)      { w.tx.Add(elementObject(e)) }
+func (w txWriter) deleteElement(e *Element) {
+	w.tx.Delete(&knftables.Element{Map: e.Map, Key: e.Key})
+}
+func (w txWriter) addShared(e *SharedElement) { w.tx.Add(&knftables.Element{Set: e.Set, Key: e.Key}) }
+func (w txWriter) deleteShared(e *SharedElement) {
+	w.tx.Delete(&knftables.Element{Set: e.Set, Key: e.Key})
+}
+
+// run writes one transaction with write and applies it: over netlink if
+// the applier has it and the transaction is expressible, else with nft.
+// It returns the number of operations (0: nothing was run).
+func (a *Applier) run(ctx context.Context, write func(writer)) (int, error) {
+	if a.netlink != nil {
+		w, err := a.netlink.newWriter()
+		if err != nil {
+			return 0, err
+		}
+		write(w)
+		switch {
+		case w.err == nil && w.n == 0:
+			return 0, nil
+		case w.err == nil:
+			if err := w.flush(); err != nil {
+				return w.n, fmt.Errorf("netlink: %w", err)
+			}
+			a.stats.Netlink++
+			return w.n, nil
+		case errors.Is(w.err, errUnsupported):
+			a.stats.Fallbacks++
+		default:
+			return w.n, w.err
+		}
+	}
+	tx := a.nft.NewTransaction()
+	write(txWriter{tx})
+	n := tx.NumOperations()
+	if n == 0 {
+		return 0, nil
+	}
+	if err := a.nft.Run(ctx, tx); err != nil {
+		return n, err
+	}
+	a.stats.NFT++
+	return n, nil
+}
+
 // WriteDiff writes into tx the operations that turn old into new (either
 // may be nil). It is pure: tests call it directly.
-func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
+func WriteDiff(tx *knftables.Transaction, old, new *Unit) { writeDiff(txWriter{tx}, old, new) }
+
+func writeDiff(tx writer, old, new *Unit) {
 	if old == nil {
 		old = &Unit{}
 	}
@@ -312,8 +404,8 @@ func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
 		if o, ok := oldSets[new.Sets[i].Name]; ok && !o.equal(&new.Sets[i]) {
 			// A set's type or timeout cannot be changed in place and chains
 			// refer to it: replace the whole unit.
-			WriteDiff(tx, old, nil)
-			WriteDiff(tx, nil, new)
+			writeDiff(tx, old, nil)
+			writeDiff(tx, nil, new)
 			return
 		}
 	}
@@ -323,12 +415,12 @@ func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
 
 	for i := range new.Sets {
 		if _, ok := oldSets[new.Sets[i].Name]; !ok {
-			tx.Add(setObject(&new.Sets[i]))
+			tx.addSet(&new.Sets[i])
 		}
 	}
 	for i := range new.Chains {
 		if _, ok := oldChains[new.Chains[i].Name]; !ok {
-			tx.Add(chainObject(&new.Chains[i]))
+			tx.addChain(&new.Chains[i])
 		}
 	}
 	for i := range new.Chains {
@@ -338,10 +430,10 @@ func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
 			continue
 		}
 		if ok {
-			tx.Flush(&knftables.Chain{Name: c.Name})
+			tx.flushChain(c.Name)
 		}
 		for _, r := range c.Rules {
-			tx.Add(&knftables.Rule{Chain: c.Name, Rule: r})
+			tx.addRule(c.Name, r)
 		}
 	}
 	oldElems := indexElements(old.Elements)
@@ -349,13 +441,13 @@ func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
 	for i := range old.Elements {
 		e := &old.Elements[i]
 		if n, ok := newElems[e.id()]; !ok || !slices.Equal(n.Value, e.Value) {
-			tx.Delete(&knftables.Element{Map: e.Map, Key: e.Key})
+			tx.deleteElement(e)
 		}
 	}
 	for i := range new.Elements {
 		e := &new.Elements[i]
 		if o, ok := oldElems[e.id()]; !ok || !slices.Equal(o.Value, e.Value) {
-			tx.Add(elementObject(e))
+			tx.addElement(e)
 		}
 	}
 	var gone []string
@@ -365,14 +457,14 @@ func WriteDiff(tx *knftables.Transaction, old, new *Unit) {
 		}
 	}
 	for _, n := range gone {
-		tx.Flush(&knftables.Chain{Name: n})
+		tx.flushChain(n)
 	}
 	for _, n := range gone {
-		tx.Delete(&knftables.Chain{Name: n})
+		tx.deleteChain(n)
 	}
 	for i := range old.Sets {
 		if _, ok := newSets[old.Sets[i].Name]; !ok {
-			tx.Delete(setObject(&old.Sets[i]))
+			tx.deleteSet(&old.Sets[i])
 		}
 	}
 }

@@ -101,7 +101,7 @@ type nodeCSRSigner struct {
 	// ask for less with spec.expirationSeconds).
 	validity time.Duration
 	log      *slog.Logger
-	lister func(name string) (*certificatesv1.CertificateSigningRequest, error)
+	lister   func(name string) (*certificatesv1.CertificateSigningRequest, error)
 }
 
 // runNodeCSRSigner serves node joins until ctx ends.

@@ -84,7 +84,7 @@ type Config struct {
 	// the node-CSR signer issues (nodecsr.go); default one year. Tests
 	// shorten it to watch agents rotate theirs.
 	NodeCertValidity time.Duration
-	Logger        *slog.Logger
+	Logger           *slog.Logger
 }
 
 // Component is something that runs beside the API server in the process,

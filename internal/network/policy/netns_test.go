@@ -7,49 +7,20 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/knftables"
+
+	"skiff.dev/skiff/internal/network/nettest"
 )
-
-// inNetns runs fn on a thread that has joined the named network namespace.
-// The thread stays locked, so Go discards it afterwards.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", name, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("joining netns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
 
 // simNode is a node in a network namespace: a bridge, and pods as network
 // namespaces hanging off it by veths, as the bridge CNI plugin wires them.
@@ -61,25 +32,16 @@ type simNode struct {
 }
 
 func newSimNode(t *testing.T) *simNode {
-	suffix := randomName("")[:6]
+	suffix := nettest.RandomName("")[:6]
 	n := &simNode{t: t, ns: "skiffnp-node-" + suffix, subnet: fmt.Sprintf("10.96.%d", 100+rand.IntN(100)), suffix: suffix}
-	n.addNetns(n.ns)
-	sh(t, "ip", "-n", n.ns, "link", "add", "skiffnpbr", "type", "bridge")
-	sh(t, "ip", "-n", n.ns, "addr", "add", n.subnet+".1/24", "dev", "skiffnpbr")
-	sh(t, "ip", "-n", n.ns, "link", "set", "skiffnpbr", "up")
-	sh(t, "ip", "-n", n.ns, "link", "set", "lo", "up")
+	nettest.AddNetns(n.t, n.ns)
+	nettest.Run(t, "ip", "-n", n.ns, "link", "add", "skiffnpbr", "type", "bridge")
+	nettest.Run(t, "ip", "-n", n.ns, "addr", "add", n.subnet+".1/24", "dev", "skiffnpbr")
+	nettest.Run(t, "ip", "-n", n.ns, "link", "set", "skiffnpbr", "up")
+	nettest.Run(t, "ip", "-n", n.ns, "link", "set", "lo", "up")
 	// What the agent ensures: bridged IPv4 traffic passes the IP hooks.
-	sh(t, "ip", "netns", "exec", n.ns, "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")
+	nettest.Run(t, "ip", "netns", "exec", n.ns, "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")
 	return n
-}
-
-func (n *simNode) addNetns(name string) {
-	sh(n.t, "ip", "netns", "add", name)
-	n.t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			n.t.Errorf("deleting netns %s: %v: %s", name, err, out)
-		}
-	})
 }
 
 // addPod creates a pod namespace with address subnet.host and returns the
@@ -87,14 +49,14 @@ func (n *simNode) addNetns(name string) {
 func (n *simNode) addPod(role string, host int) (string, string) {
 	name := "skiffnp-" + role + "-" + n.suffix
 	ip := fmt.Sprintf("%s.%d", n.subnet, host)
-	n.addNetns(name)
+	nettest.AddNetns(n.t, name)
 	veth := "skiffnp" + role
-	sh(n.t, "ip", "-n", n.ns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-	sh(n.t, "ip", "-n", n.ns, "link", "set", veth, "master", "skiffnpbr", "up")
-	sh(n.t, "ip", "-n", name, "addr", "add", ip+"/24", "dev", "eth0")
-	sh(n.t, "ip", "-n", name, "link", "set", "eth0", "up")
-	sh(n.t, "ip", "-n", name, "link", "set", "lo", "up")
-	sh(n.t, "ip", "-n", name, "route", "add", "default", "via", n.subnet+".1")
+	nettest.Run(n.t, "ip", "-n", n.ns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+	nettest.Run(n.t, "ip", "-n", n.ns, "link", "set", veth, "master", "skiffnpbr", "up")
+	nettest.Run(n.t, "ip", "-n", name, "addr", "add", ip+"/24", "dev", "eth0")
+	nettest.Run(n.t, "ip", "-n", name, "link", "set", "eth0", "up")
+	nettest.Run(n.t, "ip", "-n", name, "link", "set", "lo", "up")
+	nettest.Run(n.t, "ip", "-n", name, "route", "add", "default", "via", n.subnet+".1")
 	return name, ip
 }
 
@@ -102,7 +64,7 @@ func (n *simNode) addPod(role string, host int) (string, string) {
 func echoServer(t *testing.T, netns, ip string, ports ...int) {
 	for _, p := range ports {
 		var ln net.Listener
-		if err := inNetns(netns, func() (err error) {
+		if err := nettest.InNetns(netns, func() (err error) {
 			ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", ip, p))
 			return err
 		}); err != nil {
@@ -136,7 +98,7 @@ func echoServer(t *testing.T, netns, ip string, ports ...int) {
 // udpEchoServer answers each datagram with itself.
 func udpEchoServer(t *testing.T, netns, addr string) {
 	var pc net.PacketConn
-	if err := inNetns(netns, func() (err error) {
+	if err := nettest.InNetns(netns, func() (err error) {
 		pc, err = net.ListenPacket("udp", addr)
 		return err
 	}); err != nil {
@@ -158,7 +120,7 @@ func udpEchoServer(t *testing.T, netns, addr string) {
 // udpAnswered reports whether a datagram from netns to addr is echoed.
 func udpAnswered(netns, addr string, timeout time.Duration) (bool, error) {
 	var c net.Conn
-	if err := inNetns(netns, func() (err error) {
+	if err := nettest.InNetns(netns, func() (err error) {
 		c, err = net.Dial("udp", addr)
 		return err
 	}); err != nil {
@@ -182,7 +144,7 @@ func udpAnswered(netns, addr string, timeout time.Duration) (bool, error) {
 }
 
 func dialFrom(netns, addr string, timeout time.Duration) (c net.Conn, err error) {
-	err = inNetns(netns, func() error {
+	err = nettest.InNetns(netns, func() error {
 		c, err = net.DialTimeout("tcp", addr, timeout)
 		return err
 	})
@@ -209,7 +171,7 @@ func echo(c net.Conn, msg string) error {
 // namespaces on a bridge in a "node" namespace, where the controller runs
 // (with a fake API) and programs the real kernel.
 func TestNetnsPolicy(t *testing.T) {
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft", "ip")
 	node := newSimNode(t)
 	webNS, webIP := node.addPod("web", 10)
 	clientNS, clientIP := node.addPod("client", 20)
@@ -234,7 +196,7 @@ func TestNetnsPolicy(t *testing.T) {
 	go func() {
 		// The controller's goroutine stays in the node's namespace: the nft
 		// processes it starts inherit it. Its table goes with the netns.
-		done <- inNetns(node.ns, func() error {
+		done <- nettest.InNetns(node.ns, func() error {
 			nft, err := knftables.New(knftables.IPv4Family, DefaultTable)
 			if err != nil {
 				return fmt.Errorf("opening nftables: %w", err)
@@ -333,7 +295,7 @@ func TestNetnsPolicy(t *testing.T) {
 	// Through a service address DNATed as the proxy does (at prerouting):
 	// the policy sees the pod's address and port.
 	const svc = "10.96.250.1"
-	sh(t, "ip", "netns", "exec", node.ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	nettest.Run(t, "ip", "netns", "exec", node.ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 	nat := exec.Command("ip", "netns", "exec", node.ns, "nft", "-f", "-")
 	nat.Stdin = strings.NewReader("table ip skiffnp-svc {\n chain prerouting {\n type nat hook prerouting priority dstnat;\n" +
 		" ip daddr " + svc + " tcp dport 80 dnat to " + web8080 + "\n }\n" +
@@ -346,7 +308,7 @@ func TestNetnsPolicy(t *testing.T) {
 	blocked(otherNS, svc+":80")
 	// A pod cannot block itself: web reaches itself through the service
 	// (hairpin, masqueraded after the filter, as the proxy does).
-	sh(t, "ip", "-n", node.ns, "link", "set", "skiffnpweb", "type", "bridge_slave", "hairpin", "on")
+	nettest.Run(t, "ip", "-n", node.ns, "link", "set", "skiffnpweb", "type", "bridge_slave", "hairpin", "on")
 	allowed(webNS, svc+":80")
 
 	// An established connection survives an unrelated update, and even

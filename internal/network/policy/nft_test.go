@@ -2,67 +2,25 @@ package policy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/knftables"
+
+	"skiff.dev/skiff/internal/network/nettest"
 )
-
-// requireNFT skips unless the test can create nftables tables.
-func requireNFT(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to program nftables")
-	}
-	for _, tool := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-}
-
-func randomName(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-// inFreshNetns runs fn on a thread moved into a new, anonymous network
-// namespace. The thread is never unlocked, so Go destroys it when the
-// goroutine ends, and with it the namespace and the table in it.
-func inFreshNetns(t *testing.T, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("creating network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestRealNFT has the kernel accept the fixture's full table and a series
 // of incremental transactions (the fake checks references but not nft's
 // syntax or the kernel's rules on deleting sets in use).
 func TestRealNFT(t *testing.T) {
-	requireNFT(t)
-	table := randomName("skiffnp-")
+	nettest.RequireRoot(t, "nft", "ip")
+	table := nettest.RandomName("skiffnp-")
 	ctx := context.Background()
-	inFreshNetns(t, func() (err error) {
+	nettest.InFreshNetns(t, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return fmt.Errorf("opening nftables: %w", err)
@@ -77,9 +35,9 @@ func TestRealNFT(t *testing.T) {
 		if _, _, err := a.Apply(ctx, Compute(in), true); err != nil {
 			return err
 		}
-		out, err := exec.CommandContext(ctx, "nft", "list", "table", "ip", table).CombinedOutput()
+		out, err := nettest.ListTable(ctx, "ip", table)
 		if err != nil {
-			return fmt.Errorf("listing table: %v: %s", err, out)
+			return err
 		}
 		for _, want := range []string{
 			"ct state established,related accept",
@@ -91,7 +49,7 @@ func TestRealNFT(t *testing.T) {
 			"10.96.2.10 . tcp . 8081",
 			"sctp dport 7777 return",
 		} {
-			if !strings.Contains(string(out), want) {
+			if !strings.Contains(out, want) {
 				return fmt.Errorf("nft list table lacks %q:\n%s", want, out)
 			}
 		}
@@ -113,11 +71,11 @@ func TestRealNFT(t *testing.T) {
 		if _, full, err := a.Apply(ctx, Compute(in), false); err != nil || full {
 			return fmt.Errorf("removing every policy: full=%v: %w", full, err)
 		}
-		out, err = exec.CommandContext(ctx, "nft", "list", "table", "ip", table).CombinedOutput()
+		out, err = nettest.ListTable(ctx, "ip", table)
 		if err != nil {
-			return fmt.Errorf("listing table: %v: %s", err, out)
+			return err
 		}
-		if strings.Contains(string(out), "peers-") || strings.Contains(string(out), "jump") {
+		if strings.Contains(out, "peers-") || strings.Contains(out, "jump") {
 			return fmt.Errorf("objects left after every policy was deleted:\n%s", out)
 		}
 		// A full rebuild over an existing table applies too, with names
@@ -133,11 +91,11 @@ func TestRealNFT(t *testing.T) {
 		if _, _, err := a.Apply(ctx, Compute(in), true); err != nil {
 			return fmt.Errorf("full sync over the existing table: %w", err)
 		}
-		out, err = exec.CommandContext(ctx, "nft", "list", "table", "ip", table).CombinedOutput()
+		out, err = nettest.ListTable(ctx, "ip", table)
 		if err != nil {
-			return fmt.Errorf("listing table: %v: %s", err, out)
+			return err
 		}
-		if !strings.Contains(string(out), "10.96.1.77 : jump ingress-"+longNS+"/web.v1-0") || !strings.Contains(string(out), "10.96.2.77") {
+		if !strings.Contains(out, "10.96.1.77 : jump ingress-"+longNS+"/web.v1-0") || !strings.Contains(out, "10.96.2.77") {
 			return fmt.Errorf("long or dotted names not programmed:\n%s", out)
 		}
 		return nil

@@ -34,6 +34,9 @@ type Options struct {
 	Logs bool
 	// EtcdServers uses an external etcd instead of the embedded one.
 	EtcdServers []string
+	// NodeCertValidity shortens the node client certificates the server
+	// signs (server.Config.NodeCertValidity), for rotation tests.
+	NodeCertValidity time.Duration
 }
 
 // Cluster is a running test control plane.
@@ -67,6 +70,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		DisableScheduler:         !opts.Scheduler,
 		EtcdServers:              opts.EtcdServers,
 		UnsafeNoFsync:            true,
+		NodeCertValidity:         opts.NodeCertValidity,
 		Logger:                   logger,
 	})
 	if err != nil {

@@ -17,9 +17,13 @@
 // them) kubectl looks for.
 //
 // Contract: New is cheap; nothing is built until the first request (or a
-// call to Documents), after which the documents are immutable and cached
-// for the life of the Service. Serving, content negotiation, ETags and
-// Cache-Control are kube-openapi's handler and handler3, as upstream.
+// call to Warm). Then every document is serialized once, to JSON and to
+// kube-openapi's protobuf form, and kept only gzip-compressed (about 1 MB
+// instead of the ~30 MB the spec objects and their encodings take);
+// clients accepting gzip (client-go, kubectl) get those bytes as they are,
+// others get them inflated on the fly. Content negotiation, ETags (SHA-512
+// of the JSON), 304s, the v3 discovery hashes, the redirect of a stale
+// hash and Cache-Control follow kube-openapi's handler and handler3.
 // The v3 documents are converted from the v2 one (refs with siblings are
 // wrapped in allOf, Quantity and IntOrString use oneOf, as upstream).
 //

@@ -495,12 +495,12 @@ func TestLazyAndWarm(t *testing.T) {
 	s.Warm() // before Install: nothing to warm
 	mux := http.NewServeMux()
 	s.Install(mux)
-	if s.docs != nil || s.docErr != nil {
+	if s.sv != nil || s.err != nil {
 		t.Fatal("Install built the documents; they must wait for the first request")
 	}
 	s.Warm()
-	if s.docs == nil || s.docErr != nil {
-		t.Fatalf("Warm did not build the documents: %v", s.docErr)
+	if s.sv == nil || s.err != nil {
+		t.Fatalf("Warm did not build the documents: %v", s.err)
 	}
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi/v3/apis/apps/v1", nil))

@@ -11,9 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/kube-openapi/pkg/cached"
-	"k8s.io/kube-openapi/pkg/handler"
-	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/openapiconv"
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -22,19 +19,17 @@ import (
 )
 
 // Service builds and serves the OpenAPI documents of a set of resources.
-// Documents are built once, on the first request that needs them, and
-// then served from memory.
+// Documents are built once, on the first request that needs them (or
+// Warm), serialized and compressed; the spec objects are then dropped.
 type Service struct {
 	scheme    *runtime.Scheme
 	resources []*registry.Resource
 	version   string
 
-	once   sync.Once
-	docs   *Documents
-	docErr error
-
-	// handlers serves /openapi/v2 and /openapi/v3...; set by Install.
-	handlers *http.ServeMux
+	once      sync.Once
+	sv        *served
+	err       error
+	installed bool
 }
 
 // Documents is one build: the v2 document and the v3 documents keyed by
@@ -51,98 +46,40 @@ func New(scheme *runtime.Scheme, resources []*registry.Resource, version string)
 	return &Service{scheme: scheme, resources: resources, version: version}
 }
 
-// Documents builds the documents on first use and returns them. The
-// result is shared: callers must not modify it.
-func (s *Service) Documents() (*Documents, error) {
+// served builds, serializes and compresses the documents on first use.
+func (s *Service) served() (*served, error) {
 	s.once.Do(func() {
-		s.docs, s.docErr = Build(s.scheme, s.resources, s.version)
+		docs, err := Build(s.scheme, s.resources, s.version)
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.sv, s.err = serialize(docs)
 	})
-	return s.docs, s.docErr
+	return s.sv, s.err
 }
 
 // Install registers /openapi/v2 and /openapi/v3 (discovery and the per
 // group version documents) on mux. Nothing is built until a request
 // arrives or Warm is called. Install must be called at most once.
 func (s *Service) Install(mux *http.ServeMux) {
-	s.handlers = http.NewServeMux()
-	s.install(s.handlers)
-	mux.Handle("/openapi/v2", s.handlers)
-	mux.Handle("/openapi/v3", s.handlers)
-	mux.Handle("/openapi/v3/", s.handlers)
+	s.installed = true
+	mux.HandleFunc("/openapi/v2", s.serveV2)
+	mux.HandleFunc("/openapi/v3", s.serveV3Discovery)
+	mux.HandleFunc("/openapi/v3/", s.serveV3)
 }
 
-// Warm builds the documents and fills the serving caches that kubectl's
-// first requests need (v3 discovery and every group version's JSON, the
-// v2 JSON and protobuf), so they are not paid by a client. The v2
-// protobuf conversion alone costs about half a second, so a server calls
-// this in a goroutine once it is ready rather than before. It is a no-op
-// before Install.
+// Warm builds everything kubectl's first requests need (v3 discovery and
+// every group version, the v2 JSON and protobuf), so they are not paid by
+// a client. The protobuf conversions alone cost about half a second, so a
+// server calls this in a goroutine once it is ready rather than before.
+// It is a no-op before Install.
 func (s *Service) Warm() {
-	if s.handlers == nil {
+	if !s.installed {
 		return
 	}
-	for _, r := range []struct{ path, accept string }{
-		{"/openapi/v3", "application/json"},
-		{"/openapi/v2", "application/json"},
-		{"/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"},
-	} {
-		req, err := http.NewRequest(http.MethodGet, r.path, nil)
-		if err != nil {
-			continue
-		}
-		req.Header.Set("Accept", r.accept)
-		s.handlers.ServeHTTP(discardResponse{header: http.Header{}}, req)
-	}
+	_, _ = s.served()
 }
-
-// discardResponse is the ResponseWriter Warm hands the handlers: only the
-// side effect of filling their caches matters.
-type discardResponse struct{ header http.Header }
-
-func (d discardResponse) Header() http.Header         { return d.header }
-func (d discardResponse) Write(b []byte) (int, error) { return len(b), nil }
-func (d discardResponse) WriteHeader(int)             {}
-
-func (s *Service) install(mux *http.ServeMux) {
-	// The etag of the lazy values is fixed: the content never changes for
-	// the life of the Service, and the handlers compute their own
-	// content hashes for the ETag header.
-	v2 := handler.NewOpenAPIServiceLazy(cached.Once(cached.Func(func() (*spec.Swagger, string, error) {
-		docs, err := s.Documents()
-		if err != nil {
-			return nil, "", err
-		}
-		return docs.V2, "v2", nil
-	})))
-	v2.RegisterOpenAPIVersionedService("/openapi/v2", mux)
-
-	v3 := handler3.NewOpenAPIService()
-	for _, gv := range s.groupVersionPaths() {
-		gv := gv
-		v3.UpdateGroupVersionLazy(gv, cached.Once(cached.Func(func() (*spec3.OpenAPI, string, error) {
-			docs, err := s.Documents()
-			if err != nil {
-				return nil, "", err
-			}
-			doc, ok := docs.V3[gv]
-			if !ok {
-				return nil, "", fmt.Errorf("no openapi v3 document for %s", gv)
-			}
-			return doc, gv, nil
-		})))
-	}
-	// handler3's registration ignores its error; keep the check in case
-	// it starts returning one.
-	if err := v3.RegisterOpenAPIV3VersionedService("/openapi/v3", prefixMux{mux}); err != nil {
-		panic(fmt.Sprintf("registering openapi v3 handlers: %v", err))
-	}
-}
-
-// prefixMux adapts http.ServeMux to handler3's registration interface; a
-// ServeMux pattern ending in "/" already matches the whole subtree.
-type prefixMux struct{ *http.ServeMux }
-
-func (m prefixMux) HandlePrefix(prefix string, h http.Handler) { m.Handle(prefix, h) }
 
 // groupVersionPaths lists the v3 document keys without building anything.
 func (s *Service) groupVersionPaths() []string {

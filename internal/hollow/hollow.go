@@ -361,8 +361,9 @@ func (n *Nodes) releaseIP(node, key string) {
 }
 
 // SyncPod converges one pod (namespace/name): a pod bound to one of our
-// nodes becomes Running; a pod being deleted is reported terminated and
-// then deleted with grace period 0, as a kubelet would.
+// nodes becomes Running; a pod being deleted is reported Failed with its
+// containers killed (exit 143, or 137 with no grace period), then deleted
+// with grace period 0, as a kubelet would.
 func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -384,9 +385,10 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 		if !allTerminated(pod) {
 			st := pod.DeepCopy()
 			now := metav1.NewTime(n.opts.Clock.Now())
-			st.Status.Phase = v1.PodSucceeded
+			// Killed, not completed: a Job must not count the pod a success.
+			st.Status.Phase = v1.PodFailed
 			st.Status.ContainerStatuses = containerStatuses(pod, func(c v1.Container) v1.ContainerState {
-				return v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}
+				return killedByDeletion(pod, c.Name, now)
 			}, false)
 			setCondition(st, v1.PodReady, v1.ConditionFalse, now)
 			setCondition(st, v1.ContainersReady, v1.ConditionFalse, now)
@@ -423,6 +425,33 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 		return fmt.Errorf("reporting pod %s running: %w", key, err)
 	}
 	return nil
+}
+
+// killedByDeletion is the state a kubelet reports for a container it
+// stopped because its pod was deleted: a running container is killed by
+// SIGTERM (exit 143) or, with no grace period, SIGKILL (137); one that
+// never ran is reported lost, as the kubelet does (137,
+// ContainerStatusUnknown). A container that had already exited keeps its
+// state.
+func killedByDeletion(pod *v1.Pod, name string, now metav1.Time) v1.ContainerState {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name != name {
+			continue
+		}
+		if cs.State.Terminated != nil {
+			return cs.State
+		}
+		if cs.State.Running != nil {
+			code := int32(128 + 15)
+			if g := pod.DeletionGracePeriodSeconds; g != nil && *g == 0 {
+				code = 128 + 9
+			}
+			return v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: code, Reason: "Error",
+				StartedAt: cs.State.Running.StartedAt, FinishedAt: now, ContainerID: cs.ContainerID}}
+		}
+	}
+	return v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 128 + 9, Reason: "ContainerStatusUnknown",
+		Message: "The container could not be located when the pod was deleted. The container was never started", FinishedAt: now}}
 }
 
 func allTerminated(pod *v1.Pod) bool {

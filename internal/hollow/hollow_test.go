@@ -7,7 +7,9 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -94,6 +96,93 @@ func TestHollowNodes(t *testing.T) {
 		_, err := client.CoreV1().Pods("default").Get(bg, "p", metav1.GetOptions{})
 		return err != nil
 	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeletedPodIsKilled: a pod deleted while it runs is reported the way
+// a kubelet reports it, Failed with its containers killed by a signal,
+// never Succeeded with exit code 0 (a Job would count that a completion).
+func TestDeletedPodIsKilled(t *testing.T) {
+	client := fake.NewClientset()
+	n := New(client, Options{Count: 1, Clock: clocktesting.NewFakeClock(time.Unix(1000, 0))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	bg := context.Background()
+	pods := client.CoreV1().Pods("default")
+	newPod := func(name string) *v1.Pod {
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
+			Spec: v1.PodSpec{NodeName: "hollow-node-0", Containers: []v1.Container{{Name: "a", Image: "x"}, {Name: "b", Image: "x"}}}}
+	}
+	// lastStatus is the status the node wrote for the pod before deleting it.
+	lastStatus := func(name string) *v1.Pod {
+		t.Helper()
+		var last *v1.Pod
+		for _, a := range client.Actions() {
+			if u, ok := a.(k8stesting.UpdateAction); ok && a.GetSubresource() == "status" && a.GetResource().Resource == "pods" {
+				if p := u.GetObject().(*v1.Pod); p.Name == name {
+					last = p
+				}
+			}
+		}
+		if last == nil {
+			t.Fatalf("no status written for pod %s", name)
+		}
+		return last
+	}
+	deleteRunning := func(name string, grace int64) {
+		t.Helper()
+		if _, err := pods.Create(bg, newPod(name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" running", func() bool {
+			p, err := pods.Get(bg, name, metav1.GetOptions{})
+			return err == nil && p.Status.Phase == v1.PodRunning
+		})
+		p, _ := pods.Get(bg, name, metav1.GetOptions{})
+		now := metav1.Now()
+		p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, &grace
+		if _, err := pods.Update(bg, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" deleted", func() bool { _, err := pods.Get(bg, name, metav1.GetOptions{}); return err != nil })
+	}
+	check := func(name string, code int32, reason string) {
+		t.Helper()
+		st := lastStatus(name).Status
+		if st.Phase != v1.PodFailed {
+			t.Errorf("%s: phase %s, want Failed", name, st.Phase)
+		}
+		if len(st.ContainerStatuses) != 2 {
+			t.Fatalf("%s: %d container statuses, want 2", name, len(st.ContainerStatuses))
+		}
+		for _, cs := range st.ContainerStatuses {
+			term := cs.State.Terminated
+			if term == nil || term.ExitCode != code || term.Reason != reason || cs.Ready {
+				t.Errorf("%s: container %s state %+v ready=%v, want terminated with %d (%s)", name, cs.Name, cs.State, cs.Ready, code, reason)
+			}
+		}
+	}
+
+	deleteRunning("graceful", 30)
+	check("graceful", 143, "Error")
+	deleteRunning("forced", 0)
+	check("forced", 137, "Error")
+
+	// Deleted before the node ever ran it: reported lost, not completed.
+	p := newPod("never-ran")
+	now := metav1.Now()
+	p.DeletionTimestamp = &now
+	if _, err := pods.Create(bg, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "never-ran deleted", func() bool { _, err := pods.Get(bg, "never-ran", metav1.GetOptions{}); return err != nil })
+	check("never-ran", 137, "ContainerStatusUnknown")
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

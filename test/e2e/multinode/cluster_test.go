@@ -3,8 +3,6 @@ package multinode
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,13 +23,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"skiff.dev/skiff/internal/agent"
 	"skiff.dev/skiff/internal/images"
-	"skiff.dev/skiff/internal/kubelet/cri"
 	"skiff.dev/skiff/internal/network/overlay"
 	"skiff.dev/skiff/internal/server"
+	"skiff.dev/skiff/test/e2e/e2eutil"
 )
 
 const (
@@ -214,9 +211,10 @@ func (c *cluster) start() error {
 		c.netnsSeen[e.Name()] = true
 	}
 	// Leftovers of a killed earlier run would make every step below fail.
-	_ = exec.Command("ip", "link", "del", hostBridge).Run()
+	quiet := e2eutil.LogFunc(func(string, ...any) {})
+	e2eutil.DeleteLinks(quiet, hostBridge)
 	for i := 1; i <= numNodes; i++ {
-		_ = exec.Command("ip", "netns", "del", fmt.Sprintf("skiffmn-n%d", i)).Run()
+		e2eutil.RemoveNetns(quiet, fmt.Sprintf("/var/run/netns/skiffmn-n%d", i))
 	}
 	steps := [][]string{
 		{"ip", "link", "add", hostBridge, "type", "bridge"},
@@ -429,7 +427,7 @@ func teardown() {
 	if c == nil {
 		return
 	}
-	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "multinode teardown: "+format+"\n", args...) }
+	logf := e2eutil.LogFunc(func(format string, args ...any) { fmt.Fprintf(os.Stderr, "multinode teardown: "+format+"\n", args...) })
 	if suite.failed || os.Getenv("SKIFF_MULTINODE_LOGS") != "" {
 		logf("--- server log tail ---\n%s", tail(filepath.Join(suite.work, "server.log")))
 		for _, n := range c.nodes {
@@ -442,8 +440,8 @@ func teardown() {
 		if n.cmd == nil {
 			continue
 		}
-		if err := c.removeSandboxes(n); err != nil {
-			logf("removing sandboxes of %s: %v", n.name, err)
+		for _, p := range e2eutil.RemoveSandboxesAt(logf, "unix://"+filepath.Join(n.dir, "agent", "containerd", "containerd.sock")) {
+			c.podNetns[p] = true
 		}
 	}
 	for _, n := range c.nodes {
@@ -455,18 +453,14 @@ func teardown() {
 		stopProcess(c.server, c.serverDone, 20*time.Second)
 	}
 	// Shims (and their containers) outlive a killed containerd.
-	killMatching(suite.work, logf)
+	e2eutil.KillProcessesUnder(logf, suite.work)
 	for _, n := range c.nodes {
-		removeCgroupTree(n.cgroupRoot, logf)
+		e2eutil.RemoveCgroupTree(logf, n.cgroupRoot)
 	}
 	for _, n := range c.nodes {
-		if err := sh("ip", "netns", "del", n.netns); err != nil {
-			logf("%v", err)
-		}
+		e2eutil.RemoveNetns(logf, n.nodeNetns())
 	}
-	if err := sh("ip", "link", "del", hostBridge); err != nil {
-		logf("%v", err)
-	}
+	e2eutil.DeleteLinks(logf, hostBridge)
 	// A pod netns containerd could not clean up (its agent died first)
 	// stays mounted on /var/run/netns/cni-*: unmount and remove the ones
 	// that appeared during the run and belong to no live process of ours.
@@ -476,49 +470,8 @@ func teardown() {
 		if c.netnsSeen[e.Name()] || !strings.HasPrefix(e.Name(), "cni-") || !c.ownsNetns(p) {
 			continue
 		}
-		_ = syscall.Unmount(p, syscall.MNT_DETACH)
-		_ = os.Remove(p)
+		e2eutil.RemoveNetns(logf, p)
 	}
-}
-
-func (c *cluster) removeSandboxes(n *node) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client, err := cri.Dial(ctx, "unix://"+filepath.Join(n.dir, "agent", "containerd", "containerd.sock"))
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	resp, err := client.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, sb := range resp.GetItems() {
-		if st, err := client.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb.GetId(), Verbose: true}); err == nil {
-			var info struct {
-				RuntimeSpec struct {
-					Linux struct {
-						Namespaces []struct{ Type, Path string }
-					}
-				}
-			}
-			if json.Unmarshal([]byte(st.GetInfo()["info"]), &info) == nil {
-				for _, ns := range info.RuntimeSpec.Linux.Namespaces {
-					if ns.Type == "network" && ns.Path != "" {
-						c.podNetns[ns.Path] = true
-					}
-				}
-			}
-		}
-		if _, err := client.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.GetId()}); err != nil {
-			errs = append(errs, err)
-		}
-		if _, err := client.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.GetId()}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // stopProcess sends SIGTERM by PID, then SIGKILL after grace.
@@ -532,51 +485,6 @@ func stopProcess(cmd *exec.Cmd, done chan struct{}, grace time.Duration) {
 	case <-time.After(grace):
 		_ = cmd.Process.Kill()
 		<-done
-	}
-}
-
-// killMatching kills every process whose command line names dir: the
-// containerd shims of the suite's nodes (and any containerd left).
-func killMatching(dir string, logf func(string, ...any)) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir+"/") {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if pid == os.Getpid() {
-			continue
-		}
-		logf("killing leftover process %d (%s)", pid, strings.ReplaceAll(string(b), "\x00", " "))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// removeCgroupTree kills what is left in a node's cgroups and removes them.
-func removeCgroupTree(root string, logf func(string, ...any)) {
-	var dirs []string
-	tops, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
-	for _, top := range tops {
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	for _, d := range dirs {
-		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				logf("killing leftover container process %d", pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	time.Sleep(200 * time.Millisecond)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
 	}
 }
 

@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +43,7 @@ import (
 	"skiff.dev/skiff/internal/kubelet/cri"
 	"skiff.dev/skiff/internal/proxy"
 	"skiff.dev/skiff/internal/server"
+	"skiff.dev/skiff/test/e2e/e2eutil"
 )
 
 const (
@@ -156,11 +156,10 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for _, tbl := range append(proxy.ShardTables(proxyTable, agent.DefaultProxyShards), nodeTable) {
-			_ = exec.Command("nft", "delete", "table", "ip", tbl).Run()
-		}
-		_ = exec.Command("ip", "link", "del", bridge).Run()
-		killUnder(t, dir, cgroupRoot)
+		e2eutil.DeleteNftTables(t, "ip", append(proxy.ShardTables(proxyTable, agent.DefaultProxyShards), nodeTable)...)
+		e2eutil.DeleteLinks(t, bridge)
+		e2eutil.KillShims(t, dir)
+		e2eutil.RemoveCgroupTree(t, cgroupRoot)
 		if err := agent.UnmountUnder(dir); err != nil {
 			t.Logf("unmounting: %v", err)
 		}
@@ -169,7 +168,7 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		removeSandboxes(t, a)
+		e2eutil.RemoveSandboxesAt(t, "unix://"+filepath.Join(a.ContainerdDir(), "containerd.sock"))
 		cancel()
 		select {
 		case err := <-done:
@@ -205,63 +204,6 @@ func startAgent(t *testing.T, s *server.Server, client kubernetes.Interface, ser
 		return false
 	})
 	return a
-}
-
-func removeSandboxes(t *testing.T, a *agent.Agent) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := cri.Dial(ctx, "unix://"+filepath.Join(a.ContainerdDir(), "containerd.sock"))
-	if err != nil {
-		t.Logf("dialing containerd for cleanup: %v", err)
-		return
-	}
-	defer c.Close()
-	resp, err := c.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Logf("listing sandboxes for cleanup: %v", err)
-		return
-	}
-	for _, sb := range resp.GetItems() {
-		_, _ = c.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.GetId()})
-		_, _ = c.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.GetId()})
-	}
-}
-
-// killUnder kills shims of the containerd under dir and processes left in
-// the node's cgroups, then removes the cgroups.
-func killUnder(t *testing.T, dir, cgroupRoot string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), dir) {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	}
-	var dirs []string
-	tops, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupRoot)
-	for _, top := range tops {
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	for _, d := range dirs {
-		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = unix.Kill(pid, unix.SIGKILL)
-			}
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {

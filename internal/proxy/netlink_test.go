@@ -2,12 +2,18 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	discovery "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
@@ -147,6 +153,136 @@ func TestNetlinkMatchesNFT(t *testing.T) {
 		if err := apply(map[string]*nftables.Unit{"default/sticky": nil, "default/web": nil}); err != nil {
 			return err
 		}
-		return compare("affinity service removed")
+		if err := compare("affinity service removed"); err != nil {
+			return err
+		}
+
+		// Step 4: a transaction too big for one netlink batch (hundreds of
+		// operations) goes through nft instead of failing.
+		st = nl.Stats()
+		many := map[string]*nftables.Unit{}
+		for i := 0; i < 80; i++ {
+			name := fmt.Sprintf("bulk-%d", i)
+			many["default/"+name], _ = r.Service(service(name, fmt.Sprintf("10.96.1.%d", i+1)), []*discovery.EndpointSlice{
+				slice(name, name+"-a", tcp8080, readyEP(fmt.Sprintf("10.244.6.%d", i+1), "node-a"), readyEP(fmt.Sprintf("10.244.7.%d", i+1), "node-b"))})
+		}
+		if err := apply(many); err != nil {
+			return err
+		}
+		if got := nl.Stats(); got.Fallbacks != st.Fallbacks+1 || got.NFT != st.NFT+1 {
+			return fmt.Errorf("a big transaction did not fall back to nft: stats %+v, before %+v", got, st)
+		}
+		return compare("big transaction")
 	})
+}
+
+// TestNetnsNetlinkUpdateForwards proves through the kernel that changes
+// written over netlink take effect: a service without endpoints refuses
+// connections; an update over netlink gives it an endpoint in a "pod"
+// namespace, and connections reach it; a second one takes the endpoint
+// away again and connections are refused. Both updates must have gone
+// over netlink, not nft.
+func TestNetnsNetlinkUpdateForwards(t *testing.T) {
+	requireNFT(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	node, pod := randomName("skiffg-nln-"), randomName("skiffg-nlp-")
+	for _, ns := range []string{node, pod} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
+			}
+		})
+	}
+	run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
+	run(t, "ip", "-n", node, "addr", "add", "10.90.78.1/24", "dev", "veth-node")
+	run(t, "ip", "-n", pod, "addr", "add", "10.90.78.2/24", "dev", "veth-pod")
+	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
+		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
+	}
+	run(t, "ip", "-n", node, "route", "add", "10.91.78.0/24", "dev", "veth-node")
+
+	var ln net.Listener
+	if err := inNetns(pod, func() (err error) {
+		ln, err = net.Listen("tcp", "10.90.78.2:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "hello from "+c.LocalAddr().String())
+			c.Close()
+		}
+	}()
+
+	table := randomName("skiffg-")
+	ctx := context.Background()
+	err := inNetns(node, func() (err error) {
+		nft, err := knftables.New(knftables.IPv4Family, table)
+		if err != nil {
+			return fmt.Errorf("opening nftables: %w", err)
+		}
+		defer func() {
+			tx := nft.NewTransaction()
+			tx.Delete(&knftables.Table{})
+			if derr := nft.Run(ctx, tx); derr != nil && err == nil {
+				err = fmt.Errorf("deleting table %s: %w", table, derr)
+			}
+		}()
+		r := testRules()
+		r.NodeName = "node-x"
+		svc := service("web", "10.91.78.10")
+		empty, _ := r.Service(svc, nil)
+		a := nftables.New(nft, knftables.IPv4Family, table)
+		if _, err := a.FullSync(ctx, r.Base(), map[string]*nftables.Unit{"default/web": empty}); err != nil {
+			return err
+		}
+		a.UseNetlink(nftables.NewNetlink(table, 0))
+		d := net.Dialer{Timeout: 3 * time.Second}
+		refused := func(step string) error {
+			if _, err := d.Dial("tcp", "10.91.78.10:80"); !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("%s: want connection refused, got %v", step, err)
+			}
+			return nil
+		}
+		if err := refused("before any endpoint"); err != nil {
+			return err
+		}
+
+		withEP, _ := r.Service(svc, []*discovery.EndpointSlice{slice("web", "web-a", tcp8080, readyEP("10.90.78.2", "node-y"))})
+		if _, err := a.Update(ctx, map[string]*nftables.Unit{"default/web": withEP}); err != nil {
+			return fmt.Errorf("adding the endpoint: %w", err)
+		}
+		c, err := d.Dial("tcp", "10.91.78.10:80")
+		if err != nil {
+			return fmt.Errorf("connecting to the ClusterIP after the netlink update: %w", err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if string(b) != "hello from 10.90.78.2:8080" {
+			return fmt.Errorf("ClusterIP answered %q", b)
+		}
+
+		if _, err := a.Update(ctx, map[string]*nftables.Unit{"default/web": empty}); err != nil {
+			return fmt.Errorf("removing the endpoint: %w", err)
+		}
+		if err := refused("after the endpoint went"); err != nil {
+			return err
+		}
+		if st := a.Stats(); st.Netlink != 2 || st.NFT != 0 || st.Fallbacks != 0 {
+			return fmt.Errorf("updates did not both go over netlink: %+v", st)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

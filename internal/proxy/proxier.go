@@ -139,21 +139,28 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	}
 	svcInf := factory.Core().V1().Services().Informer()
 	sliceInf := factory.Discovery().V1().EndpointSlices().Informer()
-	if _, err := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	// The registrations' HasSynced, not the informers': they turn true only
+	// once the handlers have seen every object of the initial listing, so
+	// the first full sync has all services rather than the ones delivered
+	// so far (at 10k services it had about a third, and the rest followed
+	// as a second, partial transaction of thousands of services).
+	svcReg, err := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { p.onService(o, false) },
 		UpdateFunc: func(_, o any) { p.onService(o, false) },
 		DeleteFunc: func(o any) { p.onService(o, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("adding service handler: %w", err)
 	}
-	if _, err := sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	sliceReg, err := sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { p.onSlice(o, false) },
 		UpdateFunc: func(_, o any) { p.onSlice(o, false) },
 		DeleteFunc: func(o any) { p.onSlice(o, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("adding endpointslice handler: %w", err)
 	}
-	p.synced = []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced}
+	p.synced = []cache.InformerSynced{svcReg.HasSynced, sliceReg.HasSynced}
 	return p, nil
 }
 

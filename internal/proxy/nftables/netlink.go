@@ -39,6 +39,13 @@ func NewNetlink(table string, netnsFd int) *Netlink {
 // errUnsupported marks a transaction the netlink writer cannot express.
 var errUnsupported = errors.New("not expressible over netlink")
 
+// maxNetlinkOps bounds a netlink transaction. The batch goes to the kernel
+// in one sendmsg, which the socket's send buffer limits (thousands of
+// operations failed with EMSGSIZE); bigger transactions, such as the
+// catch-up after the informers' initial listing, go through nft, whose
+// per-run cost is small next to them.
+const maxNetlinkOps = 256
+
 // nlWriter collects one transaction's netlink messages.
 type nlWriter struct {
 	nl   *Netlink
@@ -59,6 +66,14 @@ func (n *Netlink) newWriter() (*nlWriter, error) {
 	return &nlWriter{nl: n, conn: c}, nil
 }
 
+// next counts one more operation, failing the transaction once it is too
+// large for one netlink batch.
+func (w *nlWriter) next() {
+	if w.n++; w.n > maxNetlinkOps {
+		w.fail(fmt.Errorf("more than %d operations: %w", maxNetlinkOps, errUnsupported))
+	}
+}
+
 func (w *nlWriter) fail(err error) {
 	if w.err == nil {
 		w.err = err
@@ -75,12 +90,12 @@ func (w *nlWriter) addChain(c *Chain) {
 		return
 	}
 	w.conn.AddChain(w.chain(c.Name))
-	w.n++
+	w.next()
 }
 
-func (w *nlWriter) flushChain(name string) { w.conn.FlushChain(w.chain(name)); w.n++ }
+func (w *nlWriter) flushChain(name string) { w.conn.FlushChain(w.chain(name)); w.next() }
 
-func (w *nlWriter) deleteChain(name string) { w.conn.DelChain(w.chain(name)); w.n++ }
+func (w *nlWriter) deleteChain(name string) { w.conn.DelChain(w.chain(name)); w.next() }
 
 func (w *nlWriter) addRule(chain, rule string) {
 	exprs, err := compileRule(rule)
@@ -89,7 +104,7 @@ func (w *nlWriter) addRule(chain, rule string) {
 		return
 	}
 	w.conn.AddRule(&gnft.Rule{Table: w.nl.table, Chain: w.chain(chain), Exprs: exprs})
-	w.n++
+	w.next()
 }
 
 func (w *nlWriter) addSet(s *Set) { w.fail(fmt.Errorf("set %s: %w", s.Name, errUnsupported)) }
@@ -121,7 +136,7 @@ func (w *nlWriter) element(set string, key, value []string, del bool) {
 		w.fail(fmt.Errorf("element %v of %s: %w", key, set, err))
 		return
 	}
-	w.n++
+	w.next()
 }
 
 func (w *nlWriter) addElement(e *Element)         { w.element(e.Map, e.Key, e.Value, false) }

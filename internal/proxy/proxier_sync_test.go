@@ -36,7 +36,7 @@ func (d discardNFT) Run(_ context.Context, tx *knftables.Transaction) error {
 // informers' own HasSynced let it start with the services delivered so
 // far (about a third at 10k), the rest following as a huge partial sync.
 func TestProxierFirstSyncHasEveryService(t *testing.T) {
-	const n = 3000
+	const n = 10000 // at 3,000 the old wait still usually won the race
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	objs := make([]kruntime.Object, 0, 2*n)

@@ -25,6 +25,38 @@ type runtimeAdapter struct {
 	// podRoot holds the per-pod directories of the volume manager, where
 	// termination message files live too.
 	podRoot string
+	// sandboxStarts and containerStarts hold a slot per sandbox, and per
+	// container, being created and started (Config.ParallelStarts); nil
+	// means no bound. Two pools, so a pod whose sandbox is up never waits
+	// behind other pods' sandboxes for its containers.
+	sandboxStarts, containerStarts chan struct{}
+}
+
+// startSlotWait is how long a start waits for a slot before going ahead
+// anyway: a runtime call that hangs (a stuck CNI plugin) holds its slot
+// until it returns, and must not stop the node's other pods for long.
+var startSlotWait = 10 * time.Second
+
+// acquire takes a slot of pool and returns its release.
+func acquire(ctx context.Context, pool chan struct{}) (func(), error) {
+	if pool == nil {
+		return func() {}, nil
+	}
+	select {
+	case pool <- struct{}{}:
+		return func() { <-pool }, nil
+	default:
+	}
+	t := time.NewTimer(startSlotWait)
+	defer t.Stop()
+	select {
+	case pool <- struct{}{}:
+		return func() { <-pool }, nil
+	case <-t.C:
+		return func() {}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // podState reads one pod's sandboxes and containers from CRI.
@@ -173,7 +205,12 @@ func (r *runtimeAdapter) runSandbox(ctx context.Context, cfg *runtimeapi.PodSand
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return "", fmt.Errorf("creating pod log dir: %w", err)
 	}
+	release, err := acquire(ctx, r.sandboxStarts)
+	if err != nil {
+		return "", fmt.Errorf("running sandbox: %w", err)
+	}
 	resp, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	release()
 	if err != nil {
 		return "", fmt.Errorf("running sandbox: %w", err)
 	}
@@ -227,6 +264,11 @@ func (r *runtimeAdapter) startContainer(ctx context.Context, pod *v1.Pod, c *v1.
 		k, v, _ := cutEnv(kv)
 		cfg.Envs = append(cfg.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(v)})
 	}
+	release, err := acquire(ctx, r.containerStarts)
+	if err != nil {
+		return "", fmt.Errorf("creating container %s: %w", c.Name, err)
+	}
+	defer release()
 	created, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sandboxID, Config: cfg, SandboxConfig: sandbox})
 	if err != nil {
 		return "", fmt.Errorf("creating container %s: %w", c.Name, err)

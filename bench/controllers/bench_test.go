@@ -12,7 +12,11 @@
 //	    -args -nodes 1000 -replicas 10000
 //
 // Add -cpuprofile cpu.out to profile the whole process (API server, etcd,
-// controllers, scheduler, hollow nodes and the benchmark's informer).
+// controllers, scheduler, hollow nodes and the benchmark's informer), or
+// -up-cpuprofile up.out for the scale-up phase alone; -rollout=false skips
+// the rolling update. The table reports, besides all Running, when the
+// last pod was created and when the last was bound (spec.nodeName set),
+// each as pods/s from the Deployment's creation.
 package controllers
 
 import (
@@ -23,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +55,8 @@ var (
 	progressInt  = flag.Duration("progress", 10*time.Second, "interval of the progress lines")
 	separateConn = flag.Bool("separate-conn", false, "the hollow nodes (and TestWatchLag's informer) get their own client connection")
 	dumpDir      = flag.String("dump-dir", "", "write a goroutine dump there at every progress line (for stalls)")
+	rollout      = flag.Bool("rollout", true, "time the rolling update v1 -> v2 after the scale-up")
+	upProfile    = flag.String("up-cpuprofile", "", "write a CPU profile of the scale-up alone (Deployment created to all pods Running) to this file")
 )
 
 // requestCodes sums apiserver_request_total by response code from /metrics.
@@ -74,6 +81,65 @@ func requestCodes(ctx context.Context, client kubernetes.Interface) map[string]f
 		out[code] += v
 	}
 	return out
+}
+
+// requestsByKind sums apiserver_request_total by verb, resource and
+// subresource ("create pods/binding"), to show how many API calls of each
+// kind a phase cost per pod.
+func requestsByKind(ctx context.Context, client kubernetes.Interface) map[string]float64 {
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		v := line[i+len(name)+2:]
+		return v[:strings.IndexByte(v, '"')]
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		j := strings.LastIndexByte(line, ' ')
+		if j < 0 {
+			continue
+		}
+		k := label(line, "verb") + " " + label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			k += "/" + sub
+		}
+		v, _ := strconv.ParseFloat(line[j+1:], 64)
+		out[k] += v
+	}
+	return out
+}
+
+// printRequests prints the requests made between two requestsByKind
+// snapshots, per pod, most frequent first.
+func printRequests(before, after map[string]float64, pods int) {
+	type kv struct {
+		k string
+		v float64
+	}
+	var rows []kv
+	total := 0.0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			rows = append(rows, kv{k, d})
+			total += d
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].v > rows[j].v })
+	fmt.Printf("API requests during the scale-up: %.0f (%.2f per pod)\n", total, total/float64(pods))
+	for _, r := range rows {
+		if r.v/float64(pods) >= 0.005 {
+			fmt.Printf("  %-40s %8.0f %6.3f/pod\n", r.k, r.v, r.v/float64(pods))
+		}
+	}
 }
 
 func cpuTime() time.Duration {
@@ -246,6 +312,17 @@ func run(b *testing.B) {
 			},
 		},
 	}
+	if *upProfile != "" {
+		f, err := os.Create(*upProfile)
+		if err != nil {
+			b.Fatalf("creating profile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatalf("starting CPU profile (not with -test.cpuprofile): %v", err)
+		}
+	}
+	reqs0 := requestsByKind(ctx, client)
 	cpu0, wait0 := cpuTime(), runDelay()
 	start := time.Now()
 	b.ResetTimer()
@@ -313,6 +390,28 @@ func run(b *testing.B) {
 	upTime := lastRunning.Sub(start)
 	upCPU := cpuTime() - cpu0
 	upWait := runDelay() - wait0
+	if *upProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	reqs1 := requestsByKind(ctx, client)
+	b.ReportMetric(float64(total)/upTime.Seconds(), "pods-running/s")
+	b.ReportMetric(float64(upCPU.Microseconds())/1000/float64(total), "cpu-ms/pod")
+	printUp := func() {
+		fmt.Printf("\n%d hollow nodes, Deployment of %d replicas\n", *numNodes, total)
+		fmt.Printf("| phase                          | time      | pods/s | process CPU |\n")
+		fmt.Printf("|--------------------------------|----------:|-------:|------------:|\n")
+		fmt.Printf("| first pod created              | %9v |        |             |\n", firstCreate.Sub(start).Round(time.Millisecond))
+		fmt.Printf("| all pods created               | %9v | %6.0f |             |\n", lastCreate.Sub(start).Round(time.Millisecond), float64(total)/lastCreate.Sub(start).Seconds())
+		fmt.Printf("| all pods bound                 | %9v | %6.0f |             |\n", lastBound.Sub(start).Round(time.Millisecond), float64(total)/lastBound.Sub(start).Seconds())
+		fmt.Printf("| all pods Running               | %9v | %6.0f | %11v |\n", upTime.Round(time.Millisecond), float64(total)/upTime.Seconds(), upCPU.Round(time.Second))
+		fmt.Printf("(to Running: CPU %.2f ms per pod; threads waited %v on the machine's run queues)\n", float64(upCPU.Microseconds())/1000/float64(total), upWait.Round(100*time.Millisecond))
+		printRequests(reqs0, reqs1, total)
+	}
+	if !*rollout {
+		b.StopTimer()
+		printUp()
+		return
+	}
 
 	// Rolling update to v2, complete when the Deployment says so and no
 	// v1 pod is left.
@@ -352,15 +451,7 @@ func run(b *testing.B) {
 	rollCPU := cpuTime() - cpu1
 	b.StopTimer()
 
-	b.ReportMetric(float64(total)/upTime.Seconds(), "pods-running/s")
 	b.ReportMetric(float64(total)/rollTime.Seconds(), "pods-rolled/s")
-	fmt.Printf("\n%d hollow nodes, Deployment of %d replicas\n", *numNodes, total)
-	fmt.Printf("| phase                          | time      | pods/s | process CPU |\n")
-	fmt.Printf("|--------------------------------|----------:|-------:|------------:|\n")
-	fmt.Printf("| first pod created              | %9v |        |             |\n", firstCreate.Sub(start).Round(time.Millisecond))
-	fmt.Printf("| all pods created               | %9v | %6.0f |             |\n", lastCreate.Sub(start).Round(time.Millisecond), float64(total)/lastCreate.Sub(start).Seconds())
-	fmt.Printf("| all pods bound                 | %9v | %6.0f |             |\n", lastBound.Sub(start).Round(time.Millisecond), float64(total)/lastBound.Sub(start).Seconds())
-	fmt.Printf("| all pods Running               | %9v | %6.0f | %11v |\n", upTime.Round(time.Millisecond), float64(total)/upTime.Seconds(), upCPU.Round(time.Second))
-	fmt.Printf("(to Running: CPU %.1f ms per pod; threads waited %v on the machine's run queues)\n", float64(upCPU.Microseconds())/1000/float64(total), upWait.Round(100*time.Millisecond))
+	printUp()
 	fmt.Printf("| rolling update v1 -> v2 done   | %9v | %6.0f | %11v |\n", rollTime.Round(time.Millisecond), float64(total)/rollTime.Seconds(), rollCPU.Round(time.Second))
 }

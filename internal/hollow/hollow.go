@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -58,7 +60,12 @@ type Nodes struct {
 	// nodeLister (set by Run) lets the lease loop see nodes marked NotReady.
 	nodeLister corelisters.NodeLister
 
+	// leases holds each node's Lease as its last write returned (nil:
+	// read it first); only node i's lease shard writes leases[i].
+	leases []atomic.Pointer[coordinationv1.Lease]
+
 	mu    sync.Mutex
+	uids  []types.UID                  // node UIDs, as registered
 	ips   map[string]map[string]string // node -> pod key -> ip
 	nextI map[string]int
 }
@@ -93,6 +100,8 @@ func New(client kubernetes.Interface, opts Options) *Nodes {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Nodes{client: client, opts: opts, index: map[string]int{}, ips: map[string]map[string]string{}, nextI: map[string]int{}}
+	n.leases = make([]atomic.Pointer[coordinationv1.Lease], opts.Count)
+	n.uids = make([]types.UID, opts.Count)
 	for i := 0; i < opts.Count; i++ {
 		name := fmt.Sprintf("%s%d", opts.Prefix, i)
 		n.names = append(n.names, name)
@@ -146,43 +155,69 @@ func (n *Nodes) node(i int) *v1.Node {
 func (n *Nodes) Register(ctx context.Context) error {
 	for i := range n.names {
 		node := n.node(i)
-		_, err := n.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		created, err := n.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			var cur *v1.Node
 			cur, err = n.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
 			if err == nil {
 				node.ResourceVersion = cur.ResourceVersion
-				_, err = n.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+				created, err = n.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("registering node %s: %w", node.Name, err)
 		}
+		n.mu.Lock()
+		n.uids[i] = created.UID // the Lease's owner reference names it
+		n.mu.Unlock()
 	}
 	return nil
 }
 
-// RenewLease creates or renews node i's Lease.
+// RenewLease creates or renews node i's Lease. Like the kubelet's lease
+// controller, it renews from the Lease its last write returned, so a
+// renewal is one Update (not a Get and an Update: with 1,000 nodes every
+// 10 s that Get was 100 requests a second); a conflict or a missing Lease
+// goes back to reading it.
 func (n *Nodes) RenewLease(ctx context.Context, i int) error {
 	name := n.names[i]
 	leases := n.client.CoordinationV1().Leases(v1.NamespaceNodeLease)
 	now := metav1.NewMicroTime(n.opts.Clock.Now())
+	if last := n.leases[i].Load(); last != nil {
+		l := last.DeepCopy()
+		l.Spec.RenewTime = &now
+		l.Spec.HolderIdentity = &name
+		updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+		if err == nil {
+			n.leases[i].Store(updated)
+			return nil
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("renewing lease %s: %w", name, err)
+		}
+		n.leases[i].Store(nil)
+	}
 	l, err := leases.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		// The Lease is owned by its Node (so it goes when the node does);
 		// an owner reference needs the node's UID.
-		node, err := n.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("getting node %s for its lease: %w", name, err)
+		uid := n.nodeUID(i)
+		if uid == "" {
+			node, err := n.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("getting node %s for its lease: %w", name, err)
+			}
+			uid = node.UID
 		}
-		_, err = leases.Create(ctx, &coordinationv1.Lease{
+		created, err := leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.NamespaceNodeLease,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: node.UID}}},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: uid}}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &n.opts.LeaseDuration, RenewTime: &now},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating lease %s: %w", name, err)
 		}
+		n.leases[i].Store(created)
 		return nil
 	}
 	if err != nil {
@@ -190,10 +225,18 @@ func (n *Nodes) RenewLease(ctx context.Context, i int) error {
 	}
 	l.Spec.RenewTime = &now
 	l.Spec.HolderIdentity = &name
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
 		return fmt.Errorf("renewing lease %s: %w", name, err)
 	}
+	n.leases[i].Store(updated)
 	return nil
+}
+
+func (n *Nodes) nodeUID(i int) types.UID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.uids[i]
 }
 
 // leaseShards is how many goroutines renew leases. One goroutine doing

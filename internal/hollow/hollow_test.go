@@ -6,7 +6,10 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -187,4 +190,79 @@ func TestDeletedPodIsKilled(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLeaseRenewalRequests: a renewal is one Update from the Lease the
+// last write returned; the node's UID comes from registration; a
+// conflict makes the next renewal read the Lease again.
+func TestLeaseRenewalRequests(t *testing.T) {
+	client := fake.NewClientset()
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	n := New(client, Options{Count: 1, Clock: clk})
+	bg := context.Background()
+	if err := n.Register(bg); err != nil {
+		t.Fatal(err)
+	}
+	// The fake clientset leaves UIDs empty: give the registered node one.
+	n.uids[0] = "node-uid"
+	actions := func(f func()) []string {
+		t.Helper()
+		client.ClearActions()
+		f()
+		var out []string
+		for _, a := range client.Actions() {
+			out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+		}
+		return out
+	}
+	renew := func() {
+		t.Helper()
+		if err := n.RenewLease(bg, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := actions(renew); !equal(got, []string{"get leases", "create leases"}) {
+		t.Errorf("first renewal: %v, want get and create of the lease (no node read)", got)
+	}
+	l, err := client.CoordinationV1().Leases(v1.NamespaceNodeLease).Get(bg, "hollow-node-0", metav1.GetOptions{})
+	if err != nil || l.OwnerReferences[0].UID != "node-uid" {
+		t.Fatalf("lease %v, %v: want owner UID node-uid", l, err)
+	}
+	clk.Step(10 * time.Second)
+	if got := actions(renew); !equal(got, []string{"update leases"}) {
+		t.Errorf("second renewal: %v, want one update", got)
+	}
+	l, _ = client.CoordinationV1().Leases(v1.NamespaceNodeLease).Get(bg, "hollow-node-0", metav1.GetOptions{})
+	if !l.Spec.RenewTime.Time.Equal(time.Unix(1010, 0)) {
+		t.Errorf("renew time %v, want %v", l.Spec.RenewTime.Time, time.Unix(1010, 0))
+	}
+
+	conflicts := 1
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "hollow-node-0", nil)
+		}
+		return false, nil, nil
+	})
+	clk.Step(10 * time.Second)
+	if got := actions(renew); !equal(got, []string{"update leases", "get leases", "update leases"}) {
+		t.Errorf("renewal after a conflict: %v, want update, get, update", got)
+	}
+	clk.Step(10 * time.Second)
+	if got := actions(renew); !equal(got, []string{"update leases"}) {
+		t.Errorf("renewal after the re-read: %v, want one update", got)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

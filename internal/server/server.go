@@ -44,6 +44,7 @@ import (
 	"skiff.dev/skiff/internal/etcd"
 	"skiff.dev/skiff/internal/kubeconfig"
 	kubeletserver "skiff.dev/skiff/internal/kubelet/server"
+	"skiff.dev/skiff/internal/memtrim"
 	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/generic"
@@ -312,10 +313,15 @@ func (s *Server) Run(ctx context.Context) error {
 	// of MB of garbage; hand it back to the OS now rather than over minutes
 	// of scavenging (idle VmRSS 144 -> 131 MB, RssAnon 80 -> 55 MB, see
 	// docs/PERFORMANCE.md).
+	warmed := make(chan struct{})
 	go func() {
 		s.openapi.Warm()
 		debug.FreeOSMemory()
+		close(warmed)
 	}()
+	// Then release the binary's pages that only start-up needed
+	// (internal/memtrim; idle VmRSS, docs/PERFORMANCE.md).
+	go memtrim.After(ctx, warmed, 2*time.Second, s.log)
 	s.log.Info("skiff server ready", "url", s.loopbackURL, "startup", time.Since(start).Round(time.Millisecond), "kubeconfig", AdminKubeconfigPath(s.cfg.DataDir))
 
 	for _, f := range s.Components {

@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"skiff.dev/skiff/internal/agent"
+	"skiff.dev/skiff/internal/memtrim"
 )
 
 // NewCommand returns `skiff agent`.
@@ -34,6 +36,9 @@ func NewCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Once the node is up, hand back the binary's start-up pages
+			// (internal/memtrim).
+			go memtrim.After(ctx, a.ImagesReady(), 5*time.Second, logger)
 			return a.Run(ctx)
 		},
 	}

@@ -7,7 +7,9 @@
 //	informers ─▶ Proxier (records objects, marks namespace/name dirty)
 //	          ─▶ Rules.Service (pure: one Service + its slices → nftables.Unit)
 //	          ─▶ nftables.Applier (diff against the last applied unit → one
-//	             knftables transaction) ─▶ nft
+//	             transaction) ─▶ netlink batch (nftables.Netlink: changes
+//	             to ordinary services) or nft (full syncs, affinity sets,
+//	             transactions over 256 operations)
 //
 // Table layout (names as upstream kube-proxy's nftables mode, whose design
 // this follows; no upstream code is used):

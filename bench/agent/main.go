@@ -7,7 +7,8 @@
 //	go run ./bench/agent -skiff /tmp/skiff
 //
 // It measures, through the API (client create call → a watch shows the pod
-// Running with Ready=True; the image is already on the node):
+// Running with every container ready, bench.py's predicate in
+// ../shared/anchors/upstream-kubelet; the image is already on the node):
 //
 //	cold start   server launch → Node Ready (agent launched as soon as the
 //	             join token exists), and agent launch → Node Ready
@@ -65,6 +66,7 @@ const (
 type options struct {
 	bin, work  string
 	single     int
+	singleGap  time.Duration
 	burst      int
 	idle       time.Duration
 	serviceNet bool
@@ -84,6 +86,7 @@ func run() error {
 	flag.StringVar(&o.bin, "skiff", "", "skiff binary (default: build ./cmd/skiff into the work dir)")
 	flag.StringVar(&o.work, "work", "", "work directory for data dirs and logs (default: a new temp dir, removed afterwards)")
 	flag.IntVar(&o.single, "single", 10, "single-pod starts (one pod at a time)")
+	flag.DurationVar(&o.singleGap, "single-gap", 2*time.Second, "pause after each single pod is deleted (bench.py sleeps 2 s)")
 	flag.IntVar(&o.burst, "burst", 30, "pods created back to back")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before reading RSS")
 	flag.BoolVar(&o.serviceNet, "service-network", false, "run the agent's service proxy, node NAT and DNS (their nftables tables have fixed names: only on a machine where no other skiff agent runs)")
@@ -286,6 +289,7 @@ func bench(ctx context.Context, o options) error {
 		if err := deleteAll(ctx, cs); err != nil {
 			return err
 		}
+		time.Sleep(o.singleGap)
 	}
 	cpu0 := cpuOf(ag.cmd.Process.Pid, agentDir)
 	if res.burst, err = startPods(ctx, cs, "burst", o.burst); err != nil {
@@ -368,16 +372,19 @@ func hasImage(n *corev1.Node) bool {
 	return false
 }
 
+// podReady is the predicate of upstream-kubelet/bench.py, which measured
+// the upstream kubelet: phase Running and every container status ready
+// (not the Ready condition, which the kubelet writes in the same update).
 func podReady(p *corev1.Pod) bool {
-	if p.Status.Phase != corev1.PodRunning {
+	if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
 		return false
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
+	for _, c := range p.Status.ContainerStatuses {
+		if !c.Ready {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // startPods opens a watch on the namespace, creates n pods back to back and
@@ -538,6 +545,8 @@ func loadAvg() string {
 
 func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func report(r result, o options) {
@@ -553,6 +562,10 @@ func report(r result, o options) {
 	fmt.Printf("| %d pods back to back p50 / p90 / p99 | %s / %s / %s |\n", len(r.burst),
 		sec(pct(r.burst, 0.5)), sec(pct(r.burst, 0.9)), sec(pct(r.burst, 0.99)))
 	fmt.Printf("| CPU during the burst: agent / containerd (+runc, CNI) / shims | %s / %s / %s |\n", sec(r.burstCPU[0]), sec(r.burstCPU[1]), sec(r.burstCPU[2]))
+	if n := time.Duration(len(r.burst)); n > 0 {
+		fmt.Printf("| CPU per pod in the burst: agent / containerd / shims | %.1f / %.1f / %.1f ms |\n",
+			ms(r.burstCPU[0]/n), ms(r.burstCPU[1]/n), ms(r.burstCPU[2]/n))
+	}
 	for _, x := range []struct {
 		name string
 		m    memory

@@ -3,6 +3,7 @@ package generic
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ type FieldManagers struct {
 	// the structured-merge-diff comparison.
 	createMu sync.Mutex
 	creates  map[string]metav1.ManagedFieldsEntry
+
+	// trimEqual leaves the top-level fields that an update does not
+	// change out of the comparison (see trimUnchanged).
+	trimEqual bool
 }
 
 // NewFieldManagers builds the set from a type converter (for built-in types
@@ -43,6 +48,7 @@ type FieldManagers struct {
 func NewFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
 	f := newFieldManagers(scheme, &unvalidatedConverter{inner: tc})
 	f.creates = map[string]metav1.ManagedFieldsEntry{}
+	f.trimEqual = true
 	return f
 }
 
@@ -146,6 +152,17 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 	}
 	key, ok := f.createKey(r, subresource, live, obj, manager)
 	if !ok {
+		if f.trimEqual {
+			if tl, to, ok := trimUnchanged(live, obj); ok {
+				out := fm.UpdateNoErrors(tl, to, manager)
+				om, err := meta.Accessor(obj)
+				outm, err2 := meta.Accessor(out)
+				if err == nil && err2 == nil {
+					om.SetManagedFields(outm.GetManagedFields())
+					return obj
+				}
+			}
+		}
 		return fm.UpdateNoErrors(live, obj, manager)
 	}
 	om, _ := meta.Accessor(obj)
@@ -172,6 +189,54 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 		}
 	}
 	return out
+}
+
+// trimUnchanged returns shallow copies of live and obj without the
+// top-level fields (spec, status, data, ...; never metadata) that are
+// identical in both, and whether it left anything out. A status update
+// carries the stored spec and a main-resource update the stored status,
+// and the field manager's comparison and copies of a pod cost in
+// proportion to its size: a pod status update spent half its
+// managedFields CPU walking the unchanged spec. Leaving out a field that
+// is deep-equal on both sides cannot change the result: the comparison
+// finds nothing added, modified or removed under it, so no manager gains
+// or loses a field there, and ownership of what is left out is kept as
+// recorded (the field sets come from live's managedFields, not from the
+// values). TestTrimmedUpdatesSameManagedFields compares both ways.
+func trimUnchanged(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
+	lv, ov := reflect.ValueOf(live), reflect.ValueOf(obj)
+	if lv.Kind() != reflect.Pointer || lv.Type() != ov.Type() || lv.IsNil() || ov.IsNil() {
+		return nil, nil, false
+	}
+	lv, ov = lv.Elem(), ov.Elem()
+	if lv.Kind() != reflect.Struct {
+		return nil, nil, false
+	}
+	var tl, to reflect.Value
+	t := lv.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Anonymous || sf.Name == "ObjectMeta" || !sf.IsExported() {
+			continue
+		}
+		lf, of := lv.Field(i), ov.Field(i)
+		if lf.IsZero() || !reflect.DeepEqual(lf.Interface(), of.Interface()) {
+			continue
+		}
+		if !tl.IsValid() {
+			tl, to = reflect.New(t), reflect.New(t)
+			tl.Elem().Set(lv)
+			to.Elem().Set(ov)
+		}
+		tl.Elem().Field(i).SetZero()
+		to.Elem().Field(i).SetZero()
+	}
+	if !tl.IsValid() {
+		return nil, nil, false
+	}
+	l, ok1 := tl.Interface().(runtime.Object)
+	o, ok2 := to.Interface().(runtime.Object)
+	return l, o, ok1 && ok2
 }
 
 // maxCachedCreates bounds the create cache; it is emptied when full.

@@ -114,7 +114,7 @@ func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
 	if testing.Short() {
 		rounds = 3
 	}
-	changed := 0
+	changed, trimmed := 0, 0
 	for i, r := range allResources() {
 		if !r.StorageResource.Empty() {
 			continue
@@ -157,12 +157,80 @@ func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
 				p.check(t, "update back", r, sub, updated, back, "creator")
 				// An update that keeps managedFields as sent.
 				p.check(t, "no-op update", r, sub, updated, updated, "updater")
+				// Updates that change one top-level field and keep the
+				// others, as status and main-resource updates do: the
+				// kept ones are left out of the comparison.
+				for _, name := range topLevelFields(r) {
+					one := created.DeepCopyObject()
+					copyField(one, b, name)
+					if _, _, ok := trimUnchanged(created, one); ok {
+						trimmed++
+					}
+					next := p.check(t, "update of "+name, r, sub, created, one, "updater")
+					// And back by a third manager, from that state.
+					back := next.DeepCopyObject()
+					copyField(back, created, name)
+					p.check(t, "update of "+name+" back", r, sub, next, back, "third")
+				}
 			}
 		}
 	}
-	t.Logf("%d of the creates recorded managedFields", changed)
+	t.Logf("%d of the creates recorded managedFields, %d updates were trimmed", changed, trimmed)
 	if changed == 0 {
 		t.Fatal("no create recorded any managedFields: the comparison tested nothing")
+	}
+	if trimmed == 0 {
+		t.Fatal("no update left an unchanged field out: the trimmed path was not tested")
+	}
+}
+
+// topLevelFields are the fields of r's type besides TypeMeta and
+// ObjectMeta (spec, status, data, ...).
+func topLevelFields(r *registry.Resource) []string {
+	var out []string
+	t := reflect.TypeOf(r.New()).Elem()
+	for i := range t.NumField() {
+		if f := t.Field(i); !f.Anonymous && f.Name != "ObjectMeta" && f.IsExported() {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// TestTrimmedPodStatusUpdate: a kubelet-style pod status update (spec
+// unchanged) is trimmed and records the same managedFields as the full
+// comparison, over a chain of writers.
+func TestTrimmedPodStatusUpdate(t *testing.T) {
+	p := newManagedFieldsPair()
+	var pods *registry.Resource
+	for _, r := range core.Resources() {
+		if r.Resource == "pods" && r.StorageResource.Empty() {
+			pods = r
+		}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "u1", ResourceVersion: "3", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}}
+	pods.Default(pod)
+	live := p.check(t, "create", pods, "", pods.New(), pod, "replicaset-controller")
+	bound := live.DeepCopyObject().(*corev1.Pod)
+	bound.Spec.NodeName = "node-1"
+	live = p.check(t, "bind", pods, "", live, bound, "scheduler")
+	for i, phase := range []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded} {
+		st := live.DeepCopyObject().(*corev1.Pod)
+		st.Status.Phase = phase
+		st.Status.PodIP = fmt.Sprintf("10.0.0.%d", i+1)
+		st.Status.Conditions = append(st.Status.Conditions, corev1.PodCondition{Type: corev1.PodConditionType(fmt.Sprintf("C%d", i)), Status: corev1.ConditionTrue})
+		if i == 2 {
+			st.Status.PodIP = ""
+		}
+		if _, _, ok := trimUnchanged(live, st); !ok {
+			t.Fatalf("status update %d was not trimmed", i)
+		}
+		live = p.check(t, "status update", pods, "status", live, st, "kubelet")
+	}
+	m, _ := meta.Accessor(live)
+	if n := len(m.GetManagedFields()); n != 3 {
+		t.Fatalf("%d managedFields entries, want 3 (replicaset-controller, scheduler, kubelet)", n)
 	}
 }
 

@@ -216,8 +216,18 @@ func (c *Controller) addPod(obj any) {
 	}
 	if ref := metav1.GetControllerOf(p); ref != nil {
 		if rs := c.resolve(p.Namespace, ref); rs != nil {
-			c.expectations.CreationObserved(rsKey(rs))
-			c.queue.Add(rsKey(rs))
+			key := rsKey(rs)
+			c.expectations.CreationObserved(key)
+			if c.updateBatch >= 0 && !c.expectations.Satisfied(key) {
+				// More of this sync's creations are still to be seen:
+				// until the last one is, a sync can only recount the
+				// status, and one sync per new pod costs O(pods) each
+				// (quadratic over a 10,000-pod scale-up). The last
+				// creation observed syncs at once.
+				c.queue.AddAfter(key, c.updateBatch)
+			} else {
+				c.queue.Add(key)
+			}
 		}
 		return
 	}
@@ -349,6 +359,21 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	return manageErr
 }
 
+// selectorRequiresTemplate reports whether every pod matching rs's
+// selector carries all of its template's labels: each template label is
+// one of the selector's matchLabels with the same value.
+func selectorRequiresTemplate(rs *appsv1.ReplicaSet) bool {
+	if rs.Spec.Selector == nil {
+		return false
+	}
+	for k, v := range rs.Spec.Template.Labels {
+		if w, ok := rs.Spec.Selector.MatchLabels[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
 // nextAvailable returns the shortest wait until a ready pod becomes available.
 func nextAvailable(pods []*v1.Pod, minReady int32, now time.Time) (time.Duration, bool) {
 	var best time.Duration
@@ -422,9 +447,13 @@ func (c *Controller) status(rs *appsv1.ReplicaSet, pods []*v1.Pod, manageErr err
 	st := *rs.Status.DeepCopy()
 	st.Replicas = int32(len(pods))
 	st.FullyLabeledReplicas, st.ReadyReplicas, st.AvailableReplicas = 0, 0, 0
+	// pods all match the selector; when the selector requires every
+	// template label (a Deployment's ReplicaSets, most others), they are
+	// all fully labeled and the per-pod check is skipped.
+	allLabeled := selectorRequiresTemplate(rs)
 	tpl := labels.Set(rs.Spec.Template.Labels).AsSelectorPreValidated()
 	for _, p := range pods {
-		if tpl.Matches(labels.Set(p.Labels)) {
+		if allLabeled || tpl.Matches(labels.Set(p.Labels)) {
 			st.FullyLabeledReplicas++
 		}
 		if controller.IsPodReady(p) {

@@ -442,3 +442,72 @@ func TestPodStatusUpdatesBatched(t *testing.T) {
 		t.Fatalf("a label change queued %d keys at once, want 1", n)
 	}
 }
+
+// TestPodCreationsBatchedUntilLastObserved: while creations issued by a
+// sync are still unobserved, each new pod delays the ReplicaSet's sync
+// (one sync for many pods instead of one O(pods) sync each); the pod that
+// satisfies the expectations syncs it at once.
+func TestPodCreationsBatchedUntilLastObserved(t *testing.T) {
+	rs := newRS("web", 3)
+	f := newFixture(t, false, rs)
+	f.c.updateBatch = time.Hour // nothing delayed comes back during the test
+	f.c.expectations.ExpectCreations("default/web", 3)
+	for i := range 3 {
+		f.c.addPod(newPod(fmt.Sprintf("web-%d", i), rs.Spec.Template.Labels, now, ownedBy(rs)))
+		want := 0
+		if i == 2 {
+			want = 1
+		}
+		if n := f.c.queue.Len(); n != want {
+			t.Fatalf("after pod %d of 3: %d keys queued, want %d", i+1, n, want)
+		}
+	}
+	if adds, _ := f.c.expectations.Pending("default/web"); adds != 0 {
+		t.Fatalf("%d creations still expected, want 0", adds)
+	}
+	// With nothing expected (a pod created by someone else), at once.
+	key, _ := f.c.queue.Get()
+	f.c.queue.Done(key)
+	f.c.addPod(newPod("web-x", rs.Spec.Template.Labels, now, ownedBy(rs)))
+	if n := f.c.queue.Len(); n != 1 {
+		t.Fatalf("an unexpected pod queued %d keys, want 1", n)
+	}
+}
+
+// TestFullyLabeledReplicas: pods missing a template label the selector
+// does not require are not fully labeled; when the selector requires every
+// template label, every claimed pod is.
+func TestFullyLabeledReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		selector   map[string]string
+		podLabels  []map[string]string
+		want       int32
+		allLabeled bool
+	}{
+		{"selector narrower than the template", map[string]string{"app": "web"},
+			[]map[string]string{{"app": "web", "tier": "web"}, {"app": "web"}, {"app": "web", "tier": "db"}}, 1, false},
+		{"selector equal to the template", map[string]string{"app": "web", "tier": "web"},
+			[]map[string]string{{"app": "web", "tier": "web"}, {"app": "web", "tier": "web", "x": "y"}}, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := newRS("web", int32(len(tc.podLabels)))
+			rs.Spec.Selector.MatchLabels = tc.selector
+			if got := selectorRequiresTemplate(rs); got != tc.allLabeled {
+				t.Fatalf("selectorRequiresTemplate = %v, want %v", got, tc.allLabeled)
+			}
+			objs := []runtime.Object{rs}
+			for i, l := range tc.podLabels {
+				objs = append(objs, newPod(fmt.Sprintf("web-%d", i), l, now, ownedBy(rs), running("n1", now)))
+			}
+			f := newFixture(t, false, objs...)
+			if err := f.c.Sync(context.Background(), "default/web"); err != nil {
+				t.Fatal(err)
+			}
+			st := lastStatus(t, f)
+			if st.FullyLabeledReplicas != tc.want || st.Replicas != int32(len(tc.podLabels)) {
+				t.Fatalf("status %+v, want fullyLabeledReplicas %d of %d", st, tc.want, len(tc.podLabels))
+			}
+		})
+	}
+}

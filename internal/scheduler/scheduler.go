@@ -49,6 +49,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 
 	schedcache "skiff.dev/skiff/internal/scheduler/cache"
@@ -87,7 +88,22 @@ type Config struct {
 	// Rand breaks score ties; default seeded from the clock.
 	Rand           *rand.Rand
 	LeaderElection LeaderElection
+	// ScheduledEventQPS and ScheduledEventBurst bound the Normal
+	// "Scheduled" events, one per bound pod and each an API write (a
+	// quarter of the writes of a pod created, bound and started): a token
+	// bucket of ScheduledEventBurst refilled at ScheduledEventQPS, so a
+	// few pods each get theirs and a 10,000-pod Deployment gets a sample.
+	// Defaults 20/s and 200; a negative QPS records every one, as
+	// kube-scheduler does. FailedScheduling events are never limited.
+	ScheduledEventQPS   float32
+	ScheduledEventBurst int
 }
+
+// Defaults of Config.ScheduledEventQPS and ScheduledEventBurst.
+const (
+	DefaultScheduledEventQPS   = 20
+	DefaultScheduledEventBurst = 200
+)
 
 // Scheduler is a running scheduler.
 type Scheduler struct {
@@ -104,6 +120,8 @@ type Scheduler struct {
 
 	broadcaster events.EventBroadcaster
 	recorder    events.EventRecorder
+	// scheduledEvents admits "Scheduled" events; nil admits all.
+	scheduledEvents flowcontrol.RateLimiter
 	namespaces  atomic.Pointer[map[string]labels.Set]
 	synced      []cache.InformerSynced
 }
@@ -133,6 +151,16 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 
 	s.broadcaster = events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
 	s.recorder = s.broadcaster.NewRecorder(scheme.Scheme, cfg.SchedulerName)
+	if cfg.ScheduledEventQPS == 0 {
+		cfg.ScheduledEventQPS = DefaultScheduledEventQPS
+	}
+	if cfg.ScheduledEventBurst <= 0 {
+		cfg.ScheduledEventBurst = DefaultScheduledEventBurst
+	}
+	if cfg.ScheduledEventQPS > 0 {
+		s.scheduledEvents = flowcontrol.NewTokenBucketRateLimiterWithClock(cfg.ScheduledEventQPS, cfg.ScheduledEventBurst, cfg.Clock)
+	}
+	s.cfg = cfg
 
 	par := framework.Parallelizer{Workers: cfg.Parallelism}
 	s.handle = &framework.BasicHandle{
@@ -337,6 +365,9 @@ func (s *Scheduler) bind(ctx context.Context, state *framework.CycleState, qpi *
 		return
 	}
 	_ = s.cache.FinishBinding(assumed)
+	if s.scheduledEvents != nil && !s.scheduledEvents.TryAccept() {
+		return
+	}
 	s.recorder.Eventf(assumed, nil, v1.EventTypeNormal, "Scheduled", "Binding", "Successfully assigned %v/%v to %v", assumed.Namespace, assumed.Name, host)
 }
 

@@ -155,3 +155,51 @@ func TestSchedulerPreemptsLowerPriorityPod(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestScheduledEventsLimited: "Scheduled" events go through a token
+// bucket (the fake clock never refills it, so exactly the burst is
+// recorded); a negative QPS records one per pod.
+func TestScheduledEventsLimited(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		qps        float32
+		burst      int
+		wantEvents int
+	}{
+		{"limited", 1, 2, 2},
+		{"unlimited", -1, 0, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := []runtime.Object{testNode("n1", "8"), testNode("n2", "8")}
+			for _, n := range []string{"a", "b", "c", "d", "e"} {
+				objs = append(objs, testPod(n, "1"))
+			}
+			client := fake.NewClientset(objs...)
+			factory := informers.NewSharedInformerFactory(client, 0)
+			s, err := New(Config{Clock: clocktesting.NewFakeClock(time.Unix(1000, 0)), Rand: rand.New(rand.NewPCG(1, 2)),
+				ScheduledEventQPS: tc.qps, ScheduledEventBurst: tc.burst}, client, factory, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = s.Run(ctx) }()
+			waitFor(t, "five bindings", func() bool { return len(bindings(client)) == 5 })
+			scheduled := func() int {
+				evs, _ := client.EventsV1().Events("default").List(context.Background(), metav1.ListOptions{})
+				n := 0
+				for _, e := range evs.Items {
+					if e.Reason == "Scheduled" {
+						n++
+					}
+				}
+				return n
+			}
+			waitFor(t, "Scheduled events", func() bool { return scheduled() >= tc.wantEvents })
+			time.Sleep(200 * time.Millisecond) // any extra event would be written by now
+			if n := scheduled(); n != tc.wantEvents {
+				t.Fatalf("%d Scheduled events, want %d", n, tc.wantEvents)
+			}
+		})
+	}
+}

@@ -122,8 +122,8 @@ type Scheduler struct {
 	recorder    events.EventRecorder
 	// scheduledEvents admits "Scheduled" events; nil admits all.
 	scheduledEvents flowcontrol.RateLimiter
-	namespaces  atomic.Pointer[map[string]labels.Set]
-	synced      []cache.InformerSynced
+	namespaces      atomic.Pointer[map[string]labels.Set]
+	synced          []cache.InformerSynced
 }
 
 // New builds a scheduler and registers its informer handlers.

@@ -118,7 +118,7 @@ func deleteTable(nft knftables.Interface) {
 
 func fullSync(b *testing.B, nft knftables.Interface, table string) {
 	r := rules()
-	start := time.Now()
+	start, cpu, self := time.Now(), childCPU(), selfCPU()
 	units := renderAll(r)
 	render := time.Since(start)
 	a := nftables.New(nft, knftables.IPv4Family, table)
@@ -130,6 +130,8 @@ func fullSync(b *testing.B, nft knftables.Interface, table string) {
 	b.ReportMetric(float64(render.Milliseconds()), "render-ms")
 	b.ReportMetric(float64(total.Milliseconds()), "total-ms")
 	b.ReportMetric(float64(ops), "nft-ops")
+	b.ReportMetric(float64((childCPU() - cpu).Milliseconds()), "nft-cpu-ms")
+	b.ReportMetric(float64((selfCPU() - self).Milliseconds()), "self-cpu-ms")
 }
 
 // BenchmarkFullSyncFake: rendering plus building the transaction, applied

@@ -10,6 +10,7 @@ import (
 	gnft "github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,8 +55,36 @@ type nlWriter struct {
 	err  error
 }
 
+// socketBuffer is the send and receive buffer of the netlink socket: a
+// batch goes out in one sendmsg, and the kernel answers every message with
+// an acknowledgement of its own (a small packet each, but counted at its
+// full buffer size): the default 208 KiB is tight for maxNetlinkOps.
+const socketBuffer = 4 << 20
+
+func bigBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		// The FORCE variants pass net.core.[rw]mem_max (we run as root).
+		serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		// Not privileged enough: what the limits allow (batches stay
+		// under maxNetlinkOps, which fits the defaults).
+		_ = c.SetWriteBuffer(socketBuffer)
+		_ = c.SetReadBuffer(socketBuffer)
+	}
+	return nil
+}
+
 func (n *Netlink) newWriter() (*nlWriter, error) {
-	var opts []gnft.ConnOption
+	opts := []gnft.ConnOption{gnft.WithSockOptions(bigBuffers)}
 	if n.netns != 0 {
 		opts = append(opts, gnft.WithNetNSFd(n.netns))
 	}

@@ -172,7 +172,26 @@ func TestNetlinkMatchesNFT(t *testing.T) {
 		if got := nl.Stats(); got.Fallbacks != st.Fallbacks+1 || got.NFT != st.NFT+1 {
 			return fmt.Errorf("a big transaction did not fall back to nft: stats %+v, before %+v", got, st)
 		}
-		return compare("big transaction")
+		if err := compare("big transaction"); err != nil {
+			return err
+		}
+
+		// Step 5: just under the cap (40 services of 6 operations) still
+		// goes over netlink, acknowledgements and all.
+		st = nl.Stats()
+		near := map[string]*nftables.Unit{}
+		for i := 0; i < 40; i++ {
+			name := fmt.Sprintf("near-%d", i)
+			near["default/"+name], _ = r.Service(service(name, fmt.Sprintf("10.96.2.%d", i+1)), []*discovery.EndpointSlice{
+				slice(name, name+"-a", tcp8080, readyEP(fmt.Sprintf("10.244.8.%d", i+1), "node-a"), readyEP(fmt.Sprintf("10.244.9.%d", i+1), "node-b"))})
+		}
+		if err := apply(near); err != nil {
+			return err
+		}
+		if got := nl.Stats(); got.Netlink != st.Netlink+1 {
+			return fmt.Errorf("a transaction under the cap did not go over netlink: stats %+v, before %+v", got, st)
+		}
+		return compare("transaction near the cap")
 	})
 }
 

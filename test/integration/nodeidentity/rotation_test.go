@@ -204,3 +204,78 @@ func whoAmI(ctx context.Context, t *testing.T, client kubernetes.Interface) (use
 	t.Fatalf("probe csr carries no certificate credential-id: %v", csr.Spec.Extra)
 	return "", "", nil
 }
+
+// TestExpiredCertificateAtStart: an agent whose saved certificate has
+// expired (it was stopped past its lifetime) joins again with the token
+// instead of failing with 401.
+func TestExpiredCertificateAtStart(t *testing.T) {
+	c := framework.Start(t, framework.Options{})
+	tok, err := os.ReadFile(filepath.Join(c.DataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(pki.TLSDir(c.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A certificate of this node from the cluster CA that expired an hour ago.
+	ca.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	csrPEM, keyPEM, err := pki.NewNodeCSR("sleeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _, err := pki.ParseNodeCSR(csrPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.SignClientCSR(req, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Server: c.Server.URL(), Token: strings.TrimSpace(string(tok)), DataDir: t.TempDir(), NodeName: "sleeper", NodeIP: "127.0.0.1"},
+		agent.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(a.Dir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.NodeCertPath(), certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.Dir(), "client-kubelet.key"), keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rc, err := a.ClientConfig(ctx)
+	if err != nil {
+		t.Fatalf("starting with an expired certificate: %v", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, cred, err := whoAmI(ctx, t, client)
+	if err != nil || user != "system:node:sleeper" {
+		t.Fatalf("after rejoining: user %q, %v", user, err)
+	}
+	now := savedCert(t, a)
+	if cred != now.sha || !now.notAfter.After(time.Now().Add(300*24*time.Hour)) {
+		t.Errorf("the agent presents %s, saved %s expiring %s; want a fresh one-year certificate", cred[:12], now.sha[:12], now.notAfter)
+	}
+	csrs, err := c.Client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joins := 0
+	for _, x := range csrs.Items {
+		if x.Spec.SignerName == pki.KubeletClientSigner && x.Spec.Username == "system:node-join" {
+			joins++
+		}
+	}
+	if joins != 1 {
+		t.Errorf("%d csrs made with the join token, want 1", joins)
+	}
+}

@@ -58,8 +58,8 @@ type Config struct {
 	// NodeStatusInterval to 1 min.
 	LeaseInterval, RelistPeriod, NodeStatusInterval time.Duration
 	// ParallelStarts bounds how many sandboxes, and how many containers,
-	// are being created and started in the runtime at once (default one
-	// per CPU, at least 2; negative: no bound). Each start is mostly CPU
+	// are being created and started in the runtime at once (default two
+	// per CPU, at least 4; negative: no bound). Each start is mostly CPU
 	// in containerd, its shim, runc and the CNI plugins: a burst of pods
 	// started all at once shares the CPU so that every one of them
 	// finishes near the end, while a bounded number in first-come order
@@ -141,7 +141,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 		cfg.NodeStatusInterval = time.Minute
 	}
 	if cfg.ParallelStarts == 0 {
-		cfg.ParallelStarts = max(2, runtime.NumCPU())
+		cfg.ParallelStarts = max(4, 2*runtime.NumCPU())
 	}
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +265,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			} else {
 				a.log.Info("built-in images ready", "took", time.Since(start).Round(time.Millisecond))
 			}
+			// Importing the image tarballs peaks the heap at about 3x
+			// what the agent keeps afterwards; hand those pages back now
+			// rather than over minutes of background scavenging (idle
+			// RssAnon 30 -> ~20 MiB).
+			debug.FreeOSMemory()
 		}()
 	} else {
 		a.markImagesReady()

@@ -8,11 +8,17 @@
 // free loopback ports and an agent with its private containerd and the
 // service proxy), deploys skiff-testapp (localhost/skiff/testapp:v1) as a
 // one-replica Deployment behind a ClusterIP Service (port 80 → 8080), and
-// runs wrk from the host's network namespace (the proxy serves ClusterIPs
-// to the node itself) alternately against
+// runs wrk alternately against
 //
 //	direct     http://POD-IP:8080/healthz
 //	clusterip  http://CLUSTER-IP:80/healthz
+//
+// from two places: the host's network namespace (the proxy serves
+// ClusterIPs to the node itself: DNAT in the output hook, then a second
+// route lookup for every packet) and a client pod's (wrk from the host,
+// entered into the pod's network namespace with nsenter: the path pods
+// take, DNAT in the host's prerouting hook before routing, as a bridged
+// packet with bridge-nf-call-iptables).
 //
 // in two modes: keep-alive (the NAT rules see only each connection's first
 // packet; the rest follows conntrack) and a new connection per request
@@ -35,6 +41,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,6 +81,7 @@ const (
 	bridge      = "skiffcip0"
 	namespace   = "default"
 	app         = "cipbench"
+	clientPod   = "cipbench-client"
 )
 
 type options struct {
@@ -84,6 +92,7 @@ type options struct {
 	work             string
 	keep             bool
 	modes            string
+	from             string
 }
 
 func main() {
@@ -95,6 +104,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs both targets back to back, in alternating order")
 	flag.StringVar(&o.path, "path", "/healthz", "HTTP path requested from skiff-testapp")
 	flag.StringVar(&o.modes, "modes", "keepalive,close", "comma-separated: keepalive (reused connections), close (a new connection per request)")
+	flag.StringVar(&o.from, "from", "host,pod", "comma-separated: where wrk runs: host (the node's network namespace), pod (a client pod's)")
 	flag.StringVar(&o.work, "work", "", "work directory for data dirs and logs (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&o.keep, "keep-work", false, "keep the temporary work directory (data dirs, server.log, agent.log) after the run")
 	flag.Parse()
@@ -125,6 +135,11 @@ func validate(o options) error {
 	for _, m := range strings.Split(o.modes, ",") {
 		if m != "keepalive" && m != "close" {
 			return fmt.Errorf("-modes: unknown mode %q (want keepalive and/or close)", m)
+		}
+	}
+	for _, f := range strings.Split(o.from, ",") {
+		if f != "host" && f != "pod" {
+			return fmt.Errorf("-from: unknown place %q (want host and/or pod)", f)
 		}
 	}
 	return nil
@@ -172,7 +187,7 @@ func runBench(ctx context.Context, o options) (err error) {
 	defer stopServer()
 	sfx := randomSuffix()
 	cgroupRoot := "/skiffcip-" + sfx
-	stopAgent, err := startAgent(ctx, o.work, srv, client, sfx, cgroupRoot)
+	criSocket, stopAgent, err := startAgent(ctx, o.work, srv, client, sfx, cgroupRoot)
 	if err != nil {
 		return err
 	}
@@ -181,6 +196,19 @@ func runBench(ctx context.Context, o options) (err error) {
 	podIP, clusterIP, err := deploy(ctx, client)
 	if err != nil {
 		return err
+	}
+	// Where wrk runs: a command prefix (nothing for the host).
+	places := map[string][]string{"host": nil}
+	if strings.Contains(o.from, "pod") {
+		pid, err := clientPodPID(ctx, client, criSocket)
+		if err != nil {
+			return err
+		}
+		nsenter, err := findOnPath("nsenter")
+		if err != nil {
+			return fmt.Errorf("-from pod needs nsenter (util-linux): %w", err)
+		}
+		places["pod"] = []string{nsenter, "--net=/proc/" + strconv.Itoa(pid) + "/ns/net", "--"}
 	}
 	targets := []target{
 		{"direct", "http://" + net.JoinHostPort(podIP, "8080") + o.path},
@@ -191,35 +219,52 @@ func runBench(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "pod %s, ClusterIP %s: both answer; %s; load average %s\n", podIP, clusterIP, wrkVersion(wrk), loadAvg())
-
-	results := map[string]map[string][]run{}
-	for _, mode := range strings.Split(o.modes, ",") {
-		closeConns := mode == "close"
-		results[mode] = map[string][]run{}
-		if o.warmup >= time.Second {
-			for _, t := range targets {
-				if _, err := runWrk(ctx, wrk, wrkArgs(script, t.url, o.threads, o.conns, o.warmup, closeConns), cgroupRoot); err != nil {
-					return fmt.Errorf("warm-up against %s: %w", t.name, err)
-				}
+	if places["pod"] != nil {
+		// The host reaching both says nothing about the pod's path: one
+		// short wrk run from the pod against each.
+		for _, t := range targets {
+			if err := waitUntil(ctx, time.Minute, t.name+" from the client pod", func() (bool, error) {
+				r, err := runWrk(ctx, places["pod"], wrk, wrkArgs(script, t.url, 1, 1, time.Second, false), cgroupRoot)
+				return err == nil && r.Requests > 0 && r.Errors == 0, nil
+			}); err != nil {
+				return err
 			}
 		}
-		for round := 0; round < o.rounds; round++ {
-			order := targets
-			if round%2 == 1 {
-				order = []target{targets[1], targets[0]}
+	}
+	fmt.Fprintf(os.Stderr, "pod %s, ClusterIP %s: both answer; %s; load average %s\n", podIP, clusterIP, wrkVersion(wrk), loadAvg())
+
+	// results[from/mode][target]
+	results := map[string]map[string][]run{}
+	for _, from := range strings.Split(o.from, ",") {
+		prefix := places[from]
+		for _, mode := range strings.Split(o.modes, ",") {
+			closeConns := mode == "close"
+			key := from + "/" + mode
+			results[key] = map[string][]run{}
+			if o.warmup >= time.Second {
+				for _, t := range targets {
+					if _, err := runWrk(ctx, prefix, wrk, wrkArgs(script, t.url, o.threads, o.conns, o.warmup, closeConns), cgroupRoot); err != nil {
+						return fmt.Errorf("warm-up from %s against %s: %w", from, t.name, err)
+					}
+				}
 			}
-			for _, t := range order {
-				r, err := runWrk(ctx, wrk, wrkArgs(script, t.url, o.threads, o.conns, o.duration, closeConns), cgroupRoot)
-				if err != nil {
-					return fmt.Errorf("%s round %d against %s: %w", mode, round+1, t.name, err)
+			for round := 0; round < o.rounds; round++ {
+				order := targets
+				if round%2 == 1 {
+					order = []target{targets[1], targets[0]}
 				}
-				if r.Requests == 0 {
-					return fmt.Errorf("%s round %d against %s: wrk completed no request", mode, round+1, t.name)
+				for _, t := range order {
+					r, err := runWrk(ctx, prefix, wrk, wrkArgs(script, t.url, o.threads, o.conns, o.duration, closeConns), cgroupRoot)
+					if err != nil {
+						return fmt.Errorf("%s round %d against %s: %w", key, round+1, t.name, err)
+					}
+					if r.Requests == 0 {
+						return fmt.Errorf("%s round %d against %s: wrk completed no request", key, round+1, t.name)
+					}
+					fmt.Fprintf(os.Stderr, "%-14s round %d %-9s %9.0f req/s  p50 %-9v p99 %-9v cpu/req %-8v errors %d\n",
+						key, round+1, t.name, r.RPS(), r.P50, r.P99, r.CPUPerRequest(), r.Errors)
+					results[key][t.name] = append(results[key][t.name], r)
 				}
-				fmt.Fprintf(os.Stderr, "%-9s round %d %-9s %9.0f req/s  p50 %-9v p99 %-9v cpu/req %-8v errors %d\n",
-					mode, round+1, t.name, r.RPS(), r.P50, r.P99, r.CPUPerRequest(), r.Errors)
-				results[mode][t.name] = append(results[mode][t.name], r)
 			}
 		}
 	}
@@ -232,11 +277,17 @@ type target struct{ name, url string }
 func report(w io.Writer, o options, results map[string]map[string][]run) {
 	fmt.Fprintf(w, "wrk -t %d -c %d, %d rounds of %v per target, path %s; medians over rounds; load average at the end %s\n\n",
 		o.threads, o.conns, o.rounds, o.duration, o.path, loadAvg())
-	fmt.Fprintln(w, "| mode | target | req/s | p50 | p99 | CPU/req (wrk + pod) | wrk CPU/req | errors |")
+	fmt.Fprintln(w, "| from / mode | target | req/s | p50 | p99 | CPU/req (wrk + pods) | wrk CPU/req | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 	us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
-	for _, mode := range strings.Split(o.modes, ",") {
+	var keys []string
+	for _, from := range strings.Split(o.from, ",") {
+		for _, mode := range strings.Split(o.modes, ",") {
+			keys = append(keys, from+"/"+mode)
+		}
+	}
+	for _, mode := range keys {
 		d, c := summarize(results[mode]["direct"]), summarize(results[mode]["clusterip"])
 		for _, x := range []struct {
 			name string
@@ -318,26 +369,26 @@ func startServer(ctx context.Context, work string) (*server.Server, kubernetes.I
 // removes every sandbox through CRI, stops the agent and then sweeps what
 // a crash could leave: tables, the bridge, shims, container processes,
 // cgroups and mounts.
-func startAgent(ctx context.Context, work string, s *server.Server, client kubernetes.Interface, sfx, cgroupRoot string) (func(), error) {
+func startAgent(ctx context.Context, work string, s *server.Server, client kubernetes.Interface, sfx, cgroupRoot string) (string, func(), error) {
 	dir := filepath.Join(work, "agent")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	caFile := filepath.Join(work, "ca.crt")
 	if err := os.WriteFile(caFile, s.PKI().CA.CertPEM, 0o600); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	token, err := os.ReadFile(filepath.Join(work, "server", "token"))
 	if err != nil {
-		return nil, fmt.Errorf("reading the join token: %w", err)
+		return "", nil, fmt.Errorf("reading the join token: %w", err)
 	}
 	kubeletPort, err := freePorts(1)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	logf, err := os.Create(filepath.Join(work, "agent.log"))
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	tablePrefix := "skiffcip-"
 	cfg := agent.Config{
@@ -352,14 +403,15 @@ func startAgent(ctx context.Context, work string, s *server.Server, client kuber
 	a, err := agent.New(cfg, agent.Deps{Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("configuring the agent: %w", err)
+		return "", nil, fmt.Errorf("configuring the agent: %w", err)
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(actx) }()
+	socket := filepath.Join(a.ContainerdDir(), "containerd.sock")
 	stop := func() {
 		fmt.Fprintln(os.Stderr, "cleaning up the node")
-		if err := removeSandboxes(filepath.Join(a.ContainerdDir(), "containerd.sock")); err != nil {
+		if err := removeSandboxes(socket); err != nil {
 			fmt.Fprintf(os.Stderr, "removing sandboxes: %v\n", err)
 		}
 		cancel()
@@ -400,9 +452,9 @@ func startAgent(ctx context.Context, work string, s *server.Server, client kuber
 	})
 	if err != nil {
 		stop()
-		return nil, err
+		return "", nil, err
 	}
-	return stop, nil
+	return socket, stop, nil
 }
 
 // deploy creates the Deployment and its ClusterIP Service and waits until
@@ -441,6 +493,14 @@ func deploy(ctx context.Context, client kubernetes.Interface) (podIP, clusterIP 
 		return "", "", fmt.Errorf("creating the Service: %w", err)
 	}
 	clusterIP = svc.Spec.ClusterIP
+	// The client pod wrk runs in with -from pod: the same image, not
+	// selected by the Service.
+	cp := d.Spec.Template.DeepCopy()
+	cp.Labels = map[string]string{"app": clientPod}
+	if _, err := client.CoreV1().Pods(namespace).Create(ctx, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: clientPod, Labels: cp.Labels}, Spec: cp.Spec},
+		metav1.CreateOptions{}); err != nil {
+		return "", "", fmt.Errorf("creating the client pod: %w", err)
+	}
 	err = waitUntil(ctx, 5*time.Minute, "the pod ready and the Service's only endpoint", func() (bool, error) {
 		pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
 		if err != nil || len(pods.Items) != 1 || !podReady(&pods.Items[0]) || pods.Items[0].Status.PodIP == "" {
@@ -459,9 +519,45 @@ func deploy(ctx context.Context, client kubernetes.Interface) (podIP, clusterIP 
 				}
 			}
 		}
-		return len(ready) == 1 && ready[0] == podIP, nil
+		if len(ready) != 1 || ready[0] != podIP {
+			return false, nil
+		}
+		c, err := client.CoreV1().Pods(namespace).Get(ctx, clientPod, metav1.GetOptions{})
+		return err == nil && podReady(c), nil
 	})
 	return podIP, clusterIP, err
+}
+
+// clientPodPID finds, through CRI, the pid of the client pod's sandbox,
+// whose network namespace wrk enters.
+func clientPodPID(ctx context.Context, client kubernetes.Interface, socket string) (int, error) {
+	pod, err := client.CoreV1().Pods(namespace).Get(ctx, clientPod, metav1.GetOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("reading the client pod: %w", err)
+	}
+	c, err := cri.Dial(ctx, "unix://"+socket)
+	if err != nil {
+		return 0, fmt.Errorf("dialing containerd: %w", err)
+	}
+	defer c.Close()
+	resp, err := c.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+		LabelSelector: map[string]string{"io.kubernetes.pod.uid": string(pod.UID)},
+	}})
+	if err != nil || len(resp.GetItems()) != 1 {
+		return 0, fmt.Errorf("finding the client pod's sandbox: %v (%d found)", err, len(resp.GetItems()))
+	}
+	st, err := c.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: resp.GetItems()[0].GetId(), Verbose: true})
+	if err != nil {
+		return 0, fmt.Errorf("reading the client pod's sandbox status: %w", err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid == 0 {
+		return 0, fmt.Errorf("client pod sandbox pid: %v (info %q)", err, st.GetInfo()["info"])
+	}
+	return info.Pid, nil
 }
 
 func podReady(p *v1.Pod) bool {

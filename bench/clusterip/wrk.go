@@ -104,8 +104,11 @@ func wrkArgs(script, url string, threads, conns int, d time.Duration, closeConns
 }
 
 // runWrk runs wrk once and measures its CPU and the pod cgroup's.
-func runWrk(ctx context.Context, wrk string, args []string, podCgroup string) (run, error) {
-	cmd := exec.CommandContext(ctx, wrk, args...)
+// prefix, when set, is the command wrk runs under (nsenter into a pod's
+// network namespace; it execs wrk, so the rusage is wrk's).
+func runWrk(ctx context.Context, prefix []string, wrk string, args []string, podCgroup string) (run, error) {
+	argv := append(append(append([]string(nil), prefix...), wrk), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pod0, err := cgroupCPU(podCgroup)
 	if err != nil {
@@ -113,7 +116,7 @@ func runWrk(ctx context.Context, wrk string, args []string, podCgroup string) (r
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return run{}, fmt.Errorf("running wrk %s: %w\n%s", strings.Join(args, " "), err, out)
+		return run{}, fmt.Errorf("running %s: %w\n%s", strings.Join(argv, " "), err, out)
 	}
 	pod1, err := cgroupCPU(podCgroup)
 	if err != nil {

@@ -90,7 +90,7 @@ func TestWrkArgs(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := options{duration: time.Second, conns: 2, threads: 2, rounds: 1, path: "/", modes: "keepalive,close"}
+	ok := options{duration: time.Second, conns: 2, threads: 2, rounds: 1, path: "/", modes: "keepalive,close", from: "host,pod"}
 	if err := validate(ok); err != nil {
 		t.Fatalf("valid options refused: %v", err)
 	}
@@ -101,6 +101,7 @@ func TestValidate(t *testing.T) {
 		"bad path":   func(o *options) { o.path = "healthz" },
 		"bad mode":   func(o *options) { o.modes = "keepalive,pipeline" },
 		"no threads": func(o *options) { o.threads = 0 },
+		"bad from":   func(o *options) { o.from = "host,node" },
 	} {
 		o := ok
 		mut(&o)

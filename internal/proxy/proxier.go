@@ -85,6 +85,7 @@ type Proxier struct {
 	signal   chan struct{}
 
 	infos map[string]*ServiceInfo // last applied, for conntrack
+	stats nftables.Stats          // the shards' transaction counts already counted in metrics
 }
 
 // New builds a proxier for nodeName. The informer factory must not have
@@ -342,6 +343,7 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 	} else {
 		ops, err = p.update(ctx, units)
 	}
+	p.countTransactions()
 	if err != nil {
 		// Put the work back so a retry covers it.
 		p.mu.Lock()
@@ -391,6 +393,21 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 	return nil
 }
 
+// countTransactions adds the shards' transactions since the last call to
+// the metrics.
+func (p *Proxier) countTransactions() {
+	var now nftables.Stats
+	for _, s := range p.shards {
+		st := s.applier.Stats()
+		now.Netlink += st.Netlink
+		now.NFT += st.NFT
+		now.Fallbacks += st.Fallbacks
+	}
+	p.metrics.transactions.WithLabelValues("netlink").Add(float64(now.Netlink - p.stats.Netlink))
+	p.metrics.transactions.WithLabelValues("nft").Add(float64(now.NFT - p.stats.NFT))
+	p.stats = now
+}
+
 func sortSlices(s []*discovery.EndpointSlice) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
@@ -403,6 +420,7 @@ type metrics struct {
 	syncDuration *prometheus.HistogramVec
 	programming  prometheus.Histogram
 	errors       prometheus.Counter
+	transactions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -421,9 +439,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "skiff_proxy_sync_errors_total",
 			Help: "Proxy syncs that failed to apply.",
 		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "skiff_proxy_transactions_total",
+			Help: "Transactions applied to the kernel, by writer (netlink, nft).",
+		}, []string{"writer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncDuration, m.programming, m.errors)
+		reg.MustRegister(m.syncDuration, m.programming, m.errors, m.transactions)
 	}
 	return m
 }

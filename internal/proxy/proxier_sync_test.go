@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -70,5 +72,67 @@ func TestProxierFirstSyncHasEveryService(t *testing.T) {
 	if got := strings.Count(tx, "add element ip "+DefaultTable+" service-ips "); got != n {
 		t.Errorf("the first sync gave %d of %d services their endpoints (%d without)", got, n,
 			strings.Count(tx, "add element ip "+DefaultTable+" no-endpoint-services "))
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestProxierCountsTransactions: every applied transaction is counted by
+// the writer that applied it (nft here: the Fake has no netlink).
+func TestProxierCountsTransactions(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(service("web", "10.96.0.10"), slice("web", "web-a", tcp8080, readyEP("10.244.1.2", "node-b")))
+	reg := prometheus.NewRegistry()
+	events := make(chan syncEvent, 10)
+	p, err := New(Config{
+		NFT: knftables.NewFake(knftables.IPv4Family, DefaultTable), Conntrack: &recordingConntrack{}, Metrics: reg,
+		OnSync: func(full bool, s []string) { events <- syncEvent{full, s} },
+	}, client, informers.NewSharedInformerFactory(client, 0), testNode, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Run(ctx) }()
+	wait := func() {
+		t.Helper()
+		select {
+		case <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sync within 10s")
+		}
+	}
+	wait()
+	if got := counterValue(t, reg, "skiff_proxy_transactions_total", "writer", "nft"); got != 1 {
+		t.Fatalf("after the full sync, nft transactions = %v, want 1", got)
+	}
+	sl := slice("web", "web-a", tcp8080, readyEP("10.244.1.3", "node-b"))
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if got := counterValue(t, reg, "skiff_proxy_transactions_total", "writer", "nft"); got != 2 {
+		t.Errorf("after a change, nft transactions = %v, want 2", got)
+	}
+	if got := counterValue(t, reg, "skiff_proxy_transactions_total", "writer", "netlink"); got != 0 {
+		t.Errorf("netlink transactions = %v with a Fake, want 0", got)
 	}
 }

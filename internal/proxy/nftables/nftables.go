@@ -309,6 +309,7 @@ func (a *Applier) FullSync(ctx context.Context, base *Base, units map[string]*Un
 		a.needFull = true
 		return n, fmt.Errorf("running full sync transaction (%d operations): %w", n, err)
 	}
+	a.stats.NFT++
 	a.applied = make(map[string]*Unit, len(units))
 	for k, u := range units {
 		a.applied[k] = u

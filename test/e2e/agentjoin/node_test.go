@@ -225,8 +225,12 @@ func TestNodeEndToEnd(t *testing.T) {
 		return seen["ErrImagePull"] && r == "ImagePullBackOff" || seen["ImagePullBackOff"] && r == "ErrImagePull"
 	})
 
-	// kubectl top: the stats sampler needs two samples for a CPU rate.
+	// Node status lists the images the node holds, the pulled one too
+	// (nodeimages_test.go).
 	bins := framework.KubectlBinaries()
+	checkNodeImages(t, c, host+"/e2e/testapp:v1", bins)
+
+	// kubectl top: the stats sampler needs two samples for a CPU rate.
 	if len(bins) == 0 {
 		t.Log("no kubectl binaries: skipping kubectl top")
 		return

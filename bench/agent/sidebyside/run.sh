@@ -24,7 +24,11 @@
 #
 # Results: $WORK/results/ (bench.py summaries and per-pod JSON, RSS lines, logs) and one
 # side-by-side table on stdout. The machine is left as found: every side stops its
-# processes by PID and removes its pods, bridge, nft tables, cgroups and mounts.
+# processes by PID and removes its pods, sandboxes, bridge, cgroups and mounts (upstream:
+# the anchor's stop-node.sh, which also removes the kubelet's nft tables and restores
+# sysctls; skiff: the agent removes its own nft tables when it stops, the script only
+# reports tables and network namespaces that appeared meanwhile, since other skiff agents
+# on the host use the same table names).
 set -uo pipefail
 
 : "${UPSTREAM:?set UPSTREAM to the upstream Kubernetes folder (e.g. /root/upstream-k8s)}"
@@ -191,9 +195,10 @@ skiff_cleanup() {
   local data=$1 adir=$2 br=$3 cg=$4 t m
   ip link del "$br" 2>/dev/null && log "deleted bridge $br"
   rm_cgroups "$cg"
-  comm -13 "$WORK/nft-before.txt" <(nft_tables) | while read -r _ fam name; do
-    case $name in skiff*) nft delete table "$fam" "$name" && log "deleted nft table $fam $name";; esac
-  done
+  # nft tables are not touched here: skiff's names are shared by every agent on the host
+  # (other engineers' tests may be running one), and a cleanly stopped agent removes the
+  # tables it made itself (service proxy, node NAT, an empty policy table).
+  comm -13 "$WORK/nft-before.txt" <(nft_tables) | sed 's/^/note: nft table new since the start (another agent'"'"'s, or ours left behind): /' >&2
   for m in $(awk -v d="$data" 'index($2, d)==1{print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || umount -l "$m"; done
   comm -13 "$WORK/netns-before.txt" <(ip netns list | awk '{print $1}' | sort) | sed 's/^/WARNING: network namespace new since the start (ours, or another engineer'"'"'s): /' >&2
   return 0

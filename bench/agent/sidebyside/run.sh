@@ -234,7 +234,8 @@ run_skiff() {
     ss -Hlun "sport = :8472" | grep -q . && busy="$busy udp:8472"
     ip link show skiff0 >/dev/null 2>&1 && busy="$busy bridge:skiff0"
     ip link show skiff.1 >/dev/null 2>&1 && busy="$busy vxlan:skiff.1"
-    ls -d /sys/fs/cgroup/*/skiff >/dev/null 2>&1 && busy="$busy cgroup:/skiff"
+    # an empty /skiff left by an earlier run is fine; one holding processes is not
+    [ -n "$(cat /sys/fs/cgroup/*/skiff/cgroup.procs /sys/fs/cgroup/*/skiff/*/cgroup.procs /sys/fs/cgroup/*/skiff/*/*/cgroup.procs 2>/dev/null)" ] && busy="$busy cgroup:/skiff"
     grep -qE ' skiff-(proxy|node)' "$WORK/nft-before.txt" && busy="$busy nft:skiff-proxy/node"
     [ -n "$busy" ] && { log "inprocess: in use:$busy (another skiff with default settings?); side skipped"; return 1; }
   fi

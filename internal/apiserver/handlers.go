@@ -382,7 +382,12 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, ri *Request
 		return
 	}
 	out, created, err := st.Update(r.Context(), ri.Namespace, ri.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
-		return obj, nil
+		// A fresh copy per attempt: preparing and encoding an attempt
+		// changes the object in place (its resourceVersion is cleared for
+		// storage), and a retried attempt must still carry the client's
+		// resourceVersion, or a stale update would overwrite the write it
+		// lost the compare-and-swap to.
+		return obj.DeepCopyObject(), nil
 	}, generic.UpdateOptions{DryRun: dr, FieldManager: fm, Subresource: sub, AllowCreate: sub == "" && allowCreateOnUpdate(st)})
 	if err != nil {
 		s.writeError(w, r, err)

@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/clock"
 
 	"skiff.dev/skiff/internal/images"
@@ -190,6 +191,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if ps := CheckPrereqs(PrereqOptions{CNIBinDir: a.cfg.CNIBinDir, ExternalRuntime: a.cfg.ContainerRuntimeEndpoint != ""}); len(ps) > 0 {
 		return errors.New(FormatProblems(ps))
 	}
+	// The private containerd starts while the node gets its credentials
+	// and pod network (a third of a second of cold start): it needs
+	// neither, and picks up the CNI config written below from its conf
+	// dir when it appears.
+	var containerd *containerdStart
+	if a.cfg.ContainerRuntimeEndpoint == "" {
+		containerd = a.startContainerdAsync(ctx)
+		defer containerd.stop()
+	}
 	rc, err := a.ClientConfig(ctx)
 	if err != nil {
 		return err
@@ -222,12 +232,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	endpoint := a.cfg.ContainerRuntimeEndpoint
 	socket := ""
-	if endpoint == "" {
-		cd, err := StartContainerd(ctx, a.ContainerdConfig())
+	if containerd != nil {
+		cd, err := containerd.wait()
 		if err != nil {
 			return err
 		}
-		defer cd.Stop()
 		endpoint, socket = cd.Endpoint(), a.ContainerdConfig().Socket()
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -237,6 +246,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer criClient.Close()
+	if containerd != nil {
+		// It started before the CNI config existed: let it load the
+		// config (an fsnotify away) before the first sandbox.
+		waitNetworkReady(ctx, criClient.Runtime, 5*time.Second, a.log)
+	}
 
 	// The built-in images are prepared while the node registers: the node
 	// is Ready at once and pod workers wait for the images (as for a pull)
@@ -293,6 +307,62 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	return k.Run(ctx)
+}
+
+// containerdStart is a private containerd being started in the
+// background.
+type containerdStart struct {
+	done chan struct{}
+	cd   *Containerd
+	err  error
+}
+
+func (a *Agent) startContainerdAsync(ctx context.Context) *containerdStart {
+	s := &containerdStart{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.cd, s.err = StartContainerd(ctx, a.ContainerdConfig())
+	}()
+	return s
+}
+
+// wait returns the started containerd or why it did not start.
+func (s *containerdStart) wait() (*Containerd, error) {
+	<-s.done
+	return s.cd, s.err
+}
+
+// stop waits for the start to end and stops containerd if it is running.
+func (s *containerdStart) stop() {
+	if cd, err := s.wait(); err == nil {
+		_ = cd.Stop()
+	}
+}
+
+// waitNetworkReady polls the runtime's NetworkReady condition for up to
+// timeout; a runtime that stays not ready is logged and left to the
+// kubelet's sandbox back-off.
+func waitNetworkReady(ctx context.Context, rt runtimeapi.RuntimeServiceClient, timeout time.Duration, log *slog.Logger) {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := rt.Status(ctx, &runtimeapi.StatusRequest{})
+		if err == nil {
+			for _, c := range st.GetStatus().GetConditions() {
+				if c.GetType() == runtimeapi.NetworkReady && c.GetStatus() {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			log.Warn("container runtime network not ready", "waited", timeout, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // startKubeletAPI serves the kubelet API (logs, exec, attach,

@@ -302,7 +302,23 @@ func (c *Cacher) watchFrom(rv int64) error {
 		return fmt.Errorf("watching %s: %w", c.cfg.Prefix, err)
 	}
 	defer w.Stop()
-	for ev := range w.ResultChan() {
+	// Stop must not wait for the underlying watch to close its channel:
+	// etcd's in-process client closes it only after sending the cancel
+	// to the server over a channel stream, which deadlocks while the
+	// server side is blocked sending to the client (skiff server's
+	// shutdown hung on it). Closing the client afterwards ends it.
+	results := w.ResultChan()
+	for {
+		var ev watch.Event
+		var ok bool
+		select {
+		case ev, ok = <-results:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+		if !ok {
+			break
+		}
 		switch ev.Type {
 		case watch.Error:
 			if st, ok := ev.Object.(*metav1.Status); ok {

@@ -473,3 +473,59 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// stuckWatchStore's watches deliver the underlying events but never close
+// their channel, not even when stopped: as etcd's in-process client does
+// when its cancel request cannot reach a server that is blocked sending.
+type stuckWatchStore struct{ storage.Interface }
+
+type stuckWatch struct {
+	inner watch.Interface
+	out   chan watch.Event
+}
+
+func (s stuckWatchStore) Watch(ctx context.Context, prefix string, opts storage.WatchOptions) (watch.Interface, error) {
+	w, err := s.Interface.Watch(ctx, prefix, opts)
+	if err != nil {
+		return nil, err
+	}
+	sw := &stuckWatch{inner: w, out: make(chan watch.Event)}
+	go func() {
+		for ev := range w.ResultChan() {
+			sw.out <- ev
+		}
+	}()
+	return sw, nil
+}
+
+func (w *stuckWatch) Stop()                          { w.inner.Stop() }
+func (w *stuckWatch) ResultChan() <-chan watch.Event { return w.out }
+
+// TestStopDoesNotWaitForUnderlyingWatch: Stop returns even when the
+// underlying watch never closes its channel (skiff server's shutdown hung
+// there with the in-process etcd client).
+func TestStopDoesNotWaitForUnderlyingWatch(t *testing.T) {
+	client := storagetest.StartEtcd(t)
+	newFunc := func() runtime.Object { return &corev1.Pod{} }
+	st := stuckWatchStore{etcd3.New(etcd3.Config{Client: client, Codec: storagetest.ProtobufCodec(registry.NewScheme()), NewFunc: newFunc})}
+	c, err := New(Config{Storage: st, Prefix: prefix, NewFunc: newFunc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cacher not ready")
+	}
+	rv := create(t, st, "ns", "a", nil)
+	if err := c.waitForRV(tctx(t), rv); err != nil {
+		t.Fatalf("cache did not see the write: %v", err)
+	}
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return while the underlying watch stayed open")
+	}
+}

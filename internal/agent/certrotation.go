@@ -41,6 +41,11 @@ const (
 	renewRetryMax = 5 * time.Minute
 )
 
+// minRotationGap spaces rotations whose new certificate is due at once (a
+// signer or CA about to expire caps every new certificate's NotAfter), so
+// they never turn into a loop of CSRs.
+const minRotationGap = 5 * time.Second
+
 // nodeCert is one node client certificate with its key.
 type nodeCert struct {
 	certPEM, keyPEM []byte
@@ -143,11 +148,15 @@ type certRotator struct {
 
 // run renews certificates until ctx ends.
 func (r *certRotator) run(ctx context.Context) {
-	for {
+	for rotated := false; ; rotated = true {
 		cur := r.holder.current()
 		deadline := rotationDeadline(cur, r.rand())
 		r.log.Info("node certificate rotation scheduled", "expires", cur.tls.Leaf.NotAfter, "rotateAt", deadline)
-		if !r.sleep(ctx, deadline.Sub(r.clock.Now())) {
+		wait := deadline.Sub(r.clock.Now())
+		if rotated && wait < minRotationGap {
+			wait = minRotationGap
+		}
+		if !r.sleep(ctx, wait) {
 			return
 		}
 		next, ok := r.renewUntilDone(ctx, cur)

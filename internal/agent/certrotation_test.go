@@ -284,6 +284,63 @@ func TestCertRotatorTiming(t *testing.T) {
 	}
 }
 
+// TestCertRotatorSpacesOverdueRenewals: a certificate already due at start
+// is renewed at once; a new one that is due at once again (a CA about to
+// expire caps it) waits minRotationGap rather than looping.
+func TestCertRotatorSpacesOverdueRenewals(t *testing.T) {
+	clk := testingclock.NewFakeClock(rotT0)
+	holder := &certHolder{}
+	holder.set(leafOnly(rotT0.Add(-100*time.Second), rotT0.Add(10*time.Second), rotT0.Add(-100*time.Second), 1))
+	calls := make(chan struct{})
+	n := int64(1)
+	r := &certRotator{
+		holder: holder, clock: clk, rand: func() float64 { return 0.5 },
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		rotated: func() {},
+		renew: func(ctx context.Context, bootstrap bool) (*nodeCert, error) {
+			select {
+			case calls <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			n++
+			now := clk.Now()
+			return leafOnly(now.Add(-time.Hour), now.Add(time.Second), now, n), nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	expect := func(want bool) {
+		t.Helper()
+		wait := 50 * time.Millisecond
+		if want {
+			wait = 10 * time.Second
+		}
+		select {
+		case <-calls:
+			if !want {
+				t.Fatalf("renewal at %s, want none yet", clk.Now().Sub(rotT0))
+			}
+		case <-time.After(wait):
+			if want {
+				t.Fatalf("no renewal at %s", clk.Now().Sub(rotT0))
+			}
+		}
+	}
+	expect(true) // overdue at start: at once, no clock step
+	for range 3 {
+		for !clk.HasWaiters() {
+			time.Sleep(time.Millisecond)
+		}
+		clk.Step(minRotationGap - 100*time.Millisecond)
+		expect(false)
+		clk.Step(100 * time.Millisecond)
+		expect(true)
+	}
+}
+
 // TestLoadNodeCert: a saved certificate is reused while it is this node's,
 // from this CA and unexpired, even when due for rotation; a rotation cut
 // between its renames is completed.

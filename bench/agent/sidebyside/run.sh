@@ -123,6 +123,7 @@ stop_pid() { # PID NAME: SIGTERM, wait up to 30 s, then SIGKILL
   for i in $(seq 150); do kill -0 "$p" 2>/dev/null || { log "stopped $2 ($p)"; return 0; }; sleep 0.2; done
   kill -9 "$p" 2>/dev/null; log "killed $2 ($p)"
 }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b - a) / 1e9}'; } # FROM_NS TO_NS
 port_free() { ! ss -Hltn "sport = :$1" | grep -q . ; }
 
 # --- upstream kubelet ----------------------------------------------------------
@@ -176,7 +177,7 @@ EOF
   FRESH=1 "$K/start-node.sh" >"$RES/upstream-start.log" 2>&1
   t1=$(date +%s%N)
   wait $w || { log "upstream: node not Ready ($(cat "$RES/upstream.ready.err"))"; "$K/stop-node.sh" >&2; trap - EXIT; return 1; }
-  echo "start_node_total=$(echo "scale=3; ($t1 - $t0)/1000000000" | bc)" >"$RES/upstream.cold"
+  echo "start_node_total=$(secs "$t0" "$t1")" >"$RES/upstream.cold"
   echo "node_ready=$(cat "$RES/upstream.ready")" >>"$RES/upstream.cold"
   cat "$RES/upstream.cold" >&2
   wait_sa "$kc" || { log "upstream: no default ServiceAccount"; "$K/stop-node.sh" >&2; trap - EXIT; return 1; }
@@ -266,7 +267,7 @@ skiff_side() {
     SERVER_PID=$!
     for _ in $(seq 1200); do [ -s "$DATA/server/token" ] && curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
     curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null || { log "$side: server not ready (see $RES/$side-server.log)"; kill $w; return 1; }
-    echo "server_readyz=$(echo "scale=3; ($(date +%s%N) - $t0)/1000000000" | bc)" >"$RES/$side.cold"
+    echo "server_readyz=$(secs "$t0" "$(date +%s%N)")" >"$RES/$side.cold"
     (cd "$SRC" && exec "$SKIFF" agent --server "https://127.0.0.1:$port" --token "$(cat "$DATA/server/token")" \
       --data-dir "$AGENTDIR" --node-name "$NODE" --kubelet-port "$("$SBS" freeport)" \
       --pod-cidr 10.97.0.0/24 --cluster-cidr 10.97.0.0/16 --bridge "$BRIDGE" --disable-ingress \
@@ -298,7 +299,7 @@ skiff_side() {
 }
 
 # --- the table -----------------------------------------------------------------
-mib() { [ -n "$1" ] && [ "$1" != 0 ] && echo "scale=1; $1/1024" | bc || echo -; }
+mib() { [ -n "$1" ] && [ "$1" != 0 ] && awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}' || echo -; }
 rssv() { # SIDE SAMPLE KEY
   local l; l=$(grep "^$2 " "$RES/$1.rss" 2>/dev/null | tail -1)
   mib "$(echo "$l" | grep -o "$3=[0-9]*" | cut -d= -f2)"
@@ -311,6 +312,7 @@ table() {
   printf '| %-48s |' measurement; for s in "${sides[@]}"; do printf ' %-22s |' "$s"; done; echo
   printf '|%s|' "$(printf -- '-%.0s' $(seq 50))"; for s in "${sides[@]}"; do printf '%s|' "$(printf -- '-%.0s' $(seq 24))"; done; echo
   row "cold start: launch -> Node Ready (s)" sh -c 'grep -o "node_ready=.*" "'"$RES"'/$0.cold" | cut -d= -f2'
+  row "  split: server launch -> /readyz (s)" sh -c 'grep -o "server_readyz=.*" "'"$RES"'/$0.cold" | cut -d= -f2'
   row "  upstream start-node.sh total (s)" sh -c 'grep -o "start_node_total=.*" "'"$RES"'/$0.cold" | cut -d= -f2 || echo -'
   row "one pod alone p50 / max (s, n=$SINGLE)" sh -c 'echo "$(grep "create-call -> Running+ready" "'"$RES"'/$0-single.txt" | grep -o "p50=[0-9.]*" | cut -d= -f2) / $(grep "create-call -> Running+ready" "'"$RES"'/$0-single.txt" | grep -o "max=[0-9.]*" | cut -d= -f2)"'
   row "$BURST pods back to back p50 / p90 / p99 (s)" sh -c 'l=$(grep "create-call -> Running+ready" "'"$RES"'/$0-burst.txt"); echo "$(echo "$l" | grep -o "p50=[0-9.]*" | cut -d= -f2) / $(echo "$l" | grep -o "p90=[0-9.]*" | cut -d= -f2) / $(echo "$l" | grep -o "p99=[0-9.]*" | cut -d= -f2)"'

@@ -24,11 +24,9 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -183,11 +181,6 @@ const NetworkName = "skiff"
 // return; pod containers keep running in their shims and are adopted by the
 // next Run.
 func (a *Agent) Run(ctx context.Context) error {
-	if n, err := trimExecutableMappings(); err != nil {
-		a.log.Warn("trimming resident executable pages", "err", err)
-	} else {
-		a.log.Debug("trimmed resident executable pages", "mapped", n)
-	}
 	if ps := CheckPrereqs(PrereqOptions{CNIBinDir: a.cfg.CNIBinDir, ExternalRuntime: a.cfg.ContainerRuntimeEndpoint != ""}); len(ps) > 0 {
 		return errors.New(FormatProblems(ps))
 	}
@@ -540,84 +533,4 @@ func defaultNodeIP() string {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP.String()
-}
-
-// trimExecutableMappings keeps the node's resident memory to the pages of
-// the skiff binary it actually uses. On kernels whose page cache holds
-// large folios (ext4 since 6.16, xfs, tmpfs), a fault in the executable's
-// read-only segments maps a whole 2 MiB folio at once (FilePmdMapped in
-// smaps): a 170 MB binary whose init code touches pages all over ends up
-// almost entirely in VmRSS (~100 MB) although little of it runs again.
-// THP is switched off for the process (PR_SET_THP_DISABLE, which the
-// containerd it starts, and so the shims, inherit alike) and the
-// executable's read-only mappings are dropped with MADV_DONTNEED, so later
-// faults map 4 KiB pages (plus fault-around) again. Only mappings without
-// a single anonymous page are dropped: those hold nothing but clean file
-// pages, which refault from the page cache at any time. A read-only
-// mapping with anonymous pages is the dynamic loader's RELRO (relocated,
-// then made read-only): dropping it would lose the relocations. Writable
-// mappings are never touched. It returns the bytes it released.
-func trimExecutableMappings() (int64, error) {
-	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
-		return 0, fmt.Errorf("disabling transparent huge pages: %w", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &st); err != nil {
-		return 0, fmt.Errorf("reading executable: %w", err)
-	}
-	smaps, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		return 0, fmt.Errorf("reading memory mappings: %w", err)
-	}
-	drop := cleanExecutableMappings(string(smaps), st.Ino)
-	var released int64
-	for _, m := range drop {
-		for _, advice := range []int{unix.MADV_NOHUGEPAGE, unix.MADV_DONTNEED} {
-			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), uintptr(advice)); errno != 0 {
-				return released, fmt.Errorf("releasing executable mapping %x-%x: %w", m.start, m.end, errno)
-			}
-		}
-		released += int64(m.end - m.start)
-	}
-	return released, nil
-}
-
-type mapping struct{ start, end uint64 }
-
-// cleanExecutableMappings lists, from /proc/PID/smaps text, the read-only
-// mappings of the file with inode ino that hold no anonymous page.
-func cleanExecutableMappings(smaps string, ino uint64) []mapping {
-	var (
-		drop    []mapping
-		cur     *mapping // the executable's read-only mapping being read
-		curAnon bool
-	)
-	flush := func() {
-		if cur != nil && !curAnon {
-			drop = append(drop, *cur)
-		}
-		cur, curAnon = nil, false
-	}
-	inode := strconv.FormatUint(ino, 10)
-	for _, line := range strings.Split(smaps, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		if lo, hi, ok := strings.Cut(f[0], "-"); ok && len(f) >= 5 {
-			// A mapping header: start-end perms offset dev inode [path].
-			flush()
-			start, err1 := strconv.ParseUint(lo, 16, 64)
-			end, err2 := strconv.ParseUint(hi, 16, 64)
-			if err1 == nil && err2 == nil && end > start && f[4] == inode && !strings.Contains(f[1], "w") {
-				cur = &mapping{start, end}
-			}
-			continue
-		}
-		if cur != nil && f[0] == "Anonymous:" && len(f) >= 2 && f[1] != "0" {
-			curAnon = true
-		}
-	}
-	flush()
-	return drop
 }

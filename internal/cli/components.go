@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
@@ -12,6 +13,7 @@ import (
 
 	"skiff.dev/skiff/internal/agent"
 	"skiff.dev/skiff/internal/controllermanager"
+	"skiff.dev/skiff/internal/memtrim"
 	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/internal/server"
 )
@@ -31,7 +33,14 @@ func AddComponents(s *server.Server) {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			// The in-process agent talks to the API server like a remote one,
 			// through the loopback client.
-			return agent.New(agent.Config{DataDir: cfg.DataDir, ServiceNetwork: agent.ServiceNetworkConfig{ClusterCIDR: cfg.ClusterCIDR}}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
+			a, err := agent.New(agent.Config{DataDir: cfg.DataDir, ServiceNetwork: agent.ServiceNetworkConfig{ClusterCIDR: cfg.ClusterCIDR}}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
+			if err != nil {
+				return nil, err
+			}
+			// The node's start-up (containerd, images) touches more of the
+			// binary after the server's own trim: trim again once it is up.
+			go memtrim.After(ctx, a.ImagesReady(), 5*time.Second, s.Logger())
+			return a, nil
 		})
 	}
 	if !cfg.DisableScheduler {

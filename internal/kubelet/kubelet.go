@@ -55,7 +55,9 @@ type Config struct {
 	ClusterDNS, ClusterDomain string
 	ResolvConf, HostsFile     string
 	// LeaseInterval defaults to 10 s, RelistPeriod to 1 s,
-	// NodeStatusInterval to 1 min.
+	// NodeStatusInterval to 10 s (upstream's nodeStatusUpdateFrequency:
+	// an unchanged status costs a read, the write happens on a change or
+	// every 5 minutes).
 	LeaseInterval, RelistPeriod, NodeStatusInterval time.Duration
 	// ParallelStarts bounds how many sandboxes, and how many containers,
 	// are being created and started in the runtime at once (default two
@@ -138,7 +140,7 @@ func New(cfg Config, deps Deps) (*Kubelet, error) {
 		cfg.RelistPeriod = time.Second
 	}
 	if cfg.NodeStatusInterval == 0 {
-		cfg.NodeStatusInterval = time.Minute
+		cfg.NodeStatusInterval = 10 * time.Second
 	}
 	if cfg.ParallelStarts == 0 {
 		cfg.ParallelStarts = max(4, 2*runtime.NumCPU())

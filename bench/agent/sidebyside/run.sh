@@ -16,7 +16,8 @@
 #                        pods 10.97.0.0/24, no service network/ingress/overlay): the agent's
 #                        memory is its own, as the kubelet's; safe beside other skiff agents
 #             inprocess  `skiff server` with its in-process agent and all defaults (node = hostname,
-#                        bridge skiff0, cgroup /skiff, service proxy, DNS, ingress on :80/:443):
+#                        bridge skiff0, cgroup /skiff, service proxy, DNS, ingress on :80/:443,
+#                        VXLAN skiff.1; pods 10.97.0.0/17, services 10.97.128.0/17):
 #                        the issue's cold-start target; refuses to start if any of those is in use
 #   IDLE=60   seconds idle before the 0-pod RSS sample (the recipe's "after ~1 min idle")
 #   HOLD=20   seconds after the 30th pod is ready before the 30-pod RSS sample
@@ -191,14 +192,25 @@ EOF
 }
 
 # --- skiff -------------------------------------------------------------------
-# skiff_cleanup DATADIR AGENTDIR BRIDGE CGROUP: after the processes are stopped.
+# skiff_cleanup DATADIR AGENTDIR BRIDGE CGROUP SIDE: after the processes are stopped.
 skiff_cleanup() {
-  local data=$1 adir=$2 br=$3 cg=$4 t m
+  local data=$1 adir=$2 br=$3 cg=$4 side=$5 m
   ip link del "$br" 2>/dev/null && log "deleted bridge $br"
   rm_cgroups "$cg"
   # nft tables are not touched here: skiff's names are shared by every agent on the host
   # (other engineers' tests may be running one), and a cleanly stopped agent removes the
   # tables it made itself (service proxy, node NAT, an empty policy table).
+  # Except: a stopped `skiff server` leaves its in-process agent's service network behind
+  # (node NAT, proxy shards, the VXLAN device). The inprocess side starts only when none of
+  # those exists, and they carry its 10.97.0.0/16 ranges, so those are removed.
+  if [ "$side" = inprocess ] && nft list table ip skiff-node 2>/dev/null | grep -q '10\.97\.'; then
+    comm -13 "$WORK/nft-before.txt" <(nft_tables) | while read -r _ fam name; do
+      case $name in skiff-node | skiff-proxy-*) nft delete table "$fam" "$name" && log "deleted nft table $fam $name (the in-process agent's)" ;; esac
+    done
+  fi
+  if [ "$side" = inprocess ] && ip -4 addr show dev skiff.1 2>/dev/null | grep -q 'inet 10\.97\.'; then
+    ip link del skiff.1 && log "deleted VXLAN device skiff.1 (the in-process agent's)"
+  fi
   comm -13 "$WORK/nft-before.txt" <(nft_tables) | sed 's/^/note: nft table new since the start (another agent'"'"'s, or ours left behind): /' >&2
   for m in $(awk -v d="$data" 'index($2, d)==1{print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || umount -l "$m"; done
   comm -13 "$WORK/netns-before.txt" <(ip netns list | awk '{print $1}' | sort) | sed 's/^/WARNING: network namespace new since the start (ours, or another engineer'"'"'s): /' >&2
@@ -216,7 +228,7 @@ stop_skiff() {
   ctrd=$(pgrep -f "containerd --config $AGENTDIR/agent/containerd/config.toml" | head -1)
   [ -n "$ctrd" ] && stop_pid "$ctrd" "the agent's containerd"
   for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock"); do stop_pid "$p" "leftover shim"; done
-  skiff_cleanup "$DATA" "$AGENTDIR" "$BRIDGE" "$CGROUP"
+  skiff_cleanup "$DATA" "$AGENTDIR" "$BRIDGE" "$CGROUP" "$side"
   AGENT_PID= SERVER_PID=
 }
 
@@ -263,19 +275,19 @@ skiff_side() {
     port=$("$SBS" freeport)
     "$SKIFF" server --data-dir "$DATA/server" --bind-address 127.0.0.1 --https-port "$port" \
       --etcd-client-port "$("$SBS" freeport)" --etcd-peer-port "$("$SBS" freeport)" --advertise-address 127.0.0.1 \
-      --cluster-cidr 10.97.0.0/16 --disable-agent >"$RES/$side-server.log" 2>&1 &
+      --cluster-cidr 10.97.0.0/17 --service-cidr 10.97.128.0/17 --disable-agent >"$RES/$side-server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1200); do [ -s "$DATA/server/token" ] && curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
     curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null || { log "$side: server not ready (see $RES/$side-server.log)"; kill $w; return 1; }
     echo "server_readyz=$(secs "$t0" "$(date +%s%N)")" >"$RES/$side.cold"
     (cd "$SRC" && exec "$SKIFF" agent --server "https://127.0.0.1:$port" --token "$(cat "$DATA/server/token")" \
       --data-dir "$AGENTDIR" --node-name "$NODE" --kubelet-port "$("$SBS" freeport)" \
-      --pod-cidr 10.97.0.0/24 --cluster-cidr 10.97.0.0/16 --bridge "$BRIDGE" --disable-ingress \
+      --pod-cidr 10.97.0.0/24 --cluster-cidr 10.97.0.0/17 --bridge "$BRIDGE" --disable-ingress \
       --flannel-backend none --vxlan-device skiffsbs.1 --cgroup-root "/$CGROUP" --disable-service-network \
       >"$RES/$side-agent.log" 2>&1) &
     AGENT_PID=$!
   else
-    (cd "$SRC" && exec "$SKIFF" server --data-dir "$DATA" --cluster-cidr 10.97.0.0/16 >"$RES/$side-server.log" 2>&1) &
+    (cd "$SRC" && exec "$SKIFF" server --data-dir "$DATA" --cluster-cidr 10.97.0.0/17 --service-cidr 10.97.128.0/17 >"$RES/$side-server.log" 2>&1) &
     SERVER_PID=$!
     : >"$RES/$side.cold"
   fi

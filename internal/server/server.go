@@ -130,6 +130,27 @@ func supervise(ctx context.Context, c Component, rebuild func() (Component, erro
 	}
 }
 
+// componentStopTimeout bounds how long Run waits for its components to
+// return once it is stopping.
+const componentStopTimeout = 15 * time.Second
+
+// waitTimeout waits for wg, at most d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // ComponentFactory builds a component once the API server is up.
 type ComponentFactory func(ctx context.Context, s *Server) (Component, error)
 
@@ -324,6 +345,13 @@ func (s *Server) Run(ctx context.Context) error {
 	go memtrim.After(ctx, warmed, 2*time.Second, s.log)
 	s.log.Info("skiff server ready", "url", s.loopbackURL, "startup", time.Since(start).Round(time.Millisecond), "kubeconfig", AdminKubeconfigPath(s.cfg.DataDir))
 
+	// Components get a bounded time to stop before storage closes (the
+	// agent stops its containerd, for one); they are cancelled first.
+	var comps sync.WaitGroup
+	defer func() {
+		cancel()
+		waitTimeout(&comps, componentStopTimeout)
+	}()
 	for _, f := range s.Components {
 		c, err := f(ctx, s)
 		if err != nil {
@@ -332,9 +360,14 @@ func (s *Server) Run(ctx context.Context) error {
 		if c == nil {
 			continue
 		}
+		comps.Add(1)
 		go func() {
+			defer comps.Done()
 			if err := supervise(ctx, c, func() (Component, error) { return f(ctx, s) }, componentMinUptime, s.log); err != nil {
-				errc <- err
+				select {
+				case errc <- err:
+				default: // Run is already returning another error
+				}
 			}
 		}()
 	}

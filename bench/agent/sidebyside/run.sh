@@ -280,7 +280,12 @@ skiff_side() {
     for _ in $(seq 1200); do [ -s "$DATA/server/token" ] && curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
     curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null || { log "$side: server not ready (see $RES/$side-server.log)"; kill $w; return 1; }
     echo "server_readyz=$(secs "$t0" "$(date +%s%N)")" >"$RES/$side.cold"
-    (cd "$SRC" && exec "$SKIFF" agent --server "https://127.0.0.1:$port" --token "$(cat "$DATA/server/token")" \
+    # The agent runs from its own copy of the binary, as on a node of its
+    # own: two processes mapping one file share its page-cache pages,
+    # which count in both VmRSS figures and which the kernel will not
+    # page out for either (internal/memtrim skips shared pages).
+    cp "$SKIFF" "$SKIFF-agent"
+    (cd "$SRC" && exec "$SKIFF-agent" agent --server "https://127.0.0.1:$port" --token "$(cat "$DATA/server/token")" \
       --data-dir "$AGENTDIR" --node-name "$NODE" --kubelet-port "$("$SBS" freeport)" \
       --pod-cidr 10.97.0.0/24 --cluster-cidr 10.97.0.0/17 --bridge "$BRIDGE" --disable-ingress \
       --flannel-backend none --vxlan-device skiffsbs.1 --cgroup-root "/$CGROUP" --disable-service-network \

@@ -15,8 +15,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"sort"
 	"strconv"
 	"testing"
@@ -33,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
@@ -86,30 +85,6 @@ func renderAll(r *proxy.Rules) map[string]*nftables.Unit {
 	return units
 }
 
-// inFreshNetns runs fn on a locked thread in a new network namespace that
-// disappears with the thread, tables included.
-func inFreshNetns(b *testing.B, fn func() error) {
-	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root for a real nftables table")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		b.Skip("needs the nft binary")
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("creating network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		b.Fatal(err)
-	}
-}
-
 func deleteTable(nft knftables.Interface) {
 	tx := nft.NewTransaction()
 	tx.Delete(&knftables.Table{})
@@ -144,7 +119,7 @@ func BenchmarkFullSyncFake(b *testing.B) {
 
 // BenchmarkFullSyncNFT: the same into a real kernel table, from scratch.
 func BenchmarkFullSyncNFT(b *testing.B) {
-	inFreshNetns(b, func() error {
+	nettest.InFreshNetns(b, func() error {
 		for b.Loop() {
 			nft, err := knftables.New(knftables.IPv4Family, "skiff-bench")
 			if err != nil {
@@ -205,7 +180,7 @@ func BenchmarkEndpointChangeApplierNFT(b *testing.B) {
 }
 
 func benchApplier(b *testing.B, netlink bool) {
-	inFreshNetns(b, func() error {
+	nettest.InFreshNetns(b, func() error {
 		nft, err := knftables.New(knftables.IPv4Family, "skiff-bench")
 		if err != nil {
 			return err
@@ -257,7 +232,7 @@ func BenchmarkEndpointChangeProxierNFT(b *testing.B) {
 
 func benchProxier(b *testing.B, shards int, netlink bool) {
 	cpu0, self0 := childCPU(), selfCPU()
-	inFreshNetns(b, func() error {
+	nettest.InFreshNetns(b, func() error {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var objs []kruntime.Object

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
 
@@ -40,35 +41,35 @@ const (
 
 func newServicesLab(t *testing.T) *servicesLab {
 	t.Helper()
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	l := &servicesLab{node: randomName("skiffg-node-"), pod1: randomName("skiffg-p1-"), pod2: randomName("skiffg-p2-"), outside: randomName("skiffg-out-")}
+	l := &servicesLab{node: nettest.RandomName("skiffg-node-"), pod1: nettest.RandomName("skiffg-p1-"), pod2: nettest.RandomName("skiffg-p2-"), outside: nettest.RandomName("skiffg-out-")}
 	for _, ns := range []string{l.node, l.pod1, l.pod2, l.outside} {
-		run(t, "ip", "netns", "add", ns)
+		nettest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
 			}
 		})
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		nettest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	link := func(peerNS, nodeDev, nodeAddr, peerAddr string) {
-		run(t, "ip", "-n", l.node, "link", "add", nodeDev, "type", "veth", "peer", "name", "eth0", "netns", peerNS)
-		run(t, "ip", "-n", l.node, "addr", "add", nodeAddr+"/24", "dev", nodeDev)
-		run(t, "ip", "-n", peerNS, "addr", "add", peerAddr+"/24", "dev", "eth0")
-		run(t, "ip", "-n", l.node, "link", "set", nodeDev, "up")
-		run(t, "ip", "-n", peerNS, "link", "set", "eth0", "up")
-		run(t, "ip", "-n", peerNS, "route", "add", "default", "via", nodeAddr)
+		nettest.Run(t, "ip", "-n", l.node, "link", "add", nodeDev, "type", "veth", "peer", "name", "eth0", "netns", peerNS)
+		nettest.Run(t, "ip", "-n", l.node, "addr", "add", nodeAddr+"/24", "dev", nodeDev)
+		nettest.Run(t, "ip", "-n", peerNS, "addr", "add", peerAddr+"/24", "dev", "eth0")
+		nettest.Run(t, "ip", "-n", l.node, "link", "set", nodeDev, "up")
+		nettest.Run(t, "ip", "-n", peerNS, "link", "set", "eth0", "up")
+		nettest.Run(t, "ip", "-n", peerNS, "route", "add", "default", "via", nodeAddr)
 	}
 	link(l.pod1, "veth-p1", labNodePod1, labPod1)
 	link(l.pod2, "veth-p2", labNodePod2, labPod2)
 	link(l.outside, "veth-out", labNode, labOutside)
-	run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	nettest.Run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	// Service addresses need a route for locally generated packets to
 	// reach the nat output hook.
-	run(t, "ip", "-n", l.node, "route", "add", "10.91.10.0/24", "dev", "veth-out")
+	nettest.Run(t, "ip", "-n", l.node, "route", "add", "10.91.10.0/24", "dev", "veth-out")
 	for ns, name := range map[string]string{l.pod1: "pod1", l.pod2: "pod2"} {
 		ip := labPod1
 		if name == "pod2" {
@@ -83,7 +84,7 @@ func servePod(t *testing.T, ns, name, ip string) {
 	t.Helper()
 	var ln net.Listener
 	var pc net.PacketConn
-	if err := inNetns(ns, func() (err error) {
+	if err := nettest.InNetns(ns, func() (err error) {
 		if ln, err = net.Listen("tcp", ip+":8080"); err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func servePod(t *testing.T, ns, name, ip string) {
 // ask connects from ns to addr n times and returns the answers.
 func ask(ns, addr string, n int) ([]string, error) {
 	var out []string
-	err := inNetns(ns, func() error {
+	err := nettest.InNetns(ns, func() error {
 		for range n {
 			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 			if err != nil {
@@ -139,7 +140,7 @@ func ask(ns, addr string, n int) ([]string, error) {
 
 func askUDP(ns, addr string) (string, error) {
 	var got string
-	err := inNetns(ns, func() error {
+	err := nettest.InNetns(ns, func() error {
 		c, err := net.Dial("udp", addr)
 		if err != nil {
 			return err
@@ -197,9 +198,9 @@ func TestNetnsServiceFeatures(t *testing.T) {
 		"default/lb":     {slice("lb", "lb-a", tcp8080, p1)},
 	}
 	r := &Rules{NodeName: "node-x", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.90.0.0/16")}}
-	table := randomName("skiffg-proxy-")
+	table := nettest.RandomName("skiffg-proxy-")
 	ctx := context.Background()
-	if err := inNetns(l.node, func() error {
+	if err := nettest.InNetns(l.node, func() error {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return err
@@ -210,7 +211,7 @@ func TestNetnsServiceFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", l.node, "nft", "delete", "table", "ip", table).Run() })
-	run(t, "ip", "-n", l.outside, "route", "add", labLBIP+"/32", "via", labNode)
+	nettest.Run(t, "ip", "-n", l.outside, "route", "add", labLBIP+"/32", "via", labNode)
 
 	check := func(what string, got []string, err error, want func(map[string]int) bool) {
 		t.Helper()
@@ -263,7 +264,7 @@ func TestNetnsServiceFeatures(t *testing.T) {
 	// The UDP flow above left a conntrack entry steering 10.91.10.7:53 to
 	// pod2; when pod2 goes, the proxy deletes it over netlink.
 	flow := Flow{Protocol: v1.ProtocolUDP, ServiceIP: "10.91.10.7", Port: 53, EndpointIP: labPod2}
-	if err := inNetns(l.node, func() error {
+	if err := nettest.InNetns(l.node, func() error {
 		if n := countFlows("10.91.10.7"); n == 0 {
 			return fmt.Errorf("no conntrack entry for the UDP service flow to delete")
 		}

@@ -18,6 +18,7 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
 
@@ -49,10 +50,10 @@ func normalTable(listing, table string) string {
 // policy, SCTP, UDP, no-endpoint rejects, terminating endpoints), and
 // ClientIP affinity, which netlink leaves to nft.
 func TestNetlinkMatchesNFT(t *testing.T) {
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft")
 	ctx := context.Background()
-	inFreshNetns(t, func() (err error) {
-		viaNFT, viaNL := randomName("skiffg-nft-"), randomName("skiffg-nl-")
+	nettest.InFreshNetns(t, func() (err error) {
+		viaNFT, viaNL := nettest.RandomName("skiffg-nft-"), nettest.RandomName("skiffg-nl-")
 		open := func(table string) (*nftables.Applier, error) {
 			nft, err := knftables.New(knftables.IPv4Family, table)
 			if err != nil {
@@ -89,11 +90,11 @@ func TestNetlinkMatchesNFT(t *testing.T) {
 			}
 		}
 		compare := func(step string) error {
-			a, err := listTable(ctx, viaNFT)
+			a, err := nettest.ListTable(ctx, "ip", viaNFT)
 			if err != nil {
 				return err
 			}
-			b, err := listTable(ctx, viaNL)
+			b, err := nettest.ListTable(ctx, "ip", viaNL)
 			if err != nil {
 				return err
 			}
@@ -202,29 +203,29 @@ func TestNetlinkMatchesNFT(t *testing.T) {
 // away again and connections are refused. Both updates must have gone
 // over netlink, not nft.
 func TestNetnsNetlinkUpdateForwards(t *testing.T) {
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	node, pod := randomName("skiffg-nln-"), randomName("skiffg-nlp-")
+	node, pod := nettest.RandomName("skiffg-nln-"), nettest.RandomName("skiffg-nlp-")
 	for _, ns := range []string{node, pod} {
-		run(t, "ip", "netns", "add", ns)
+		nettest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
 			}
 		})
 	}
-	run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
-	run(t, "ip", "-n", node, "addr", "add", "10.90.78.1/24", "dev", "veth-node")
-	run(t, "ip", "-n", pod, "addr", "add", "10.90.78.2/24", "dev", "veth-pod")
+	nettest.Run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
+	nettest.Run(t, "ip", "-n", node, "addr", "add", "10.90.78.1/24", "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", pod, "addr", "add", "10.90.78.2/24", "dev", "veth-pod")
 	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
-		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
+		nettest.Run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
-	run(t, "ip", "-n", node, "route", "add", "10.91.78.0/24", "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", node, "route", "add", "10.91.78.0/24", "dev", "veth-node")
 
 	var ln net.Listener
-	if err := inNetns(pod, func() (err error) {
+	if err := nettest.InNetns(pod, func() (err error) {
 		ln, err = net.Listen("tcp", "10.90.78.2:8080")
 		return err
 	}); err != nil {
@@ -242,9 +243,9 @@ func TestNetnsNetlinkUpdateForwards(t *testing.T) {
 		}
 	}()
 
-	table := randomName("skiffg-")
+	table := nettest.RandomName("skiffg-")
 	ctx := context.Background()
-	err := inNetns(node, func() (err error) {
+	err := nettest.InNetns(node, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return fmt.Errorf("opening nftables: %w", err)

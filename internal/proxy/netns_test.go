@@ -6,79 +6,48 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
-
-// inNetns runs fn on a thread that has joined the named network namespace.
-// The thread stays locked, so Go discards it afterwards.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", name, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("joining netns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
 
 // TestNetnsClusterIP connects to a ClusterIP through the real kernel: a
 // "node" namespace holding skiff's table and a "pod" namespace with a TCP
 // server, joined by a veth pair created directly inside the namespaces (no
 // host link ever exists). Deleting the namespaces removes the links.
 func TestNetnsClusterIP(t *testing.T) {
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	node, pod := randomName("skiffg-node-"), randomName("skiffg-pod-")
+	node, pod := nettest.RandomName("skiffg-node-"), nettest.RandomName("skiffg-pod-")
 	for _, ns := range []string{node, pod} {
-		run(t, "ip", "netns", "add", ns)
+		nettest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
 			}
 		})
 	}
-	run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
-	run(t, "ip", "-n", node, "addr", "add", "10.90.77.1/24", "dev", "veth-node")
-	run(t, "ip", "-n", pod, "addr", "add", "10.90.77.2/24", "dev", "veth-pod")
+	nettest.Run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
+	nettest.Run(t, "ip", "-n", node, "addr", "add", "10.90.77.1/24", "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", pod, "addr", "add", "10.90.77.2/24", "dev", "veth-pod")
 	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
-		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
+		nettest.Run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
 	// Service IPs need a route for the output path to reach the nat hook.
-	run(t, "ip", "-n", node, "route", "add", "10.91.77.0/24", "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", node, "route", "add", "10.91.77.0/24", "dev", "veth-node")
 
 	var ln net.Listener
-	if err := inNetns(pod, func() (err error) {
+	if err := nettest.InNetns(pod, func() (err error) {
 		ln, err = net.Listen("tcp", "10.90.77.2:8080")
 		return err
 	}); err != nil {
@@ -96,9 +65,9 @@ func TestNetnsClusterIP(t *testing.T) {
 		}
 	}()
 
-	table := randomName("skiffg-")
+	table := nettest.RandomName("skiffg-")
 	ctx := context.Background()
-	err := inNetns(node, func() (err error) {
+	err := nettest.InNetns(node, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return fmt.Errorf("opening nftables: %w", err)

@@ -2,75 +2,25 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
 	discovery "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
-
-// requireNFT skips unless the test can create nftables tables.
-func requireNFT(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to program nftables")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary (apt-get install nftables)")
-	}
-}
-
-func randomName(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-// inFreshNetns runs fn on a thread moved into a new, anonymous network
-// namespace, so the test's hooks never see the host's traffic. The thread
-// is not unlocked: Go destroys it when the goroutine ends, and with it the
-// namespace and everything in it. fn must delete what it creates anyway.
-func inFreshNetns(t *testing.T, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("creating network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func listTable(ctx context.Context, table string) (string, error) {
-	out, err := exec.CommandContext(ctx, "nft", "list", "table", "ip", table).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("listing table %s: %v: %s", table, err, out)
-	}
-	return string(out), nil
-}
 
 // TestRealNFT applies the fixture to a real kernel table, reads it back,
 // then applies incremental changes (removals exercise the order of
 // element deletes and chain deletes, which the Fake does not check).
 func TestRealNFT(t *testing.T) {
-	requireNFT(t)
-	table := randomName("skiffg-")
+	nettest.RequireRoot(t, "nft")
+	table := nettest.RandomName("skiffg-")
 	ctx := context.Background()
-	inFreshNetns(t, func() (err error) {
+	nettest.InFreshNetns(t, func() (err error) {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return fmt.Errorf("opening nftables: %w", err)
@@ -88,7 +38,7 @@ func TestRealNFT(t *testing.T) {
 		if _, err := a.FullSync(ctx, r.Base(), units(r, svcs, sl)); err != nil {
 			return err
 		}
-		out, err := listTable(ctx, table)
+		out, err := nettest.ListTable(ctx, "ip", table)
 		if err != nil {
 			return err
 		}
@@ -124,7 +74,7 @@ func TestRealNFT(t *testing.T) {
 		if _, err := a.Update(ctx, changes); err != nil {
 			return fmt.Errorf("incremental update: %w", err)
 		}
-		out, err = listTable(ctx, table)
+		out, err = nettest.ListTable(ctx, "ip", table)
 		if err != nil {
 			return err
 		}

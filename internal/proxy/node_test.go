@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
 
@@ -103,34 +104,34 @@ type netnsLab struct {
 
 func newNetnsLab(t *testing.T, n int) *netnsLab {
 	t.Helper()
-	requireNFT(t)
+	nettest.RequireRoot(t, "nft")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
 	l := &netnsLab{
-		node: randomName("skiffg-node-"), pod: randomName("skiffg-pod-"), outside: randomName("skiffg-out-"),
+		node: nettest.RandomName("skiffg-node-"), pod: nettest.RandomName("skiffg-pod-"), outside: nettest.RandomName("skiffg-out-"),
 		podIP: fmt.Sprintf("10.90.%d.2", n), nodePodSide: fmt.Sprintf("10.90.%d.1", n),
 		nodeIP: fmt.Sprintf("10.91.%d.1", n), outsideIP: fmt.Sprintf("10.91.%d.2", n),
 	}
 	for _, ns := range []string{l.node, l.pod, l.outside} {
-		run(t, "ip", "netns", "add", ns)
+		nettest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
 			}
 		})
 	}
-	run(t, "ip", "-n", l.node, "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", l.pod)
-	run(t, "ip", "-n", l.node, "link", "add", "veth-out", "type", "veth", "peer", "name", "eth0", "netns", l.outside)
-	run(t, "ip", "-n", l.node, "addr", "add", l.nodePodSide+"/24", "dev", "veth-pod")
-	run(t, "ip", "-n", l.node, "addr", "add", l.nodeIP+"/24", "dev", "veth-out")
-	run(t, "ip", "-n", l.pod, "addr", "add", l.podIP+"/24", "dev", "eth0")
-	run(t, "ip", "-n", l.outside, "addr", "add", l.outsideIP+"/24", "dev", "eth0")
+	nettest.Run(t, "ip", "-n", l.node, "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", l.pod)
+	nettest.Run(t, "ip", "-n", l.node, "link", "add", "veth-out", "type", "veth", "peer", "name", "eth0", "netns", l.outside)
+	nettest.Run(t, "ip", "-n", l.node, "addr", "add", l.nodePodSide+"/24", "dev", "veth-pod")
+	nettest.Run(t, "ip", "-n", l.node, "addr", "add", l.nodeIP+"/24", "dev", "veth-out")
+	nettest.Run(t, "ip", "-n", l.pod, "addr", "add", l.podIP+"/24", "dev", "eth0")
+	nettest.Run(t, "ip", "-n", l.outside, "addr", "add", l.outsideIP+"/24", "dev", "eth0")
 	for _, a := range [][]string{{l.node, "veth-pod"}, {l.node, "veth-out"}, {l.node, "lo"}, {l.pod, "eth0"}, {l.pod, "lo"}, {l.outside, "eth0"}, {l.outside, "lo"}} {
-		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
+		nettest.Run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
-	run(t, "ip", "-n", l.pod, "route", "add", "default", "via", l.nodePodSide)
-	run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	nettest.Run(t, "ip", "-n", l.pod, "route", "add", "default", "via", l.nodePodSide)
+	nettest.Run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	return l
 }
 
@@ -139,7 +140,7 @@ func newNetnsLab(t *testing.T, n int) *netnsLab {
 func serveWho(t *testing.T, ns, addr string) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNetns(ns, func() (err error) {
+	if err := nettest.InNetns(ns, func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
@@ -161,7 +162,7 @@ func serveWho(t *testing.T, ns, addr string) {
 // askWho connects from ns to addr and returns what the server said.
 func askWho(ns, addr string) (string, error) {
 	var got string
-	err := inNetns(ns, func() error {
+	err := nettest.InNetns(ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 		if err != nil {
 			return err
@@ -179,9 +180,9 @@ func askWho(ns, addr string) (string, error) {
 // it when the test ends.
 func (l *netnsLab) withNodeTable(t *testing.T, r *NodeRules, hps []HostPort) {
 	t.Helper()
-	table := randomName("skiffg-node-")
+	table := nettest.RandomName("skiffg-node-")
 	ctx := context.Background()
-	err := inNetns(l.node, func() error {
+	err := nettest.InNetns(l.node, func() error {
 		nft, err := knftables.New(knftables.IPv4Family, table)
 		if err != nil {
 			return err

@@ -207,41 +207,7 @@ func TestNetnsNetlinkUpdateForwards(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	node, pod := nettest.RandomName("skiffg-nln-"), nettest.RandomName("skiffg-nlp-")
-	for _, ns := range []string{node, pod} {
-		nettest.Run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-	nettest.Run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
-	nettest.Run(t, "ip", "-n", node, "addr", "add", "10.90.78.1/24", "dev", "veth-node")
-	nettest.Run(t, "ip", "-n", pod, "addr", "add", "10.90.78.2/24", "dev", "veth-pod")
-	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
-		nettest.Run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
-	}
-	nettest.Run(t, "ip", "-n", node, "route", "add", "10.91.78.0/24", "dev", "veth-node")
-
-	var ln net.Listener
-	if err := nettest.InNetns(pod, func() (err error) {
-		ln, err = net.Listen("tcp", "10.90.78.2:8080")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, "hello from "+c.LocalAddr().String())
-			c.Close()
-		}
-	}()
+	node, _ := nodeAndPod(t, "skiffg-nln-", "skiffg-nlp-", 78)
 
 	table := nettest.RandomName("skiffg-")
 	ctx := context.Background()

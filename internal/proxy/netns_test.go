@@ -19,41 +19,33 @@ import (
 	"skiff.dev/skiff/internal/proxy/nftables"
 )
 
-// TestNetnsClusterIP connects to a ClusterIP through the real kernel: a
-// "node" namespace holding skiff's table and a "pod" namespace with a TCP
-// server, joined by a veth pair created directly inside the namespaces (no
-// host link ever exists). Deleting the namespaces removes the links.
-func TestNetnsClusterIP(t *testing.T) {
-	nettest.RequireRoot(t, "nft")
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
-	}
-	node, pod := nettest.RandomName("skiffg-node-"), nettest.RandomName("skiffg-pod-")
-	for _, ns := range []string{node, pod} {
-		nettest.Run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
-			}
-		})
-	}
+// nodeAndPod makes a "node" and a "pod" network namespace (removed when
+// the test ends) joined by a veth pair on 10.90.THIRD.0/24 (node .1, pod
+// .2), routes 10.91.THIRD.0/24 (service IPs) out of the node's veth so the
+// output path reaches the nat hook, and serves "hello from ADDR" on
+// 10.90.THIRD.2:8080 in the pod until the test ends.
+func nodeAndPod(t *testing.T, nodePrefix, podPrefix string, third int) (node, pod string) {
+	t.Helper()
+	node, pod = nettest.RandomName(nodePrefix), nettest.RandomName(podPrefix)
+	nettest.AddNetns(t, node)
+	nettest.AddNetns(t, pod)
+	nodeIP, podIP := fmt.Sprintf("10.90.%d.1/24", third), fmt.Sprintf("10.90.%d.2", third)
 	nettest.Run(t, "ip", "-n", node, "link", "add", "veth-node", "type", "veth", "peer", "name", "veth-pod", "netns", pod)
-	nettest.Run(t, "ip", "-n", node, "addr", "add", "10.90.77.1/24", "dev", "veth-node")
-	nettest.Run(t, "ip", "-n", pod, "addr", "add", "10.90.77.2/24", "dev", "veth-pod")
+	nettest.Run(t, "ip", "-n", node, "addr", "add", nodeIP, "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", pod, "addr", "add", podIP+"/24", "dev", "veth-pod")
 	for _, a := range [][]string{{node, "veth-node"}, {node, "lo"}, {pod, "veth-pod"}, {pod, "lo"}} {
 		nettest.Run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
-	// Service IPs need a route for the output path to reach the nat hook.
-	nettest.Run(t, "ip", "-n", node, "route", "add", "10.91.77.0/24", "dev", "veth-node")
+	nettest.Run(t, "ip", "-n", node, "route", "add", fmt.Sprintf("10.91.%d.0/24", third), "dev", "veth-node")
 
 	var ln net.Listener
 	if err := nettest.InNetns(pod, func() (err error) {
-		ln, err = net.Listen("tcp", "10.90.77.2:8080")
+		ln, err = net.Listen("tcp", podIP+":8080")
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -64,6 +56,19 @@ func TestNetnsClusterIP(t *testing.T) {
 			c.Close()
 		}
 	}()
+	return node, pod
+}
+
+// TestNetnsClusterIP connects to a ClusterIP through the real kernel: a
+// "node" namespace holding skiff's table and a "pod" namespace with a TCP
+// server, joined by a veth pair created directly inside the namespaces (no
+// host link ever exists). Deleting the namespaces removes the links.
+func TestNetnsClusterIP(t *testing.T) {
+	nettest.RequireRoot(t, "nft")
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	node, _ := nodeAndPod(t, "skiffg-node-", "skiffg-pod-", 77)
 
 	table := nettest.RandomName("skiffg-")
 	ctx := context.Background()

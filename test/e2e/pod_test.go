@@ -89,7 +89,9 @@ func startNode(t *testing.T, c *framework.Cluster, name, bridge, podCIDR string)
 	})
 	t.Cleanup(func() {
 		n.stop()
-		n.purge()
+		if err := e2eutil.PurgeAgent(n.t, n.agent); err != nil {
+			n.t.Error(err)
+		}
 	})
 	n.start()
 	return n
@@ -137,25 +139,6 @@ func (n *node) start() {
 
 // purge removes every sandbox (netns, veth, IP) through a containerd of
 // its own on the node's state, whatever state the agent was left in.
-func (n *node) purge() {
-	t := n.t
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cd, err := agent.StartContainerd(ctx, n.agent.ContainerdConfig())
-	if err != nil {
-		t.Errorf("starting containerd for cleanup: %v", err)
-		return
-	}
-	defer cd.Stop()
-	client, err := cri.Dial(ctx, cd.Endpoint())
-	if err != nil {
-		t.Errorf("dialing containerd for cleanup: %v", err)
-		return
-	}
-	defer client.Close()
-	e2eutil.RemoveAllSandboxes(t, client)
-}
-
 // stop stops the agent and its containerd; pod containers keep running.
 func (n *node) stop() {
 	if n.cancel == nil {

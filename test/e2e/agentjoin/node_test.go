@@ -27,7 +27,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/agent"
-	"skiff.dev/skiff/internal/kubelet/cri"
 	"skiff.dev/skiff/internal/pki"
 	"skiff.dev/skiff/test/integration/framework"
 )
@@ -310,7 +309,9 @@ func startAgent(t *testing.T, c *framework.Cluster, cfg agent.Config) *agent.Age
 		case <-time.After(time.Minute):
 			t.Error("agent did not stop within a minute")
 		}
-		purge(t, a)
+		if err := e2eutil.PurgeAgent(t, a); err != nil {
+			t.Error(err)
+		}
 	})
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -346,26 +347,6 @@ func nodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// purge removes every sandbox (netns, veth, IP) through a containerd of
-// its own on the agent's state.
-func purge(t *testing.T, a *agent.Agent) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cd, err := agent.StartContainerd(ctx, a.ContainerdConfig())
-	if err != nil {
-		t.Errorf("starting containerd for cleanup: %v", err)
-		return
-	}
-	defer cd.Stop()
-	client, err := cri.Dial(ctx, cd.Endpoint())
-	if err != nil {
-		t.Errorf("dialing containerd for cleanup: %v", err)
-		return
-	}
-	defer client.Close()
-	e2eutil.RemoveAllSandboxes(t, client)
 }
 
 type testWriter struct{ t *testing.T }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"skiff.dev/skiff/internal/agent"
 	"skiff.dev/skiff/internal/kubelet/cri"
 )
 
@@ -82,6 +84,28 @@ func RemoveSandboxesAt(l Logger, endpoint string) (netns []string) {
 	}
 	defer c.Close()
 	return RemoveAllSandboxes(l, c)
+}
+
+// PurgeAgent removes every sandbox (netns, veth, IP) of a stopped agent
+// through a containerd of its own started on the agent's state, and stops
+// that containerd again. Unlike the other helpers it returns an error when
+// it cannot start or reach that containerd: the callers fail the test then,
+// since every sandbox would be left behind.
+func PurgeAgent(l Logger, a *agent.Agent) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cd, err := agent.StartContainerd(ctx, a.ContainerdConfig())
+	if err != nil {
+		return fmt.Errorf("starting containerd for cleanup: %w", err)
+	}
+	defer cd.Stop()
+	c, err := cri.Dial(ctx, cd.Endpoint())
+	if err != nil {
+		return fmt.Errorf("dialing containerd for cleanup: %w", err)
+	}
+	defer c.Close()
+	RemoveAllSandboxes(l, c)
+	return nil
 }
 
 // sandboxNetns reads the network namespace path from containerd's verbose

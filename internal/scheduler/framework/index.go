@@ -76,6 +76,10 @@ type termGroup struct {
 type Index struct {
 	numNodes    int
 	domainNodes map[string]map[string]int
+	// keyNodes counts, per label key, the nodes carrying it (the sum of
+	// domainNodes[key], kept so NodesWithKey is O(1) and not O(domains):
+	// a hostname key has one domain per node).
+	keyNodes map[string]int
 	pods        map[*PodInfo]podLoc
 	byLabel     map[labelKV]map[*PodInfo]struct{}
 
@@ -93,6 +97,7 @@ type Index struct {
 func newIndex() *Index {
 	ix := &Index{
 		domainNodes:     map[string]map[string]int{},
+		keyNodes:        map[string]int{},
 		pods:            map[*PodInfo]podLoc{},
 		byLabel:         map[labelKV]map[*PodInfo]struct{}{},
 		counters:        map[string]*counter{},
@@ -141,6 +146,7 @@ func (ix *Index) addNode(node *v1.Node, pods []*PodInfo) {
 	}
 	ix.numNodes++
 	for k, v := range node.Labels {
+		ix.keyNodes[k]++
 		m := ix.domainNodes[k]
 		if m == nil {
 			m = map[string]int{}
@@ -160,6 +166,9 @@ func (ix *Index) removeNode(node *v1.Node, pods []*PodInfo) {
 	}
 	ix.numNodes--
 	for k, v := range node.Labels {
+		if ix.keyNodes[k]--; ix.keyNodes[k] <= 0 {
+			delete(ix.keyNodes, k)
+		}
 		m := ix.domainNodes[k]
 		if m[v]--; m[v] <= 0 {
 			delete(m, v)
@@ -368,13 +377,7 @@ func (ix *Index) NumNodes() int { return ix.numNodes }
 func (ix *Index) DomainNodes(key string) map[string]int { return ix.domainNodes[key] }
 
 // NodesWithKey is the number of nodes that carry label key.
-func (ix *Index) NodesWithKey(key string) int {
-	n := 0
-	for _, c := range ix.domainNodes[key] {
-		n += c
-	}
-	return n
-}
+func (ix *Index) NodesWithKey(key string) int { return ix.keyNodes[key] }
 
 // HasExistingTerms reports whether any existing pod has a term of kind.
 func (ix *Index) HasExistingTerms(kind TermKind) bool { return ix.groupCount[kind] > 0 }

@@ -184,6 +184,17 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 		if ix.NumNodes() != len(snap.NodeInfoList) {
 			t.Fatalf("step %d: index has %d nodes, snapshot lists %d", step, ix.NumNodes(), len(snap.NodeInfoList))
 		}
+		for _, k := range []string{v1.LabelTopologyZone, v1.LabelHostname, "no-such-key"} {
+			want := 0
+			for _, ni := range snap.NodeInfoList {
+				if _, ok := ni.Node().Labels[k]; ok {
+					want++
+				}
+			}
+			if got := ix.NodesWithKey(k); got != want {
+				t.Fatalf("step %d: NodesWithKey(%q) = %d, want %d", step, k, got, want)
+			}
+		}
 		for _, s := range sels {
 			for _, ns := range []string{"default", "other"} {
 				match := func(p *v1.Pod) bool {
@@ -228,10 +239,15 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 			ni.AddPod(randomPod(r, id))
 			snap.SetNodeInfo(name, ni)
 		case op < 7 && cur != nil && cur.Node() != nil:
-			// Relabel the node: every pod changes domain.
+			// Relabel the node: every pod changes domain (or leaves
+			// every zone when the label goes).
 			ni := cur.Clone()
 			n := cur.Node().DeepCopy()
-			n.Labels[v1.LabelTopologyZone] = fmt.Sprintf("z%d", r.IntN(4))
+			if r.IntN(3) == 0 {
+				delete(n.Labels, v1.LabelTopologyZone)
+			} else {
+				n.Labels[v1.LabelTopologyZone] = fmt.Sprintf("z%d", r.IntN(4))
+			}
 			ni.SetNode(n)
 			snap.SetNodeInfo(name, ni)
 		case op < 8 && cur != nil:

@@ -83,6 +83,9 @@ type PodTopologySpread struct {
 	h        framework.Handle
 	defaults []v1.TopologySpreadConstraint
 	listers  Listers
+	// scanOnly turns PreScore's index fast path off (tests compare the
+	// two).
+	scanOnly bool
 }
 
 var (
@@ -126,6 +129,12 @@ func (p *PodTopologySpread) compile(pod *v1.Pod, action v1.UnsatisfiableConstrai
 	src := pod.Spec.TopologySpreadConstraints
 	var defaultSel labels.Selector
 	if len(src) == 0 {
+		// As upstream: no default constraint with this action means no
+		// selector to build (the listers' walk is the costly part, and
+		// system defaults have no DoNotSchedule constraint at all).
+		if !hasAction(p.defaults, action) {
+			return nil, nil
+		}
 		src = p.defaults
 		defaultSel = p.defaultSelector(pod)
 		if defaultSel.Empty() {
@@ -166,6 +175,15 @@ func (p *PodTopologySpread) compile(pod *v1.Pod, action v1.UnsatisfiableConstrai
 		out = append(out, cc)
 	}
 	return out, nil
+}
+
+func hasAction(cs []v1.TopologySpreadConstraint, action v1.UnsatisfiableConstraintAction) bool {
+	for i := range cs {
+		if cs[i].WhenUnsatisfiable == action {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultSelector merges the selectors of the objects that own or select
@@ -293,8 +311,10 @@ func (s *preFilterState) recomputeMins() {
 }
 
 // countDomains counts matching pods per domain over the eligible nodes.
-// If only is non-nil, domains are restricted to the keys already in it.
-func (p *PodTopologySpread) countDomains(ctx context.Context, pod *v1.Pod, cs []constraint, nodes []*framework.NodeInfo, restrict []map[string]int64) []map[string]int64 {
+// If restrict is non-nil, domains are restricted to the keys already in
+// it. With requireAll, nodes lacking any key do not count; without, a node
+// lacking a key counts in that key's "" domain (as upstream's scoring).
+func (p *PodTopologySpread) countDomains(ctx context.Context, pod *v1.Pod, cs []constraint, nodes []*framework.NodeInfo, restrict []map[string]int64, requireAll bool) []map[string]int64 {
 	out := make([]map[string]int64, len(cs))
 	for i := range out {
 		if restrict != nil {
@@ -311,7 +331,7 @@ func (p *PodTopologySpread) countDomains(ctx context.Context, pod *v1.Pod, cs []
 	}
 	par.Until(ctx, len(nodes), func(n int) {
 		node := nodes[n].Node()
-		if !hasAllKeys(cs, node) {
+		if requireAll && !hasAllKeys(cs, node) {
 			return
 		}
 		affOK, _ := req.Match(node)
@@ -397,7 +417,7 @@ func (p *PodTopologySpread) PreFilter(ctx context.Context, cs *framework.CycleSt
 			s.counts[i] = m
 		}
 	} else {
-		s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, nil)
+		s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, nil, true)
 	}
 	s.recomputeMins()
 	cs.Write(preFilterKey, s)
@@ -461,15 +481,28 @@ func (p *PodTopologySpread) Filter(_ context.Context, cs *framework.CycleState, 
 
 type preScoreState struct {
 	constraints []constraint
-	counts      []map[string]int64
+	// counts[i] is matching pods per domain of constraint i's key (for
+	// the feasible nodes' domains; read-only, it may be the index's live
+	// counter).
+	counts []map[string]int64
 	// perNode[i] counts matching pods per node name for hostname
 	// constraints (nil: count on the node).
 	perNode []map[string]int64
 	weights []float64
+	// ignored holds the nodes lacking one of the keys when every key is
+	// required; nil when no node is ignored.
 	ignored map[string]bool
+	// checkKey: keys are not required (system default constraints) and
+	// some node may lack one: a constraint adds to a node's score only if
+	// the node carries its key.
+	checkKey bool
 }
 
 func (s *preScoreState) Clone() framework.StateData { return s }
+
+// requireAllKeys reports whether PreScore ignores nodes lacking any of the
+// constraints' keys.
+func (p *PodTopologySpread) requireAllKeys(*v1.Pod) bool { return true }
 
 // PreScore counts matching pods per domain for ScheduleAnyway constraints,
 // over the domains of the feasible nodes.
@@ -481,19 +514,110 @@ func (p *PodTopologySpread) PreScore(ctx context.Context, cs *framework.CycleSta
 	if len(cons) == 0 || len(nodes) == 0 {
 		return framework.NewStatus(framework.Skip)
 	}
-	s := &preScoreState{constraints: cons, ignored: map[string]bool{}, weights: make([]float64, len(cons))}
+	requireAll := p.requireAllKeys(pi.Pod)
+	var snap *framework.Snapshot
+	if p.h != nil {
+		snap = p.h.Snapshot()
+	}
+	var s *preScoreState
+	if snap != nil && !p.scanOnly {
+		var allIgnored bool
+		s, allIgnored = preScoreIndexed(pi.Pod, cons, nodes, snap.Index(), requireAll)
+		if allIgnored {
+			// Every node lacks a required key: all would be ignored and
+			// score 0, which is what skipping the plugin adds.
+			return framework.NewStatus(framework.Skip)
+		}
+	}
+	if s == nil {
+		s = p.preScoreScan(ctx, pi.Pod, cons, nodes, snap, requireAll)
+	}
+	cs.Write(preScoreKey, s)
+	return nil
+}
+
+// preScoreIndexed is PreScore when the snapshot's index settles every
+// node's keys by itself: each constraint's key is on every node or on
+// none. Then no feasible node is ignored (or all are: allIgnored), no
+// node's labels are looked at for keys, and counts are the index's live
+// counters. It returns nil when a key is on some nodes only or node
+// inclusion policies exclude nodes (the scan handles those).
+func preScoreIndexed(pod *v1.Pod, cons []constraint, nodes []*framework.NodeInfo, ix *framework.Index, requireAll bool) (s *preScoreState, allIgnored bool) {
+	all := ix.NumNodes()
+	if all == 0 {
+		return nil, false
+	}
+	kept := make([]constraint, 0, len(cons))
+	for i := range cons {
+		switch n := ix.NodesWithKey(cons[i].key); {
+		case n == 0 && requireAll:
+			return nil, true
+		case n == 0:
+			// No node carries the key: the constraint adds to no node's
+			// score, and its weight and counts are never read.
+		case n == all:
+			kept = append(kept, cons[i])
+		default:
+			return nil, false
+		}
+	}
+	if !indexUsable(pod, kept, ix) {
+		return nil, false
+	}
+	s = &preScoreState{constraints: kept, weights: make([]float64, len(kept)),
+		counts: make([]map[string]int64, len(kept)), perNode: make([]map[string]int64, len(kept))}
+	for i := range kept {
+		c := &kept[i]
+		if c.key == v1.LabelHostname {
+			s.perNode[i] = counterFor(ix, pod.Namespace, c, framework.NodeNameTopology)
+			s.weights[i] = math.Log(float64(len(nodes) + 2))
+			continue
+		}
+		s.counts[i] = counterFor(ix, pod.Namespace, c, c.key)
+		s.weights[i] = math.Log(float64(domainsAmong(ix, c.key, nodes) + 2))
+	}
+	return s, false
+}
+
+// domainsAmong counts the distinct values of key among nodes, which all
+// carry it.
+func domainsAmong(ix *framework.Index, key string, nodes []*framework.NodeInfo) int {
+	dn := ix.DomainNodes(key)
+	if len(dn) <= 1 || len(nodes) == ix.NumNodes() {
+		return len(dn)
+	}
+	seen := make(map[string]struct{}, len(dn))
+	for _, ni := range nodes {
+		seen[ni.Node().Labels[key]] = struct{}{}
+		if len(seen) == len(dn) {
+			break
+		}
+	}
+	return len(seen)
+}
+
+// preScoreScan is PreScore by looking at every feasible node's labels:
+// for keys some nodes lack, node inclusion policies, and without a
+// snapshot.
+func (p *PodTopologySpread) preScoreScan(ctx context.Context, pod *v1.Pod, cons []constraint, nodes []*framework.NodeInfo, snap *framework.Snapshot, requireAll bool) *preScoreState {
+	s := &preScoreState{constraints: cons, weights: make([]float64, len(cons)), checkKey: !requireAll}
 	domains := make([]map[string]int64, len(cons))
 	for i := range domains {
 		domains[i] = map[string]int64{}
 	}
 	for _, ni := range nodes {
 		node := ni.Node()
-		if !hasAllKeys(cons, node) {
+		if requireAll && !hasAllKeys(cons, node) {
+			if s.ignored == nil {
+				s.ignored = map[string]bool{}
+			}
 			s.ignored[node.Name] = true
 			continue
 		}
 		for i := range cons {
 			if cons[i].key != v1.LabelHostname {
+				// A node lacking the key (keys not required) is in the
+				// "" domain, as upstream counts it.
 				domains[i][node.Labels[cons[i].key]] = 0
 			}
 		}
@@ -505,38 +629,32 @@ func (p *PodTopologySpread) PreScore(ctx context.Context, cs *framework.CycleSta
 		}
 		s.weights[i] = math.Log(float64(n + 2))
 	}
-	var snap *framework.Snapshot
-	if p.h != nil {
-		snap = p.h.Snapshot()
-	}
 	if snap == nil {
-		s.counts = p.countDomains(ctx, pi.Pod, cons, nodes, domains)
-		cs.Write(preScoreKey, s)
-		return nil
+		s.counts = p.countDomains(ctx, pod, cons, nodes, domains, requireAll)
+		return s
 	}
 	ix := snap.Index()
 	s.perNode = make([]map[string]int64, len(cons))
 	for i := range cons {
 		if cons[i].key == v1.LabelHostname {
-			s.perNode[i] = counterFor(ix, pi.Pod.Namespace, &cons[i], framework.NodeNameTopology)
+			s.perNode[i] = counterFor(ix, pod.Namespace, &cons[i], framework.NodeNameTopology)
 		}
 	}
-	if indexUsable(pi.Pod, cons, ix) {
+	if requireAll && indexUsable(pod, cons, ix) {
 		for i := range cons {
 			if cons[i].key == v1.LabelHostname {
 				continue
 			}
-			live := counterFor(ix, pi.Pod.Namespace, &cons[i], cons[i].key)
+			live := counterFor(ix, pod.Namespace, &cons[i], cons[i].key)
 			for v := range domains[i] {
 				domains[i][v] = live[v]
 			}
 		}
 		s.counts = domains
 	} else {
-		s.counts = p.countDomains(ctx, pi.Pod, cons, snap.NodeInfoList, domains)
+		s.counts = p.countDomains(ctx, pod, cons, snap.NodeInfoList, domains, requireAll)
 	}
-	cs.Write(preScoreKey, s)
-	return nil
+	return s
 }
 
 // Score is sum(count in the node's domain * domain weight + maxSkew - 1).
@@ -547,12 +665,17 @@ func (p *PodTopologySpread) Score(_ context.Context, cs *framework.CycleState, p
 	}
 	s := d.(*preScoreState)
 	node := ni.Node()
-	if s.ignored[node.Name] {
+	if s.ignored != nil && s.ignored[node.Name] {
 		return 0, nil
 	}
 	var score float64
 	for i := range s.constraints {
 		c := &s.constraints[i]
+		if s.checkKey {
+			if _, ok := node.Labels[c.key]; !ok {
+				continue
+			}
+		}
 		var cnt int64
 		switch {
 		case c.key == v1.LabelHostname && s.perNode != nil:
@@ -579,14 +702,14 @@ func (p *PodTopologySpread) NormalizeScore(_ context.Context, cs *framework.Cycl
 	s := d.(*preScoreState)
 	lo, hi := int64(math.MaxInt64), int64(0)
 	for _, sc := range scores {
-		if s.ignored[sc.Name] {
+		if s.ignored != nil && s.ignored[sc.Name] {
 			continue
 		}
 		lo, hi = min(lo, sc.Score), max(hi, sc.Score)
 	}
 	for i := range scores {
 		switch {
-		case s.ignored[scores[i].Name]:
+		case s.ignored != nil && s.ignored[scores[i].Name]:
 			scores[i].Score = 0
 		case hi == 0:
 			scores[i].Score = framework.MaxNodeScore

@@ -1,0 +1,217 @@
+package podtopologyspread
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"skiff.dev/skiff/internal/scheduler/framework"
+	"skiff.dev/skiff/internal/scheduler/schedtest"
+)
+
+// scoreSubset runs PreScore and Score (normalized, weight 1) of fwk over
+// nodes, as the algorithm does over the feasible nodes. A skipped plugin
+// scores 0 everywhere.
+func scoreSubset(t *testing.T, fwk *framework.Framework, pod *v1.Pod, nodes []*framework.NodeInfo) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	pi := framework.NewPodInfo(pod)
+	cs := framework.NewCycleState()
+	if st := fwk.RunPreScorePlugins(ctx, cs, pi, nodes); !st.IsSuccess() {
+		t.Fatalf("prescore: %v", st.AsError())
+	}
+	scores, st := fwk.RunScorePlugins(ctx, cs, pi, nodes)
+	if !st.IsSuccess() {
+		t.Fatalf("score: %v", st.AsError())
+	}
+	out := map[string]int64{}
+	for _, s := range scores {
+		out[s.Name] = s.Score
+	}
+	return out
+}
+
+func rsListers(t *testing.T, sel map[string]string) Listers {
+	i := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "rs", Namespace: "default"},
+		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: sel}}}
+	if err := i.Add(rs); err != nil {
+		t.Fatal(err)
+	}
+	return Listers{ReplicaSets: appslisters.NewReplicaSetLister(i)}
+}
+
+// zoneMode says which nodes carry the zone label.
+type zoneMode int
+
+const (
+	zoneAll zoneMode = iota
+	zoneNone
+	zoneSome
+)
+
+func fastPathNode(r *rand.Rand, i int, mode zoneMode) *v1.Node {
+	l := map[string]string{"pool": []string{"x", "y"}[r.IntN(2)]}
+	switch {
+	case mode == zoneAll, mode == zoneSome && r.IntN(2) == 0:
+		// An empty value is a domain of its own.
+		l[v1.LabelTopologyZone] = []string{"z0", "z1", "z2", ""}[r.IntN(4)]
+	}
+	n := schedtest.Node(fmt.Sprintf("n%02d", i), "8", "8Gi", l)
+	if mode == zoneSome && r.IntN(8) == 0 {
+		delete(n.Labels, v1.LabelHostname)
+	}
+	if r.IntN(6) == 0 {
+		n.Spec.Taints = []v1.Taint{{Key: "dedicated", Effect: v1.TaintEffectNoSchedule}}
+	}
+	return n
+}
+
+// TestPreScoreIndexedMatchesScan schedules pods one after another on
+// random clusters whose nodes carry a topology key everywhere, nowhere or
+// on some nodes only, adding, removing and relabelling nodes between
+// pods, and checks PreScore's index fast path scores every feasible
+// subset exactly as the per-node scan does.
+func TestPreScoreIndexedMatchesScan(t *testing.T) {
+	app := map[string]string{"app": "a"}
+	honor := v1.NodeInclusionPolicyHonor
+	pods := []struct {
+		name string
+		pod  func(i int) *v1.Pod
+	}{
+		{"default constraints", func(i int) *v1.Pod { return schedtest.Pod(fmt.Sprintf("p%d", i), "", "", app) }},
+		{"default constraints, pod not matching its owner", func(i int) *v1.Pod {
+			return schedtest.Pod(fmt.Sprintf("p%d", i), "", "", map[string]string{"app": "b"})
+		}},
+		{"soft zone and hostname", func(i int) *v1.Pod {
+			p := spread(schedtest.Pod(fmt.Sprintf("p%d", i), "", "", map[string]string{"app": "web"}),
+				v1.TopologySpreadConstraint{MaxSkew: 2, TopologyKey: v1.LabelTopologyZone, WhenUnsatisfiable: v1.ScheduleAnyway})
+			return spread(p, v1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: v1.LabelHostname, WhenUnsatisfiable: v1.ScheduleAnyway})
+		}},
+		{"soft hostname with a node selector (affinity Honor)", func(i int) *v1.Pod {
+			p := spread(schedtest.Pod(fmt.Sprintf("p%d", i), "", "", map[string]string{"app": "web"}),
+				v1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: v1.LabelHostname, WhenUnsatisfiable: v1.ScheduleAnyway})
+			p.Spec.NodeSelector = map[string]string{"pool": "x"}
+			return p
+		}},
+		{"soft zone, taints Honor", func(i int) *v1.Pod {
+			return spread(schedtest.Pod(fmt.Sprintf("p%d", i), "", "", map[string]string{"app": "web"}),
+				v1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: v1.LabelTopologyZone, WhenUnsatisfiable: v1.ScheduleAnyway, NodeTaintsPolicy: &honor})
+		}},
+		{"soft custom key on no node", func(i int) *v1.Pod {
+			return spread(schedtest.Pod(fmt.Sprintf("p%d", i), "", "", map[string]string{"app": "web"}),
+				v1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: "rack", WhenUnsatisfiable: v1.ScheduleAnyway})
+		}},
+	}
+	for _, pc := range pods {
+		for _, mode := range []zoneMode{zoneAll, zoneNone, zoneSome} {
+			t.Run(fmt.Sprintf("%s/zones %d", pc.name, mode), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(mode), 42))
+				const maxNodes = 10
+				var nodes []*v1.Node
+				for i := 0; i < maxNodes-2; i++ {
+					nodes = append(nodes, fastPathNode(r, i, mode))
+				}
+				snap := framework.NewSnapshot(nil, nodes)
+				h := schedtest.Handle(snap, nil)
+				listers := rsListers(t, app)
+				fast, slow := New(h, Args{}, listers), New(h, Args{}, listers)
+				slow.scanOnly = true
+				fastFwk := framework.NewFramework([]framework.Plugin{fast}, nil, h.Par)
+				slowFwk := framework.NewFramework([]framework.Plugin{slow}, nil, h.Par)
+				rebuild := func() {
+					names := make([]string, 0, len(snap.NodeInfoMap))
+					for n, ni := range snap.NodeInfoMap {
+						if ni.Node() != nil {
+							names = append(names, n)
+						}
+					}
+					sort.Strings(names)
+					snap.NodeInfoList = snap.NodeInfoList[:0]
+					for _, n := range names {
+						snap.NodeInfoList = append(snap.NodeInfoList, snap.NodeInfoMap[n])
+					}
+				}
+				for step := 0; step < 60; step++ {
+					all := snap.List()
+					if len(all) == 0 {
+						snap.SetNodeInfo("n00", nodeInfoOf(fastPathNode(r, 0, mode)))
+						rebuild()
+						continue
+					}
+					// A random feasible subset, in search order.
+					feasible := make([]*framework.NodeInfo, 0, len(all))
+					for _, ni := range all {
+						if r.IntN(4) != 0 {
+							feasible = append(feasible, ni)
+						}
+					}
+					if len(feasible) == 0 {
+						feasible = all[:1]
+					}
+					pod := pc.pod(step)
+					got, want := scoreSubset(t, fastFwk, pod, feasible), scoreSubset(t, slowFwk, pod, feasible)
+					if !maps.Equal(got, want) {
+						t.Fatalf("step %d: index path scores %v, scan %v", step, got, want)
+					}
+					// Place the pod on the best node, then change the cluster.
+					best := feasible[0].Node().Name
+					for n, s := range got {
+						if s > got[best] || (s == got[best] && n < best) {
+							best = n
+						}
+					}
+					pod.Spec.NodeName = best
+					if r.IntN(3) == 0 {
+						pod.Namespace = "other"
+					}
+					if err := snap.AddPod(pod); err != nil {
+						t.Fatal(err)
+					}
+					switch op := r.IntN(8); op {
+					case 0: // relabel a node: another zone, or (rarely) a change of key coverage
+						ni := all[r.IntN(len(all))]
+						m := mode
+						if r.IntN(4) == 0 {
+							m = zoneSome
+						}
+						c := ni.Clone()
+						c.SetNode(fastPathNode(r, nodeIndex(ni.Node().Name), m))
+						snap.SetNodeInfo(ni.Node().Name, c)
+					case 1: // remove a node
+						snap.DeleteNodeInfo(all[r.IntN(len(all))].Node().Name)
+						rebuild()
+					case 2: // add a node
+						i := r.IntN(maxNodes)
+						name := fmt.Sprintf("n%02d", i)
+						if cur, ok := snap.NodeInfoMap[name]; !ok || cur.Node() == nil {
+							snap.SetNodeInfo(name, nodeInfoOf(fastPathNode(r, i, mode)))
+							rebuild()
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func nodeInfoOf(n *v1.Node) *framework.NodeInfo {
+	ni := &framework.NodeInfo{}
+	ni.SetNode(n)
+	return ni
+}
+
+func nodeIndex(name string) int {
+	var i int
+	fmt.Sscanf(name, "n%d", &i)
+	return i
+}

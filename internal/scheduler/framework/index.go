@@ -80,8 +80,8 @@ type Index struct {
 	// domainNodes[key], kept so NodesWithKey is O(1) and not O(domains):
 	// a hostname key has one domain per node).
 	keyNodes map[string]int
-	pods        map[*PodInfo]podLoc
-	byLabel     map[labelKV]map[*PodInfo]struct{}
+	pods     map[*PodInfo]podLoc
+	byLabel  map[labelKV]map[*PodInfo]struct{}
 
 	counters        map[string]*counter
 	countersByLabel map[labelKV][]*counter

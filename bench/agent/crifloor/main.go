@@ -187,7 +187,7 @@ func run(o options) (err error) {
 		}
 	}
 
-	b := &bench{c: c, logDir: filepath.Join(work, "logs")}
+	b := &bench{c: c, logDir: filepath.Join(work, "logs"), cdPid: cd.Pid(), work: work}
 	// The first pod pays one-time costs (the bridge, the runtime's caches):
 	// not measured.
 	if _, err := b.burst(ctx, "warm", 1, 1); err != nil {
@@ -269,6 +269,9 @@ func waitNetworkReady(ctx context.Context, c *cri.Client) error {
 type bench struct {
 	c      *cri.Client
 	logDir string
+	// containerd's PID and the work dir its shims' command lines name.
+	cdPid int
+	work  string
 }
 
 // result is one burst: per pod, the time from the burst's start and from
@@ -283,7 +286,9 @@ type result struct {
 	// CPU during the burst: containerd with shims, runc and CNI plugins;
 	// the pods' cgroups (runc init, pause, sleep).
 	runtimeCPU, podCPU time.Duration
-	load               string
+	// split is runtimeCPU by process, from /proc (10 ms ticks).
+	split cpuSplit
+	load  string
 }
 
 type pod struct {
@@ -348,6 +353,7 @@ func (b *bench) burst(ctx context.Context, prefix string, n, k int) (result, err
 	if err != nil {
 		return r, err
 	}
+	split0 := procSplit(b.cdPid, b.work)
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -383,6 +389,7 @@ func (b *bench) burst(ctx context.Context, prefix string, n, k int) (result, err
 	r.makespan = time.Since(t0)
 	rt1, err1 := cpuacctUsage(runtimeCgroup)
 	pt1, err2 := cpuacctUsage(podCgroup)
+	r.split = procSplit(b.cdPid, b.work).minus(split0)
 	r.load = loadAvg()
 	if parent.Err() != nil {
 		return r, fmt.Errorf("interrupted: %w", parent.Err())
@@ -487,6 +494,62 @@ func cpuacctUsage(cgroup string) (time.Duration, error) {
 	return time.Duration(v), nil
 }
 
+// cpuSplit is the runtime's CPU by process: containerd itself; the
+// children it ran and waited for (CNI plugins, `containerd-shim-runc-v2
+// start`); the shims with the runc processes they waited for.
+type cpuSplit struct{ containerd, children, shims time.Duration }
+
+func (a cpuSplit) minus(b cpuSplit) cpuSplit {
+	return cpuSplit{a.containerd - b.containerd, a.children - b.children, a.shims - b.shims}
+}
+
+// procSplit reads cpuSplit from /proc/PID/stat: containerd's by its PID,
+// the shims' as the processes whose command line names a shim and work.
+func procSplit(cdPid int, work string) cpuSplit {
+	var s cpuSplit
+	self, kids := procCPU(cdPid)
+	s.containerd, s.children = self, kids
+	paths, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), work) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		self, kids := procCPU(pid)
+		s.shims += self + kids
+	}
+	return s
+}
+
+// procCPU is a process's utime+stime and its waited-for children's
+// cutime+cstime (clock ticks, 100 per second on Linux).
+func procCPU(pid int) (self, children time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	// After the command: state is field 3; utime..cstime are 14..17.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return 0, 0
+	}
+	var t [4]int64
+	for j := range t {
+		t[j], _ = strconv.ParseInt(f[11+j], 10, 64)
+	}
+	tick := 10 * time.Millisecond
+	return time.Duration(t[0]+t[1]) * tick, time.Duration(t[2]+t[3]) * tick
+}
+
 func loadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	fs := strings.Fields(string(b))
@@ -498,5 +561,5 @@ func loadAvg() string {
 
 func report(single, bursts []result) {
 	fmt.Printf("crifloor: load average at the end: %s; %d CPUs online\n\n", loadAvg(), runtime.NumCPU())
-	fmt.Println(table(single, bursts))
+	fmt.Println(table(single, bursts, runtime.NumCPU()))
 }

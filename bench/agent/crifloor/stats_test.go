@@ -89,17 +89,24 @@ func TestParseOptions(t *testing.T) {
 func TestTable(t *testing.T) {
 	burst := result{pods: 3, inFlight: 3, fromBurst: ms(300, 100, 200), own: ms(300, 100, 200), sandbox: ms(80, 60, 70),
 		container: ms(40, 20, 30), makespan: 300 * time.Millisecond, runtimeCPU: 450 * time.Millisecond, podCPU: 30 * time.Millisecond, load: "1.00 2.00 3.00"}
+	burst.split = cpuSplit{containerd: 90 * time.Millisecond, children: 120 * time.Millisecond, shims: 240 * time.Millisecond}
 	bounded := burst
 	bounded.inFlight = 1
+	bounded.split.shims = 300 * time.Millisecond
 	single := []result{
 		{pods: 1, inFlight: 1, fromBurst: ms(100), own: ms(100), sandbox: ms(60), container: ms(40), makespan: 100 * time.Millisecond, runtimeCPU: 150 * time.Millisecond, load: "0.5 0 0"},
 		{pods: 1, inFlight: 1, fromBurst: ms(300), own: ms(300), sandbox: ms(80), container: ms(20), makespan: 300 * time.Millisecond, runtimeCPU: 250 * time.Millisecond, load: "0.7 0 0"},
 	}
-	got := strings.Split(strings.TrimSpace(table(single, []result{burst, bounded})), "\n")
+	got := strings.Split(strings.TrimSpace(table(single, []result{burst, bounded}, 2)), "\n")
 	want := []string{
-		"| one pod alone (n=2) | 0.100 s | 0.300 s | 0.300 s | 0.300 s | 0.100 s / 0.300 s | 0.060 s | 0.020 s | - | 200.0 ms / 0.0 ms | 1.00 | 0.5 0 0 … 0.7 0 0 |",
-		"| 3 pods, all at once | 0.200 s | 0.300 s | 0.300 s | 0.300 s | 0.200 s / 0.300 s | 0.070 s | 0.030 s | 0.300 s | 150.0 ms / 10.0 ms | 1.60 | 1.00 2.00 3.00 |",
-		"| 3 pods, 1 in flight | 0.200 s | 0.300 s | 0.300 s | 0.300 s | 0.200 s / 0.300 s | 0.070 s | 0.030 s | 0.300 s | 150.0 ms / 10.0 ms | 1.60 | 1.00 2.00 3.00 |",
+		"| one pod alone (n=2) | 0.100 s | 0.300 s | 0.300 s | 0.300 s | 0.100 s / 0.300 s | 0.060 s | 0.020 s | - | 200.0 ms / 0.0 ms | - | 1.00 | 0.5 0 0 … 0.7 0 0 |",
+		"| 3 pods, all at once | 0.200 s | 0.300 s | 0.300 s | 0.300 s | 0.200 s / 0.300 s | 0.070 s | 0.030 s | 0.300 s | 150.0 ms / 10.0 ms | 0.240 s | 1.60 | 1.00 2.00 3.00 |",
+		"| 3 pods, 1 in flight | 0.200 s | 0.300 s | 0.300 s | 0.300 s | 0.200 s / 0.300 s | 0.070 s | 0.030 s | 0.300 s | 150.0 ms / 10.0 ms | 0.240 s | 1.60 | 1.00 2.00 3.00 |",
+		"",
+		"| run | runtime CPU per pod by process: containerd / its children (CNI, shim start) / shims with runc |",
+		"|---|---|",
+		"| 3 pods, 3 in flight | 30.0 ms / 40.0 ms / 80.0 ms |",
+		"| 3 pods, 1 in flight | 30.0 ms / 40.0 ms / 100.0 ms |",
 	}
 	if len(got) != 2+len(want) {
 		t.Fatalf("table has %d lines, want %d:\n%s", len(got), 2+len(want), strings.Join(got, "\n"))

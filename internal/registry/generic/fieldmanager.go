@@ -153,7 +153,14 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 	key, ok := f.createKey(r, subresource, live, obj, manager)
 	if !ok {
 		if f.trimEqual {
-			if tl, to, ok := trimUnchanged(live, obj); ok {
+			var tl, to runtime.Object
+			var ok bool
+			if subresource == "status" && sameVersionManagers(live, r) {
+				tl, to, ok = trimForStatus(live, obj)
+			} else {
+				tl, to, ok = trimUnchanged(live, obj)
+			}
+			if ok {
 				out := fm.UpdateNoErrors(tl, to, manager)
 				om, err := meta.Accessor(obj)
 				outm, err2 := meta.Accessor(out)
@@ -237,6 +244,88 @@ func trimUnchanged(live, obj runtime.Object) (runtime.Object, runtime.Object, bo
 	l, ok1 := tl.Interface().(runtime.Object)
 	o, ok2 := to.Interface().(runtime.Object)
 	return l, o, ok1 && ok2
+}
+
+// trimForStatus returns shallow copies of live and obj reduced to what
+// the status subresource's field manager can record: its reset fields
+// leave spec and everything under metadata out of the comparison's
+// result (upstream's status strategies' GetResetFields), so both copies
+// keep only TypeMeta, the metadata the field manager reads itself (uid:
+// whether live exists; managedFields: the recorded ownership) and the
+// top-level fields other than spec that differ. The comparison is
+// path-local: what it finds under status does not depend on spec or
+// metadata, and nothing it would find there survives the reset filter
+// (the field set of the current operation is filtered; other managers
+// only lose fields the filtered comparison reports). A pod status update
+// spent most of its managedFields CPU walking metadata (labels, owner
+// references, and the stored managedFields themselves, each FieldsV1
+// parsed from JSON). Only valid when every manager of live is recorded in
+// the resource's own version (sameVersionManagers): another version's
+// entry is compared on converted objects, which a trimmed object would
+// change. TestStatusTrimSameManagedFields compares both ways.
+func trimForStatus(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
+	lv, ov := reflect.ValueOf(live), reflect.ValueOf(obj)
+	if lv.Kind() != reflect.Pointer || lv.Type() != ov.Type() || lv.IsNil() || ov.IsNil() {
+		return nil, nil, false
+	}
+	lv, ov = lv.Elem(), ov.Elem()
+	if lv.Kind() != reflect.Struct {
+		return nil, nil, false
+	}
+	t := lv.Type()
+	tl, to := reflect.New(t), reflect.New(t)
+	metaDone := false
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			return nil, nil, false
+		}
+		lf, of := lv.Field(i), ov.Field(i)
+		switch {
+		case sf.Anonymous && sf.Type == reflect.TypeOf(metav1.TypeMeta{}):
+			tl.Elem().Field(i).Set(lf)
+			to.Elem().Field(i).Set(of)
+		case sf.Anonymous && sf.Type == reflect.TypeOf(metav1.ObjectMeta{}):
+			lm, om := lf.Addr().Interface().(*metav1.ObjectMeta), of.Addr().Interface().(*metav1.ObjectMeta)
+			tl.Elem().Field(i).Set(reflect.ValueOf(statusViewMeta(lm)))
+			to.Elem().Field(i).Set(reflect.ValueOf(statusViewMeta(om)))
+			metaDone = true
+		case sf.Anonymous:
+			return nil, nil, false
+		case sf.Name == "Spec":
+			// left zero on both sides
+		case lf.IsZero() || !reflect.DeepEqual(lf.Interface(), of.Interface()):
+			tl.Elem().Field(i).Set(lf)
+			to.Elem().Field(i).Set(of)
+		}
+	}
+	if !metaDone {
+		return nil, nil, false
+	}
+	l, ok1 := tl.Interface().(runtime.Object)
+	o, ok2 := to.Interface().(runtime.Object)
+	return l, o, ok1 && ok2
+}
+
+// statusViewMeta is the part of m the status field manager reads.
+func statusViewMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ManagedFields: m.ManagedFields}
+}
+
+// sameVersionManagers reports whether every managedFields entry of live is
+// recorded in r's own group version.
+func sameVersionManagers(live runtime.Object, r *registry.Resource) bool {
+	m, err := meta.Accessor(live)
+	if err != nil {
+		return false
+	}
+	gv := r.GroupVersion.String()
+	for _, e := range m.GetManagedFields() {
+		if e.APIVersion != gv {
+			return false
+		}
+	}
+	return true
 }
 
 // maxCachedCreates bounds the create cache; it is emptied when full.

@@ -332,3 +332,115 @@ func TestCreateCacheReplicaSetPods(t *testing.T) {
 		t.Fatalf("an update added to the create cache: %d entries", n)
 	}
 }
+
+// TestStatusTrimSameManagedFields: status-subresource updates compared
+// without spec and metadata (trimForStatus) record the same managedFields
+// as the full comparison, for a pod's life: status-only changes, status
+// with label and annotation changes (which the status subresource's reset
+// fields leave unowned), a second writer taking over and removing fields
+// of the first, a no-op, an entry of another API version (compared on
+// whole objects), more managers than the cap, and a live object without
+// managedFields. The objects passed in are not modified.
+func TestStatusTrimSameManagedFields(t *testing.T) {
+	p := newManagedFieldsPair()
+	var pods *registry.Resource
+	for _, r := range core.Resources() {
+		if r.Resource == "pods" && r.StorageResource.Empty() {
+			pods = r
+		}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "u1", ResourceVersion: "3",
+		Labels:          map[string]string{"app": "web"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "uid-web"}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}}
+	pods.Default(pod)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodPending}
+	live := p.check(t, "create", pods, "", pods.New(), pod, "replicaset-controller").(*corev1.Pod)
+	// The binding: nodeName and PodScheduled, owned by nobody.
+	live.Spec.NodeName = "node-1"
+	live.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+
+	now := metav1.Now()
+	step := func(what, manager string, mutate func(*corev1.Pod)) {
+		t.Helper()
+		obj := live.DeepCopy()
+		mutate(obj)
+		if _, _, ok := trimForStatus(live, obj); !ok {
+			t.Fatalf("%s: not trimmed", what)
+		}
+		liveBefore, objBefore := live.DeepCopy(), obj.DeepCopy()
+		got := p.fast.Update(pods, "status", live, obj, manager).(*corev1.Pod)
+		if !reflect.DeepEqual(live, liveBefore) {
+			t.Fatalf("%s: the live object was modified", what)
+		}
+		objBefore.ManagedFields = got.ManagedFields
+		if !reflect.DeepEqual(obj, objBefore) {
+			t.Fatalf("%s: the new object was modified beyond its managedFields", what)
+		}
+		live = p.check(t, what, pods, "status", live, objBefore, manager).(*corev1.Pod)
+	}
+	step("running", "kubelet", func(o *corev1.Pod) {
+		o.Status.Phase = corev1.PodRunning
+		o.Status.HostIP, o.Status.PodIP = "10.0.0.1", "10.1.0.5"
+		o.Status.PodIPs = []corev1.PodIP{{IP: "10.1.0.5"}}
+		o.Status.StartTime = &now
+		o.Status.Conditions = append(o.Status.Conditions,
+			corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			corev1.PodCondition{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		o.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Ready: true, Image: "img", ImageID: "sha256:abc",
+			ContainerID: "containerd://1", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
+	})
+	step("status and metadata", "kubelet", func(o *corev1.Pod) {
+		o.Labels["extra"] = "x"
+		o.Annotations = map[string]string{"note": "y"}
+		o.Finalizers = []string{"example.com/f"}
+		o.Spec.NodeName = "elsewhere"
+		o.Status.PodIP = "10.1.0.6"
+		o.Status.PodIPs = []corev1.PodIP{{IP: "10.1.0.6"}}
+	})
+	step("no-op", "kubelet", func(o *corev1.Pod) {})
+	step("metadata only", "kubelet", func(o *corev1.Pod) { o.Labels["other"] = "z" })
+	step("another writer takes over and removes", "node-problem-detector", func(o *corev1.Pod) {
+		o.Status.Phase = corev1.PodFailed
+		o.Status.Conditions = o.Status.Conditions[:2]
+		o.Status.Conditions[1].Status = corev1.ConditionFalse
+		o.Status.PodIPs = nil
+		o.Status.Message = "evicted"
+	})
+	step("first writer again", "kubelet", func(o *corev1.Pod) {
+		o.Status.Reason = "Evicted"
+		o.Status.ContainerStatuses[0].Ready = false
+	})
+
+	// An entry recorded in another version is compared on the whole
+	// objects: not trimmed, and still the same answer.
+	other := live.DeepCopy()
+	other.ManagedFields = append(other.ManagedFields, metav1.ManagedFieldsEntry{Manager: "old", Operation: metav1.ManagedFieldsOperationUpdate,
+		APIVersion: "v1beta1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:message":{}}}`)}})
+	if sameVersionManagers(other, pods) {
+		t.Fatal("an entry of another version was not noticed")
+	}
+	obj := other.DeepCopy()
+	obj.Status.Message = "changed"
+	p.check(t, "with an entry of another version", pods, "status", other, obj, "kubelet")
+
+	// More update managers than the cap (10): the oldest are merged.
+	for i := range 12 {
+		step(fmt.Sprintf("manager %d", i), fmt.Sprintf("writer-%d", i), func(o *corev1.Pod) {
+			o.Status.Message = fmt.Sprintf("message %d", i)
+			o.Status.NominatedNodeName = fmt.Sprintf("n%d", i%3)
+		})
+	}
+	if n := len(live.ManagedFields); n > 11 {
+		t.Fatalf("%d managedFields entries: the cap did not apply", n)
+	}
+
+	// A live object without managedFields: nothing is tracked.
+	bare := live.DeepCopy()
+	bare.ManagedFields = nil
+	obj = bare.DeepCopy()
+	obj.Status.Message = "untracked"
+	if got := p.check(t, "without managedFields", pods, "status", bare, obj, "kubelet"); len(got.(*corev1.Pod).ManagedFields) != 0 {
+		t.Fatal("managedFields recorded on an object that had none")
+	}
+}

@@ -10,10 +10,13 @@
 // own label values to the selector.
 //
 // Score prefers domains with fewer matching pods for ScheduleAnyway
-// constraints. A pod with no constraints at all gets the cluster default
-// constraints (upstream's system defaults unless configured), whose
-// selector is built from the Services, ReplicaSets, StatefulSets and
-// ReplicationControllers selecting the pod.
+// constraints; nodes lacking one of the keys are not scored (0). A pod
+// with no constraints at all gets the cluster default constraints
+// (upstream's system defaults unless configured), whose selector is built
+// from the Services, ReplicaSets, StatefulSets and ReplicationControllers
+// selecting the pod. Under the system defaults, as upstream, nodes lacking
+// a key are scored by the constraints whose keys they have (a cluster
+// without zone labels still spreads by hostname).
 //
 // Counts come from the snapshot's Index: per-domain counters of pods
 // matching a constraint's selector, kept current as pods come and go, so
@@ -83,6 +86,9 @@ type PodTopologySpread struct {
 	h        framework.Handle
 	defaults []v1.TopologySpreadConstraint
 	listers  Listers
+	// systemDefaulted: the defaults are upstream's system defaults (Args
+	// left them nil), under which scoring does not require every key.
+	systemDefaulted bool
 	// scanOnly turns PreScore's index fast path off (tests compare the
 	// two).
 	scanOnly bool
@@ -103,7 +109,7 @@ func New(h framework.Handle, args Args, l Listers) *PodTopologySpread {
 	if d == nil {
 		d = SystemDefaultConstraints
 	}
-	return &PodTopologySpread{h: h, defaults: d, listers: l}
+	return &PodTopologySpread{h: h, defaults: d, listers: l, systemDefaulted: args.DefaultConstraints == nil}
 }
 
 func (*PodTopologySpread) Name() string { return Name }
@@ -501,8 +507,12 @@ type preScoreState struct {
 func (s *preScoreState) Clone() framework.StateData { return s }
 
 // requireAllKeys reports whether PreScore ignores nodes lacking any of the
-// constraints' keys.
-func (p *PodTopologySpread) requireAllKeys(*v1.Pod) bool { return true }
+// constraints' keys: always, except for the system default constraints,
+// which upstream applies to nodes without a zone label too (they still
+// spread by hostname).
+func (p *PodTopologySpread) requireAllKeys(pod *v1.Pod) bool {
+	return len(pod.Spec.TopologySpreadConstraints) > 0 || !p.systemDefaulted
+}
 
 // PreScore counts matching pods per domain for ScheduleAnyway constraints,
 // over the domains of the feasible nodes.

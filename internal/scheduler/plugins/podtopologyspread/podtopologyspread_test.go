@@ -1,6 +1,7 @@
 package podtopologyspread
 
 import (
+	"maps"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -116,3 +117,41 @@ func TestScoreSpreadsSoftConstraint(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSystemDefaultsScoreNodesWithoutZone: under upstream's system
+// defaults, nodes without a zone label still spread by hostname; with the
+// same constraints configured explicitly, such nodes are ignored (0).
+func TestSystemDefaultsScoreNodesWithoutZone(t *testing.T) {
+	app := map[string]string{"app": "a"}
+	nodes := []*v1.Node{
+		schedtest.Node("h1", "1", "1Gi", nil),
+		schedtest.Node("h2", "1", "1Gi", nil),
+		schedtest.Node("h3", "1", "1Gi", map[string]string{v1.LabelTopologyZone: "z1"}),
+	}
+	existing := []*v1.Pod{schedtest.Pod("e1", "h1", "", app), schedtest.Pod("e2", "h1", "", app), schedtest.Pod("e3", "h3", "", app)}
+	pod := schedtest.Pod("p", "", "", app)
+	for _, tc := range []struct {
+		name     string
+		defaults []v1.TopologySpreadConstraint
+		want     map[string]int64
+	}{
+		// zone domains among the nodes: "" (h1, h2) and z1, weight ln 4;
+		// hostname weight ln 5. h1: 2*ln5+2 = 5; h2: 2; h3: (1*ln4+4) +
+		// (1*ln5+2) = 9. Normalized 100*(9+2-s)/9.
+		{"system defaults", nil, map[string]int64{"h1": 66, "h2": 100, "h3": 22}},
+		{"configured defaults", SystemDefaultConstraints, map[string]int64{"h1": 0, "h2": 0, "h3": 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := framework.NewSnapshot(existing, nodes)
+			h := schedtest.Handle(snap, nil)
+			for _, scan := range []bool{false, true} {
+				p := New(h, Args{DefaultConstraints: tc.defaults}, rsListers(t, app))
+				p.scanOnly = scan
+				got := schedtest.ScoreAll(framework.NewFramework([]framework.Plugin{p}, nil, h.Par), snap, pod)
+				if !maps.Equal(got, tc.want) {
+					t.Errorf("scan only %v: scores %v, want %v", scan, got, tc.want)
+				}
+			}
+		})
+	}
+}

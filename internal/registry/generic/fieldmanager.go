@@ -27,6 +27,8 @@ import (
 type FieldManagers struct {
 	scheme    *runtime.Scheme
 	converter managedfields.TypeConverter
+	// convertor converts objects to the field manager's version.
+	convertor runtime.ObjectConvertor
 
 	mu  sync.Mutex
 	fms map[string]*managedfields.FieldManager
@@ -47,13 +49,14 @@ type FieldManagers struct {
 // objects are typed without validation (see unvalidatedConverter).
 func NewFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
 	f := newFieldManagers(scheme, &unvalidatedConverter{inner: tc})
+	f.convertor = sameKindConvertor{scheme}
 	f.creates = map[string]metav1.ManagedFieldsEntry{}
 	f.trimEqual = true
 	return f
 }
 
 func newFieldManagers(scheme *runtime.Scheme, tc managedfields.TypeConverter) *FieldManagers {
-	return &FieldManagers{scheme: scheme, converter: tc, fms: map[string]*managedfields.FieldManager{}}
+	return &FieldManagers{scheme: scheme, converter: tc, convertor: scheme, fms: map[string]*managedfields.FieldManager{}}
 }
 
 // unvalidatedConverter types built-in Go objects against their schema
@@ -104,6 +107,27 @@ func (c *unvalidatedConverter) TypedToObject(tv *typed.TypedValue) (runtime.Obje
 	return c.inner.TypedToObject(tv)
 }
 
+// sameKindConvertor converts like the scheme, except that a typed object
+// the scheme would only deep-copy (it already is of the kind the target
+// version wants, and says so in its TypeMeta) is returned as it is. The
+// field manager converts the live and the new object to its version
+// before typing them, only to read them: two deep copies of every object
+// written, for nothing. What the field manager computes is the same
+// (fieldmanager_test.go compares against the scheme on every resource).
+type sameKindConvertor struct{ *runtime.Scheme }
+
+func (c sameKindConvertor) ConvertToVersion(in runtime.Object, target runtime.GroupVersioner) (runtime.Object, error) {
+	if _, ok := in.(runtime.Unstructured); !ok && in != nil {
+		have := in.GetObjectKind().GroupVersionKind()
+		if kinds, _, err := c.ObjectKinds(in); err == nil && !have.Empty() && have.Version != runtime.APIVersionInternal {
+			if want, ok := target.KindForGroupVersionKinds(kinds); ok && want == have {
+				return in, nil
+			}
+		}
+	}
+	return c.Scheme.ConvertToVersion(in, target)
+}
+
 type defaulter struct{ r *registry.Resource }
 
 func (d defaulter) Default(obj runtime.Object) {
@@ -134,7 +158,7 @@ func (f *FieldManagers) Get(r *registry.Resource, subresource string) (*managedf
 	for k, v := range reset {
 		filters[k] = fieldpath.NewExcludeSetFilter(v)
 	}
-	fm, err := managedfields.NewDefaultFieldManager(f.converter, f.scheme, defaulter{r}, f.scheme,
+	fm, err := managedfields.NewDefaultFieldManager(f.converter, f.convertor, defaulter{r}, f.scheme,
 		r.GroupVersionKind(), r.GroupVersion, subresource, filters)
 	if err != nil {
 		return nil, fmt.Errorf("building field manager for %s: %w", r.GroupResource(), err)

@@ -27,6 +27,8 @@ func benchPod(r *registry.Resource) *corev1.Pod {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10",
 			Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}}
 	r.Default(pod)
+	// As decoded from a request or from storage.
+	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	return pod
 }
 

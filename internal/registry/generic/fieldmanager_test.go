@@ -121,7 +121,7 @@ func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
 		}
 		f := fuzzer.FuzzerFor(metafuzzer.Funcs, rand.NewSource(int64(i)), codecs)
 		for _, sub := range subresources(r) {
-			for range rounds {
+			for round := range rounds {
 				a, b := r.New(), r.New()
 				f.Fill(a)
 				f.Fill(b)
@@ -130,6 +130,12 @@ func TestUnvalidatedConverterSameManagedFields(t *testing.T) {
 					m.SetManagedFields(nil)
 					if r.Default != nil {
 						r.Default(o)
+					}
+					// As the server's objects (decoded from storage
+					// or a request) do, half of the time: the field
+					// manager then types them without a copy.
+					if round%2 == 0 {
+						setTypeMeta(o, r)
 					}
 				}
 				created := p.check(t, "create", r, sub, r.New(), a, "creator")
@@ -355,6 +361,7 @@ func TestStatusTrimSameManagedFields(t *testing.T) {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "img", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}}
 	pods.Default(pod)
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending}
+	setTypeMeta(pod, pods)
 	live := p.check(t, "create", pods, "", pods.New(), pod, "replicaset-controller").(*corev1.Pod)
 	// The binding: nodeName and PodScheduled, owned by nobody.
 	live.Spec.NodeName = "node-1"
@@ -442,5 +449,30 @@ func TestStatusTrimSameManagedFields(t *testing.T) {
 	obj.Status.Message = "untracked"
 	if got := p.check(t, "without managedFields", pods, "status", bare, obj, "kubelet"); len(got.(*corev1.Pod).ManagedFields) != 0 {
 		t.Fatal("managedFields recorded on an object that had none")
+	}
+}
+
+// TestSameKindConvertor: an object already of the target kind comes back
+// as it is; anything else as the scheme converts it.
+func TestSameKindConvertor(t *testing.T) {
+	scheme := registry.NewScheme()
+	c := sameKindConvertor{scheme}
+	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	got, err := c.ConvertToVersion(pod, corev1.SchemeGroupVersion)
+	if err != nil || got != runtime.Object(pod) {
+		t.Fatalf("typed pod of the target kind: got %p, %v; want the same object %p", got, err, pod)
+	}
+	bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	got, err = c.ConvertToVersion(bare, corev1.SchemeGroupVersion)
+	if err != nil || got == runtime.Object(bare) {
+		t.Fatalf("pod without TypeMeta: got %p, %v; want a copy", got, err)
+	}
+	want, _ := scheme.ConvertToVersion(bare, corev1.SchemeGroupVersion)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("pod without TypeMeta: %#v, scheme gives %#v", got, want)
+	}
+	other := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v2", Kind: "Pod"}}
+	if got, _ := c.ConvertToVersion(other, corev1.SchemeGroupVersion); got == runtime.Object(other) {
+		t.Fatal("pod claiming another version came back unconverted")
 	}
 }

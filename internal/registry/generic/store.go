@@ -588,7 +588,7 @@ func (s *Store) Update(ctx context.Context, ns, name string, fn UpdateFunc, opts
 		}
 		deleteAfter = del
 		result = o
-		if apiequality.Semantic.DeepEqual(o, old) {
+		if semanticEqual(o, old) {
 			return nil, storage.ErrNoChange
 		}
 		return s.toStorage(o)
@@ -1097,6 +1097,52 @@ func fieldEqual(a, b runtime.Object, name string) bool {
 		return true
 	}
 	return apiequality.Semantic.DeepEqual(av.Interface(), bv.Interface())
+}
+
+// semanticEqual is apiequality.Semantic.DeepEqual(a, b), comparing the
+// top-level fields of an API object in the order an update most likely
+// changes them: status, then the other fields but spec and metadata,
+// spec, metadata. The object is equal when every field is, in whatever
+// order they are compared, but the first difference ends the walk: a
+// binding or status update used to walk all of the (equal) metadata and
+// most of the spec before reaching what it changed.
+func semanticEqual(a, b runtime.Object) bool {
+	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !av.IsValid() || !bv.IsValid() || av.Type() != bv.Type() || av.Kind() != reflect.Pointer || av.IsNil() || bv.IsNil() ||
+		av.Elem().Kind() != reflect.Struct {
+		return apiequality.Semantic.DeepEqual(a, b)
+	}
+	ae, be := av.Elem(), bv.Elem()
+	t := ae.Type()
+	if _, custom := apiequality.Semantic.Equalities[t]; custom {
+		return apiequality.Semantic.DeepEqual(a, b)
+	}
+	rank := func(sf reflect.StructField) int {
+		switch {
+		case sf.Name == "Status":
+			return 0
+		case sf.Name == "Spec":
+			return 2
+		case sf.Anonymous:
+			return 3
+		}
+		return 1
+	}
+	for r := range 4 {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			if rank(sf) != r {
+				continue
+			}
+			if !sf.IsExported() {
+				return apiequality.Semantic.DeepEqual(a, b)
+			}
+			if !apiequality.Semantic.DeepEqual(ae.Field(i).Addr().Interface(), be.Field(i).Addr().Interface()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // keepAllButStatus is the default status-subresource rule: everything but

@@ -11,6 +11,14 @@ import (
 // aggregates plugins need.
 type NodeInfo struct {
 	node *v1.Node
+	// unschedulable and taints copy the node's spec.unschedulable and
+	// spec.taints (the slice shares the node's immutable array), so the
+	// filters every node goes through in every cycle read them here and
+	// not from the large Node object: in a busy process that object is
+	// rarely in the CPU cache, and the first filter to touch it paid a
+	// memory load per node per cycle.
+	unschedulable bool
+	taints        []v1.Taint
 
 	Pods                         []*PodInfo
 	PodsWithAffinity             []*PodInfo
@@ -49,12 +57,19 @@ func (n *NodeInfo) Node() *v1.Node {
 // SetNode sets the node object and its allocatable.
 func (n *NodeInfo) SetNode(node *v1.Node) {
 	n.node = node
+	n.unschedulable, n.taints = node.Spec.Unschedulable, node.Spec.Taints
 	n.Allocatable = NewResource(node.Status.Allocatable)
 }
 
 // RemoveNode clears the node object, keeping the pods (they may still be
 // deleted later).
-func (n *NodeInfo) RemoveNode() { n.node = nil }
+func (n *NodeInfo) RemoveNode() { n.node, n.unschedulable, n.taints = nil, false, nil }
+
+// Unschedulable is the node's spec.unschedulable (false without a node).
+func (n *NodeInfo) Unschedulable() bool { return n.unschedulable }
+
+// Taints are the node's spec.taints (nil without a node); read-only.
+func (n *NodeInfo) Taints() []v1.Taint { return n.taints }
 
 func portKey(p HostPort) string { return fmt.Sprintf("%s/%d", p.Protocol, p.Port) }
 
@@ -163,6 +178,8 @@ func (n *NodeInfo) nodeName() string {
 func (n *NodeInfo) Clone() *NodeInfo {
 	c := &NodeInfo{
 		node:                         n.node,
+		unschedulable:                n.unschedulable,
+		taints:                       n.taints,
 		Pods:                         append([]*PodInfo(nil), n.Pods...),
 		Requested:                    n.Requested.Clone(),
 		NonZeroCPU:                   n.NonZeroCPU,

@@ -39,7 +39,7 @@ var unschedulableTaint = v1.Taint{Key: v1.TaintNodeUnschedulable, Effect: v1.Tai
 
 // Filter rejects cordoned nodes.
 func (*NodeUnschedulable) Filter(_ context.Context, _ *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
-	if !ni.Node().Spec.Unschedulable {
+	if !ni.Unschedulable() {
 		return nil
 	}
 	if tainttoleration.TolerationsTolerateTaint(pi.Pod.Spec.Tolerations, &unschedulableTaint) {

@@ -84,7 +84,7 @@ func FindUntoleratedTaint(taints []v1.Taint, tols []v1.Toleration) (v1.Taint, bo
 
 // Filter rejects nodes with an untolerated NoSchedule/NoExecute taint.
 func (*TaintToleration) Filter(_ context.Context, _ *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) *framework.Status {
-	if _, bad := FindUntoleratedTaint(ni.Node().Spec.Taints, pi.Pod.Spec.Tolerations); bad {
+	if _, bad := FindUntoleratedTaint(ni.Taints(), pi.Pod.Spec.Tolerations); bad {
 		return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNotMatch)
 	}
 	return nil
@@ -93,7 +93,7 @@ func (*TaintToleration) Filter(_ context.Context, _ *framework.CycleState, pi *f
 // Score counts untolerated PreferNoSchedule taints (normalized reversed).
 func (*TaintToleration) Score(_ context.Context, _ *framework.CycleState, pi *framework.PodInfo, ni *framework.NodeInfo) (int64, *framework.Status) {
 	var n int64
-	taints := ni.Node().Spec.Taints
+	taints := ni.Taints()
 	for i := range taints {
 		if taints[i].Effect == v1.TaintEffectPreferNoSchedule && !TolerationsTolerateTaint(pi.Pod.Spec.Tolerations, &taints[i]) {
 			n++

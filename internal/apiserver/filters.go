@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/internal/apiserver/authn"
+	"skiff.dev/skiff/internal/apiserver/inprocess"
 )
 
 // MaxRequestBodyBytes is upstream's 3 MiB request limit.
@@ -80,6 +81,13 @@ var anonymousPaths = map[string]bool{
 
 func (s *Server) withAuthn(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request from a component in this process through an
+		// inprocess.Transport: its user was set by that transport, in a
+		// context value no request read from the network can carry.
+		if u, ok := inprocess.UserFrom(r.Context()); ok {
+			h.ServeHTTP(w, r.WithContext(authn.WithUser(r.Context(), u)))
+			return
+		}
 		if s.cfg.Authenticator == nil {
 			h.ServeHTTP(w, r.WithContext(authn.WithUser(r.Context(), &authn.User{Name: "system:admin", Groups: []string{"system:masters", "system:authenticated"}})))
 			return

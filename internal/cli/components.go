@@ -20,13 +20,20 @@ import (
 
 // AddComponents registers the in-process components `skiff server` runs
 // beside the API server, honouring the --disable-* flags. Each talks to
-// the API server through a loopback client, exactly as the standalone
-// `skiff controller-manager` and `skiff scheduler` do.
+// the API server through client-go, exactly as the standalone `skiff
+// controller-manager` and `skiff scheduler` do; the controller manager and
+// scheduler through the in-process transport (Server.InProcessConfig: the
+// API handler called in memory, no TLS or sockets), the agent over HTTPS
+// like a remote node.
 func AddComponents(s *server.Server) {
 	cfg := s.Config()
 	if !cfg.DisableControllerManager {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
-			return newControllerManager(s.LoopbackConfig(), cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, s)
+			rc, err := s.InProcessConfig()
+			if err != nil {
+				return nil, err
+			}
+			return newControllerManager(rc, cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, s)
 		})
 	}
 	if !cfg.DisableAgent {
@@ -45,7 +52,11 @@ func AddComponents(s *server.Server) {
 	}
 	if !cfg.DisableScheduler {
 		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
-			return newScheduler(s.LoopbackConfig(), s)
+			rc, err := s.InProcessConfig()
+			if err != nil {
+				return nil, err
+			}
+			return newScheduler(rc, s)
 		})
 	}
 }

@@ -173,6 +173,8 @@ type Server struct {
 	openapi     *openapi.Service
 	services    *servicealloc.Allocator
 	ready       atomic.Bool
+	// inproc is the transport of InProcessConfig (inprocess.go).
+	inproc inProcess
 
 	// Components are started after the API server is ready.
 	Components []ComponentFactory
@@ -241,7 +243,9 @@ func firstHostIP() string {
 // AdminKubeconfigPath is where the admin kubeconfig is written.
 func AdminKubeconfigPath(dataDir string) string { return filepath.Join(dataDir, "admin.kubeconfig") }
 
-// LoopbackConfig is a client config for in-process components (admin).
+// LoopbackConfig is an admin client config over HTTPS to the loopback
+// address, for in-process code that needs a real connection or the
+// certificates (the agent); see InProcessConfig for the others.
 func (s *Server) LoopbackConfig() *rest.Config {
 	return &rest.Config{
 		Host: s.loopbackURL,

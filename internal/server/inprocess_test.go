@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+func startTestServer(t *testing.T) *Server {
+	t.Helper()
+	s, err := New(Config{
+		DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
+		HTTPSPort: freePort(t), EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t),
+		DisableAgent: true, DisableScheduler: true, DisableControllerManager: true,
+		UnsafeNoFsync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.InProcessConfig(); err == nil {
+		t.Error("InProcessConfig before Run: no error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("server did not stop")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("server exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server not ready after 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s
+}
+
+// TestInProcessConfig drives the API server through InProcessConfig as
+// the controller manager and scheduler do: JSON and protobuf, create,
+// get, list and a watch that delivers events as they happen; the
+// requests are counted in the API metrics and made as the same user as
+// LoopbackConfig's client certificate.
+func TestInProcessConfig(t *testing.T) {
+	s := startTestServer(t)
+	rc, err := s.InProcessConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Transport == nil || len(rc.TLSClientConfig.CertData) != 0 {
+		t.Fatalf("InProcessConfig is not in-process: %+v", rc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	for _, ct := range []string{"application/json", "application/vnd.kubernetes.protobuf"} {
+		t.Run(ct, func(t *testing.T) {
+			c := rest.CopyConfig(rc)
+			c.ContentType = ct
+			c.AcceptContentTypes = ct
+			cs := kubernetes.NewForConfigOrDie(c)
+			ns := "inproc-" + strings.ReplaceAll(strings.TrimPrefix(ct, "application/"), ".", "-")
+			if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			cms := cs.CoreV1().ConfigMaps(ns)
+			first, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a"}, Data: map[string]string{"k": strings.Repeat("v", 100000)}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cms.Get(ctx, "a", metav1.GetOptions{})
+			if err != nil || got.Data["k"] != first.Data["k"] || got.UID != first.UID {
+				t.Fatalf("get: %v", err)
+			}
+			if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") {
+				t.Fatalf("second create: %v, want AlreadyExists", err)
+			}
+			w, err := cms.Watch(ctx, metav1.ListOptions{ResourceVersion: first.ResourceVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			for i := range 3 {
+				name := fmt.Sprintf("w%d", i)
+				if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				// Each event arrives before the next object exists.
+				select {
+				case ev := <-w.ResultChan():
+					if ev.Type != watch.Added || ev.Object.(*corev1.ConfigMap).Name != name {
+						t.Fatalf("event %v %#v, want ADDED %s", ev.Type, ev.Object, name)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no watch event for %s", name)
+				}
+			}
+			l, err := cms.List(ctx, metav1.ListOptions{})
+			if err != nil || len(l.Items) != 4 {
+				t.Fatalf("list: %v, %d items", err, len(l.Items))
+			}
+		})
+	}
+
+	// Identity: the CSR's requestor is set by the server from the
+	// authenticated user, the same in-process as with the admin cert.
+	csrUser := func(c *rest.Config, name string) (string, []string) {
+		t.Helper()
+		cs := kubernetes.NewForConfigOrDie(c)
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: certificatesv1.CertificateSigningRequestSpec{
+				Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+				SignerName: "kubernetes.io/kube-apiserver-client",
+				Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageClientAuth},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr.Spec.Username, csr.Spec.Groups
+	}
+	inName, inGroups := csrUser(rc, "inproc")
+	tlsName, tlsGroups := csrUser(s.LoopbackConfig(), "loopback")
+	if inName != "system:admin" || inName != tlsName || !slices.Equal(inGroups, tlsGroups) {
+		t.Errorf("in-process user %s %v, over TLS %s %v", inName, inGroups, tlsName, tlsGroups)
+	}
+
+	// The requests went through the metrics filter: 4 configmaps
+	// created per content type, and one conflict each.
+	metrics, err := kubernetes.NewForConfigOrDie(rc).Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`apiserver_request_total{code="201",group="",resource="configmaps",subresource="",verb="POST",version="v1"} 8`,
+		`apiserver_request_total{code="409",group="",resource="configmaps",subresource="",verb="POST",version="v1"} 2`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// A request from the network without credentials is not the
+	// in-process user.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+	resp, err := hc.Get(s.URL() + "/api/v1/namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous request over HTTPS: %d, want 401", resp.StatusCode)
+	}
+}

@@ -279,6 +279,20 @@ func run(b *testing.B) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	b.Logf("%d hollow nodes registered in %v", *numNodes, time.Since(regStart).Round(time.Millisecond))
+	// A steady cluster: every node heartbeating through its Lease before
+	// the Deployment is created, so the scale-up does not also carry the
+	// nodes' first Lease creations (a kubelet creates its Lease at start).
+	for {
+		l, err := client.CoordinationV1().Leases(v1.NamespaceNodeLease).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err == nil && len(l.Items) >= *numNodes {
+			break
+		}
+		if time.Since(regStart) > 5*time.Minute {
+			b.Fatalf("node leases not created after 5m")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Logf("%d node leases created %v after the registration began", *numNodes, time.Since(regStart).Round(time.Millisecond))
 
 	tr := newTracker()
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace("default"))

@@ -264,9 +264,15 @@ func (n *Nodes) runLeaseShard(ctx context.Context, shard, shards int) {
 	count := len(n.names)
 	mine := (count - shard + shards - 1) / shards
 	step := n.opts.LeaseInterval / time.Duration(mine)
+	// The first pass does not wait: like the kubelet's lease controller,
+	// which syncs its Lease as soon as it starts, every node gets its
+	// Lease right after registration; renewals are then spread evenly
+	// over the interval.
+	first := true
 	for i := shard; ; i += shards {
 		if i >= count {
 			i = shard
+			first = false
 		}
 		if err := n.RenewLease(ctx, i); err != nil && ctx.Err() == nil {
 			n.opts.Logger.Error("renewing lease", "node", n.names[i], "err", err)
@@ -274,7 +280,7 @@ func (n *Nodes) runLeaseShard(ctx context.Context, shard, shards int) {
 		if err := n.ensureReady(ctx, i); err != nil && ctx.Err() == nil {
 			n.opts.Logger.Error("reporting node ready", "node", n.names[i], "err", err)
 		}
-		if step > 0 {
+		if step > 0 && !first {
 			select {
 			case <-ctx.Done():
 				return

@@ -266,3 +266,24 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// Every node gets its Lease right after registration, as a kubelet's lease
+// controller syncs at start: the first pass over the nodes does not wait
+// for the renewal interval (here a fake clock that never moves).
+func TestLeasesCreatedAtStart(t *testing.T) {
+	client := fake.NewClientset()
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	const count = 20 // more than leaseShards: each shard owns several nodes
+	n := New(client, Options{Count: count, Clock: clk})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, "a Lease for every node", func() bool {
+		l, err := client.CoordinationV1().Leases(v1.NamespaceNodeLease).List(context.Background(), metav1.ListOptions{})
+		return err == nil && len(l.Items) == count
+	})
+}

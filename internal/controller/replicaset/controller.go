@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -64,6 +65,12 @@ type Controller struct {
 	burst        int
 	updateBatch  time.Duration
 	synced       []cache.InformerSynced
+	tally        *podTally
+	// noTally makes every sync walk the pods (benchmarks compare);
+	// verifyTally makes every sync that used the tally also walk them and
+	// fail if the two disagree (unit tests).
+	noTally, verifyTally bool
+	fastSyncs            atomic.Int64 // syncs that read the tally
 }
 
 // NewReplicaSetController returns the controller for apps/v1 ReplicaSets.
@@ -104,6 +111,7 @@ func newController(name string, cfg Config, client kubernetes.Interface, ad adap
 		logger:       logger.With("controller", name),
 		burst:        cfg.BurstReplicas,
 		updateBatch:  cfg.PodUpdateBatchPeriod,
+		tally:        newPodTally(),
 	}
 	if err := controller.AddControllerUIDIndex(podInformer.Informer()); err != nil {
 		return nil, err
@@ -115,14 +123,17 @@ func newController(name string, cfg Config, client kubernetes.Interface, ad adap
 	}); err != nil {
 		return nil, fmt.Errorf("adding %s event handler: %w", name, err)
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	podReg, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.addPod,
 		UpdateFunc: c.updatePod,
 		DeleteFunc: c.deletePod,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("adding %s pod event handler: %w", name, err)
 	}
-	c.synced = []cache.InformerSynced{ad.informer().HasSynced, podInformer.Informer().HasSynced}
+	// The handler's own HasSynced: the tally must hold the initial list
+	// before a sync reads it, and the informer's store is filled earlier.
+	c.synced = []cache.InformerSynced{ad.informer().HasSynced, podReg.HasSynced}
 	return c, nil
 }
 
@@ -210,8 +221,9 @@ func (c *Controller) addPod(obj any) {
 	if !ok {
 		return
 	}
+	c.tally.observe(p)
 	if p.DeletionTimestamp != nil {
-		c.deletePod(p)
+		c.podGone(p)
 		return
 	}
 	if ref := metav1.GetControllerOf(p); ref != nil {
@@ -242,11 +254,12 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 	if !ok1 || !ok2 || cur.ResourceVersion == oldPod.ResourceVersion && cur.ResourceVersion != "" {
 		return
 	}
+	c.tally.observe(cur)
 	labelsChanged := !reflect.DeepEqual(cur.Labels, oldPod.Labels)
 	if cur.DeletionTimestamp != nil {
-		c.deletePod(cur)
+		c.podGone(cur)
 		if labelsChanged {
-			c.deletePod(oldPod)
+			c.podGone(oldPod)
 		}
 		return
 	}
@@ -287,6 +300,12 @@ func (c *Controller) deletePod(obj any) {
 	if !ok {
 		return
 	}
+	c.tally.forget(p)
+	c.podGone(p)
+}
+
+// podGone observes the deletion of p (removed, or being deleted).
+func (c *Controller) podGone(p *v1.Pod) {
 	ref := metav1.GetControllerOf(p)
 	rs := c.resolve(p.Namespace, ref)
 	if rs == nil {
@@ -316,6 +335,27 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		c.logger.Error("invalid selector", "key", key, "err", err)
 		return nil
 	}
+	manage := needsSync && rs.DeletionTimestamp == nil
+	if sum, ok := c.fastSummary(rs, selector, manage); ok {
+		c.fastSyncs.Add(1)
+		if c.verifyTally {
+			if err := c.verify(rs, selector, sum); err != nil {
+				return err
+			}
+		}
+		var manageErr error
+		var diff int
+		if manage {
+			diff, manageErr = c.manageReplicas(ctx, rs, int(sum.replicas), nil)
+		}
+		// Only ReplicaSets without minReadySeconds take this path: no
+		// pod becomes available later without an event.
+		_, err := c.writeStatus(ctx, rs, sum, manageErr, diff)
+		if err != nil {
+			return err
+		}
+		return manageErr
+	}
 	// Only our pods and the orphans matter to the claim below: pods of
 	// other controllers are never touched.
 	owned, orphans, err := controller.PodsControlledOrOrphaned(c.podIndexer, ns, rs.UID)
@@ -337,19 +377,13 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 
 	var manageErr error
 	var diff int
-	if needsSync && rs.DeletionTimestamp == nil {
-		diff, manageErr = c.manageReplicas(ctx, pods, rs)
+	if manage {
+		diff, manageErr = c.manageReplicas(ctx, rs, len(pods), pods)
 	}
 	now := c.clock.Now()
-	next := c.status(rs, pods, manageErr, diff, now)
-	updated := rs
-	if !reflect.DeepEqual(rs.Status, next) {
-		cp := rs.DeepCopy()
-		cp.Status = next
-		updated, err = c.ad.updateStatus(ctx, cp)
-		if err != nil {
-			return err
-		}
+	updated, err := c.writeStatus(ctx, rs, summarize(rs, pods, now), manageErr, diff)
+	if err != nil {
+		return err
 	}
 	if manageErr == nil && updated.Spec.MinReadySeconds > 0 {
 		if wait, ok := nextAvailable(pods, updated.Spec.MinReadySeconds, now); ok {
@@ -357,6 +391,70 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		}
 	}
 	return manageErr
+}
+
+// podSummary is what a ReplicaSet's status counts of its pods.
+type podSummary struct {
+	replicas, fullyLabeled, ready, available int32
+}
+
+// fastSummary returns the summary of rs's pods from the tally when the
+// sync needs nothing else of them: no minReadySeconds (availability
+// depends on the time), no pod to release or orphan to adopt, and no pod
+// to delete (victims are chosen from the pods themselves); manage says
+// whether the sync may create or delete.
+func (c *Controller) fastSummary(rs *appsv1.ReplicaSet, sel labels.Selector, manage bool) (podSummary, bool) {
+	if c.noTally || rs.Spec.MinReadySeconds > 0 {
+		return podSummary{}, false
+	}
+	n, adoptable := c.tally.summary(rs, sel)
+	if rs.DeletionTimestamp == nil && (adoptable || n.mismatched > 0) {
+		return podSummary{}, false
+	}
+	if manage && int(n.replicas) > int(*rs.Spec.Replicas) {
+		return podSummary{}, false
+	}
+	return podSummary{replicas: n.replicas, fullyLabeled: n.fullyLabeled, ready: n.ready, available: n.ready}, true
+}
+
+// verify checks a tally summary against a walk of the indexer's pods
+// (the full path without its writes): tests run every sync this way.
+func (c *Controller) verify(rs *appsv1.ReplicaSet, sel labels.Selector, got podSummary) error {
+	owned, orphans, err := controller.PodsControlledOrOrphaned(c.podIndexer, rs.Namespace, rs.UID)
+	if err != nil {
+		return err
+	}
+	var pods []*v1.Pod
+	for _, p := range controller.FilterActivePods(owned) {
+		if sel.Matches(labels.Set(p.Labels)) {
+			pods = append(pods, p)
+		} else if rs.DeletionTimestamp == nil {
+			return fmt.Errorf("pod tally of %s took the fast path with pod %s to release", rsKey(rs), p.Name)
+		}
+	}
+	if rs.DeletionTimestamp == nil {
+		for _, p := range controller.FilterActivePods(orphans) {
+			if sel.Matches(labels.Set(p.Labels)) {
+				return fmt.Errorf("pod tally of %s took the fast path with orphan %s to adopt", rsKey(rs), p.Name)
+			}
+		}
+	}
+	if want := summarize(rs, pods, c.clock.Now()); got != want {
+		return fmt.Errorf("pod tally of %s: %+v, the pods say %+v", rsKey(rs), got, want)
+	}
+	return nil
+}
+
+// writeStatus computes rs's status and writes it if it changed; it
+// returns the ReplicaSet as last written (rs if nothing was).
+func (c *Controller) writeStatus(ctx context.Context, rs *appsv1.ReplicaSet, sum podSummary, manageErr error, diff int) (*appsv1.ReplicaSet, error) {
+	next := c.status(rs, sum, manageErr, diff, c.clock.Now())
+	if reflect.DeepEqual(rs.Status, next) {
+		return rs, nil
+	}
+	cp := rs.DeepCopy()
+	cp.Status = next
+	return c.ad.updateStatus(ctx, cp)
 }
 
 // selectorRequiresTemplate reports whether every pod matching rs's
@@ -386,12 +484,14 @@ func nextAvailable(pods []*v1.Pod, minReady int32, now time.Time) (time.Duration
 	return best, found
 }
 
-// manageReplicas creates or deletes pods so that len(pods) moves towards
-// spec.replicas. It returns the difference it acted on (negative: too few).
-func (c *Controller) manageReplicas(ctx context.Context, pods []*v1.Pod, rs *appsv1.ReplicaSet) (int, error) {
+// manageReplicas creates or deletes pods so that have, the number of pods
+// rs claims, moves towards spec.replicas. pods are those pods; only
+// deletions (have above spec.replicas) need them. It returns the
+// difference it acted on (negative: too few).
+func (c *Controller) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, have int, pods []*v1.Pod) (int, error) {
 	key := rsKey(rs)
 	want := int(*rs.Spec.Replicas)
-	diff := len(pods) - want
+	diff := have - want
 	owner := c.ad.eventObject(rs)
 	switch {
 	case diff < 0:
@@ -442,11 +542,9 @@ func (c *Controller) manageReplicas(ctx context.Context, pods []*v1.Pod, rs *app
 	return 0, nil
 }
 
-// status computes the status rs should report.
-func (c *Controller) status(rs *appsv1.ReplicaSet, pods []*v1.Pod, manageErr error, diff int, now time.Time) appsv1.ReplicaSetStatus {
-	st := *rs.Status.DeepCopy()
-	st.Replicas = int32(len(pods))
-	st.FullyLabeledReplicas, st.ReadyReplicas, st.AvailableReplicas = 0, 0, 0
+// summarize counts pods (the pods rs claims) as rs's status reports them.
+func summarize(rs *appsv1.ReplicaSet, pods []*v1.Pod, now time.Time) podSummary {
+	sum := podSummary{replicas: int32(len(pods))}
 	// pods all match the selector; when the selector requires every
 	// template label (a Deployment's ReplicaSets, most others), they are
 	// all fully labeled and the per-pod check is skipped.
@@ -454,15 +552,22 @@ func (c *Controller) status(rs *appsv1.ReplicaSet, pods []*v1.Pod, manageErr err
 	tpl := labels.Set(rs.Spec.Template.Labels).AsSelectorPreValidated()
 	for _, p := range pods {
 		if allLabeled || tpl.Matches(labels.Set(p.Labels)) {
-			st.FullyLabeledReplicas++
+			sum.fullyLabeled++
 		}
 		if controller.IsPodReady(p) {
-			st.ReadyReplicas++
+			sum.ready++
 			if controller.IsPodAvailable(p, rs.Spec.MinReadySeconds, now) {
-				st.AvailableReplicas++
+				sum.available++
 			}
 		}
 	}
+	return sum
+}
+
+// status computes the status rs should report.
+func (c *Controller) status(rs *appsv1.ReplicaSet, sum podSummary, manageErr error, diff int, now time.Time) appsv1.ReplicaSetStatus {
+	st := *rs.Status.DeepCopy()
+	st.Replicas, st.FullyLabeledReplicas, st.ReadyReplicas, st.AvailableReplicas = sum.replicas, sum.fullyLabeled, sum.ready, sum.available
 	st.ObservedGeneration = rs.Generation
 	failure := -1
 	for i, cnd := range st.Conditions {

@@ -73,11 +73,15 @@ func newFixture(t testing.TB, rc bool, objs ...runtime.Object) *fixture {
 			err = factory.Core().V1().ReplicationControllers().Informer().GetIndexer().Add(o)
 		case *v1.Pod:
 			err = factory.Core().V1().Pods().Informer().GetIndexer().Add(o)
+			// What the pod informer's add event would record.
+			c.tally.observe(o)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Every sync that reads the tally checks it against the indexer.
+	c.verifyTally = true
 	client.ClearActions()
 	return &fixture{t: t, client: client, factory: factory, c: c, clock: clk}
 }
@@ -152,7 +156,7 @@ func newPod(name string, lbls map[string]string, created time.Time, opts ...podO
 	return p
 }
 
-func lastStatus(t *testing.T, f *fixture) appsv1.ReplicaSetStatus {
+func lastStatus(t testing.TB, f *fixture) appsv1.ReplicaSetStatus {
 	t.Helper()
 	for i := len(f.client.Actions()) - 1; i >= 0; i-- {
 		if u, ok := f.client.Actions()[i].(core.UpdateAction); ok && u.GetSubresource() == "status" {

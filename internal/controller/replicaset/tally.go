@@ -1,0 +1,204 @@
+package replicaset
+
+import (
+	"maps"
+	"reflect"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"skiff.dev/skiff/internal/controller"
+)
+
+// podTally is the controller's own view of the pods, kept from the pod
+// informer's events by this controller's handlers: for every controller
+// (namespace and controller UID; orphans under the empty UID) the facts
+// about its pods that a sync needs, and running counts of them. A sync
+// whose ReplicaSet needs no adoption, release or deletion then reads its
+// replicas, fullyLabeledReplicas and readyReplicas in O(1) instead of
+// walking all its pods: a 10,000-pod scale-up syncs ~300 times, and each
+// walk cost ~1 µs per pod (selector match, ready condition, index copy).
+//
+// The view is that of the events delivered so far: each handler updates
+// the tally before it touches expectations or enqueues a sync, so a sync
+// sees every creation or deletion its expectations have observed, and any
+// later event syncs again. The fast path decides everything from this one
+// view (the orphans it could adopt included); whenever the view is not
+// enough, the sync falls back to the informer's indexer for everything.
+type podTally struct {
+	mu     sync.Mutex
+	owners map[ownerKey]*ownerPods
+	where  map[podRef]ownerKey
+}
+
+// ownerKey names a controller's pods; uid "" holds the namespace's orphans.
+type ownerKey struct {
+	namespace string
+	uid       types.UID
+}
+
+type podRef struct{ namespace, name string }
+
+// podFacts is what the tally keeps of one pod. matches and labeled are
+// valid only while the owner's selector is set.
+type podFacts struct {
+	labels  map[string]string // the informer's map, never modified
+	active  bool              // controller.IsPodActive
+	ready   bool              // controller.IsPodReady
+	matches bool              // the owner's selector matches labels
+	labeled bool              // labels carry every template label
+}
+
+// tallyCounts are counts over a controller's active pods.
+type tallyCounts struct {
+	replicas     int32 // matching the selector: what the sync claims
+	fullyLabeled int32 // of those, carrying every template label
+	ready        int32 // of those, ready
+	mismatched   int32 // not matching the selector: to be released
+}
+
+type ownerPods struct {
+	pods map[string]podFacts // by pod name
+	// What matches and labeled were computed against; sel nil: not yet.
+	selSpec    *metav1.LabelSelector
+	tplLabels  map[string]string
+	sel, tpl   labels.Selector
+	allLabeled bool
+	counts     tallyCounts
+}
+
+func newPodTally() *podTally {
+	return &podTally{owners: map[ownerKey]*ownerPods{}, where: map[podRef]ownerKey{}}
+}
+
+func ownerOf(p *v1.Pod) ownerKey {
+	k := ownerKey{namespace: p.Namespace}
+	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+		k.uid = ref.UID
+	}
+	return k
+}
+
+// observe records p's current state (an add or an update).
+func (t *podTally) observe(p *v1.Pod) {
+	ref := podRef{p.Namespace, p.Name}
+	key := ownerOf(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if prev, ok := t.where[ref]; ok && prev != key {
+		t.removeLocked(ref, prev)
+	}
+	o := t.owners[key]
+	if o == nil {
+		o = &ownerPods{pods: map[string]podFacts{}}
+		t.owners[key] = o
+	}
+	f := podFacts{labels: p.Labels, active: controller.IsPodActive(p), ready: controller.IsPodReady(p)}
+	if old, ok := o.pods[p.Name]; ok {
+		o.count(old, -1)
+	}
+	o.classify(&f)
+	o.pods[p.Name] = f
+	o.count(f, 1)
+	t.where[ref] = key
+}
+
+// forget removes p (a delete event; p may be a stale final state).
+func (t *podTally) forget(p *v1.Pod) {
+	ref := podRef{p.Namespace, p.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if key, ok := t.where[ref]; ok {
+		t.removeLocked(ref, key)
+	}
+}
+
+func (t *podTally) removeLocked(ref podRef, key ownerKey) {
+	delete(t.where, ref)
+	o := t.owners[key]
+	if o == nil {
+		return
+	}
+	if f, ok := o.pods[ref.name]; ok {
+		o.count(f, -1)
+		delete(o.pods, ref.name)
+	}
+	if len(o.pods) == 0 {
+		delete(t.owners, key)
+	}
+}
+
+// classify sets f's selector and template flags against o's spec.
+func (o *ownerPods) classify(f *podFacts) {
+	if o.sel == nil {
+		return
+	}
+	f.matches = o.sel.Matches(labels.Set(f.labels))
+	f.labeled = f.matches && (o.allLabeled || o.tpl.Matches(labels.Set(f.labels)))
+}
+
+func (o *ownerPods) count(f podFacts, d int32) {
+	if !f.active || o.sel == nil {
+		return
+	}
+	if !f.matches {
+		o.counts.mismatched += d
+		return
+	}
+	o.counts.replicas += d
+	if f.labeled {
+		o.counts.fullyLabeled += d
+	}
+	if f.ready {
+		o.counts.ready += d
+	}
+}
+
+// setSpec reclassifies o's pods if rs's selector or template labels are
+// not the ones they were classified against (the first sync of rs, or a
+// ReplicationController whose selector changed).
+func (o *ownerPods) setSpec(rs *appsv1.ReplicaSet, sel labels.Selector) {
+	if o.sel != nil && reflect.DeepEqual(o.selSpec, rs.Spec.Selector) && maps.Equal(o.tplLabels, rs.Spec.Template.Labels) {
+		return
+	}
+	o.selSpec = rs.Spec.Selector.DeepCopy()
+	o.tplLabels = maps.Clone(rs.Spec.Template.Labels)
+	o.sel = sel
+	o.tpl = labels.Set(o.tplLabels).AsSelectorPreValidated()
+	o.allLabeled = selectorRequiresTemplate(rs)
+	o.counts = tallyCounts{}
+	for name, f := range o.pods {
+		o.classify(&f)
+		o.pods[name] = f
+		o.count(f, 1)
+	}
+}
+
+// summary returns the counts of rs's pods (sel is rs's parsed selector)
+// and whether the namespace has an active orphan sel matches, which rs
+// would adopt.
+func (t *podTally) summary(rs *appsv1.ReplicaSet, sel labels.Selector) (c tallyCounts, adoptable bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if o := t.owners[ownerKey{rs.Namespace, rs.UID}]; o != nil {
+		o.setSpec(rs, sel)
+		c = o.counts
+	}
+	if rs.UID == "" {
+		// Orphans are filed under the empty UID: an object without a
+		// UID (never one from the API server) gets no fast path.
+		return c, true
+	}
+	if orphans := t.owners[ownerKey{namespace: rs.Namespace}]; orphans != nil {
+		for _, f := range orphans.pods {
+			if f.active && sel.Matches(labels.Set(f.labels)) {
+				return c, true
+			}
+		}
+	}
+	return c, false
+}

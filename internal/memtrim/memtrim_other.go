@@ -2,5 +2,5 @@
 
 package memtrim
 
-// ReleaseExecutablePages does nothing outside Linux.
-func ReleaseExecutablePages() (uint64, error) { return 0, nil }
+// Release does nothing outside Linux.
+func Release(Options) (uint64, error) { return 0, nil }

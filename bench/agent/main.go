@@ -184,7 +184,7 @@ type result struct {
 
 type memory struct {
 	agentRSS, agentAnon, agentFile, containerd, shims int64 // KiB
-	shimCount                              int
+	shimCount                                         int
 }
 
 func bench(ctx context.Context, o options) error {

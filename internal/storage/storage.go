@@ -73,6 +73,17 @@ type Interface interface {
 	Count(ctx context.Context, prefix string) (int64, error)
 }
 
+// GuessingUpdater is implemented by stores whose GuaranteedUpdate can
+// start from a copy of the object a cache already holds instead of reading
+// it. guess is shared (never modified) and carries its resourceVersion;
+// nil means no guess. A stale guess costs a retry, never a lost write: the
+// write is a compare-and-swap on the guess's revision, and every decision
+// that does not end in a write is re-taken on a fresh read, as for
+// GuaranteedUpdate.
+type GuessingUpdater interface {
+	GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate UpdateFunc, guess runtime.Object) (runtime.Object, error)
+}
+
 // UpdateFunc computes the new object from the current one. current is a
 // private copy (nil when creating through ignoreNotFound).
 type UpdateFunc func(current runtime.Object) (runtime.Object, error)

@@ -34,7 +34,8 @@
 //   - When the underlying watch breaks, the cacher re-watches from its last
 //     revision; if that revision is gone it re-lists, and terminates every
 //     client watch, since their continuity is lost.
-//   - Writes go straight to the underlying store.
+//   - Writes go straight to the underlying store; an update starts from
+//     the cached object when the store can use it (storage.GuessingUpdater).
 package cacher
 
 import (
@@ -640,9 +641,24 @@ func (c *Cacher) Create(ctx context.Context, key string, obj runtime.Object) (ru
 	return c.store.Create(ctx, key, obj)
 }
 
-// GuaranteedUpdate implements storage.Interface by delegation.
+// GuaranteedUpdate implements storage.Interface by delegation, handing a
+// storage.GuessingUpdater the cached object to start from: clients update
+// what they read from this cache (the scheduler binds, a kubelet writes
+// the status of, the pod its informer received), so the cached object is
+// almost always current, and the store saves reading and decoding it. An
+// object the cache has not seen yet is read as usual.
 func (c *Cacher) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc) (runtime.Object, error) {
-	return c.store.GuaranteedUpdate(ctx, key, ignoreNotFound, tryUpdate)
+	gu, ok := c.store.(storage.GuessingUpdater)
+	if !ok || !c.isReady() {
+		return c.store.GuaranteedUpdate(ctx, key, ignoreNotFound, tryUpdate)
+	}
+	var guess runtime.Object
+	c.mu.Lock()
+	if e, found := c.tree.Get(&entry{key: key}); found {
+		guess = e.obj
+	}
+	c.mu.Unlock()
+	return gu.GuaranteedUpdateFrom(ctx, key, ignoreNotFound, tryUpdate, guess)
 }
 
 // Delete implements storage.Interface by delegation.

@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -27,12 +28,20 @@ const prefix = "/registry/pods/"
 // countingStore counts reads that reach the underlying store.
 type countingStore struct {
 	*etcd3.Store
-	gets, lists atomic.Int64
+	gets, lists, guesses atomic.Int64
 }
 
 func (s *countingStore) Get(ctx context.Context, key string, opts storage.GetOptions) (runtime.Object, error) {
 	s.gets.Add(1)
 	return s.Store.Get(ctx, key, opts)
+}
+
+// GuaranteedUpdateFrom counts the updates handed a guess.
+func (s *countingStore) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess runtime.Object) (runtime.Object, error) {
+	if guess != nil {
+		s.guesses.Add(1)
+	}
+	return s.Store.GuaranteedUpdateFrom(ctx, key, ignoreNotFound, tryUpdate, guess)
 }
 
 func (s *countingStore) List(ctx context.Context, p string, opts storage.ListOptions) (*storage.ListResult, error) {
@@ -527,5 +536,43 @@ func TestStopDoesNotWaitForUnderlyingWatch(t *testing.T) {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return while the underlying watch stayed open")
+	}
+}
+
+// An update through the cacher starts from the cached object (which it
+// leaves untouched); a key the cache has not seen is read as usual.
+func TestGuaranteedUpdateStartsFromCache(t *testing.T) {
+	e := newEnv(t, Config{})
+	ctx := tctx(t)
+	rv := create(t, e.c, "ns", "a", map[string]string{"v": "0"})
+	cached, err := e.c.Get(ctx, key("ns", "a"), storage.GetOptions{ResourceVersion: fmt.Sprint(rv)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cached.DeepCopyObject()
+	out, err := e.c.GuaranteedUpdate(ctx, key("ns", "a"), false, func(cur runtime.Object) (runtime.Object, error) {
+		p := cur.(*corev1.Pod)
+		p.Labels["v"] = "1"
+		return p, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.store.guesses.Load(); n != 1 {
+		t.Fatalf("%d updates started from the cache, want 1", n)
+	}
+	if out.(*corev1.Pod).Labels["v"] != "1" || rvOf(t, out) <= rv {
+		t.Fatalf("update from the cache: %+v", out.(*corev1.Pod).ObjectMeta)
+	}
+	if !equality.Semantic.DeepEqual(cached, before) {
+		t.Fatal("the update modified the cached object")
+	}
+	if _, err := e.c.GuaranteedUpdate(ctx, key("ns", "absent"), true, func(runtime.Object) (runtime.Object, error) {
+		return pod("ns", "absent", nil), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.store.guesses.Load(); n != 1 {
+		t.Fatalf("a key the cache does not hold was updated from a guess (%d)", n)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -150,41 +151,61 @@ func tooLargeRV(key string, want, have int64) error {
 
 // GuaranteedUpdate implements storage.Interface.
 func (s *Store) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc) (runtime.Object, error) {
-	// The first read is serializable (no raft round trip): the
-	// compare-and-swap below catches a stale read, and every decision that
-	// does not end in a write (an error from tryUpdate, "no change", not
-	// found) is re-taken on a linearizable read before it is returned. A
-	// linearizable read per write was the bottleneck of concurrent writers
-	// (hundreds of scheduler bindings parked in it).
-	fresh := false
-	getResp, err := s.client.Get(ctx, key, clientv3.WithSerializable())
-	if err != nil {
-		return nil, wrapEtcdError(key, 0, "getting", err)
+	return s.GuaranteedUpdateFrom(ctx, key, ignoreNotFound, tryUpdate, nil)
+}
+
+var _ storage.GuessingUpdater = (*Store)(nil)
+
+// GuaranteedUpdateFrom implements storage.GuessingUpdater. A guess (the
+// watch cache's copy) replaces the first read and its decode with a deep
+// copy and an encode (for the unchanged-bytes check): the API server's
+// updates start from the object its clients saw, which the cache holds.
+func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess runtime.Object) (runtime.Object, error) {
+	// The first read is serializable (no raft round trip) or the guess:
+	// the compare-and-swap below catches a stale read, and every decision
+	// that does not end in a write (an error from tryUpdate, "no change",
+	// not found) is re-taken on a linearizable read before it is
+	// returned. A linearizable read per write was the bottleneck of
+	// concurrent writers (hundreds of scheduler bindings parked in it).
+	var (
+		fresh   bool
+		cur     runtime.Object // private; nil when absent
+		curData []byte
+		curRev  int64
+	)
+	// use makes the read kvs the state tryUpdate is given next.
+	use := func(kvs []*mvccpb.KeyValue) error {
+		cur, curData, curRev = nil, nil, 0
+		if len(kvs) == 0 {
+			return nil
+		}
+		var err error
+		curData, curRev = kvs[0].Value, kvs[0].ModRevision
+		cur, err = s.decode(key, curData, curRev)
+		return err
 	}
-	kvs := getResp.Kvs
 	refresh := func() error {
 		r, err := s.client.Get(ctx, key)
 		if err != nil {
 			return wrapEtcdError(key, 0, "getting", err)
 		}
-		kvs, fresh = r.Kvs, true
-		return nil
+		fresh = true
+		return use(r.Kvs)
+	}
+	if !s.useGuess(key, guess, &cur, &curData, &curRev) {
+		getResp, err := s.client.Get(ctx, key, clientv3.WithSerializable())
+		if err != nil {
+			return nil, wrapEtcdError(key, 0, "getting", err)
+		}
+		if err := use(getResp.Kvs); err != nil {
+			return nil, err
+		}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("updating %s: %w", key, err)
 		}
-		var (
-			cur     runtime.Object
-			curData []byte
-			curRev  int64
-		)
-		if len(kvs) > 0 {
-			curData, curRev = kvs[0].Value, kvs[0].ModRevision
-			if cur, err = s.decode(key, curData, curRev); err != nil {
-				return nil, err
-			}
-		} else if !ignoreNotFound {
+		if cur == nil && !ignoreNotFound {
 			if !fresh {
 				if err := refresh(); err != nil {
 					return nil, err
@@ -237,8 +258,34 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFound
 			return updated, nil
 		}
 		// The failed transaction read the current value linearizably.
-		kvs, fresh = resp.Responses[0].GetResponseRange().Kvs, true
+		fresh = true
+		if err := use(resp.Responses[0].GetResponseRange().Kvs); err != nil {
+			return nil, err
+		}
 	}
+}
+
+// useGuess sets the first state to try from guess: a private copy, its
+// encoding (what etcd holds at that revision, for the unchanged-bytes
+// check) and its revision. False when there is no usable guess.
+func (s *Store) useGuess(key string, guess runtime.Object, cur *runtime.Object, curData *[]byte, curRev *int64) bool {
+	if guess == nil {
+		return false
+	}
+	rev, err := storage.ObjectResourceVersion(guess)
+	if err != nil || rev <= 0 {
+		return false
+	}
+	obj := guess.DeepCopyObject()
+	data, err := s.encode(key, obj) // clears obj's resourceVersion
+	if err != nil {
+		return false
+	}
+	if err := storage.SetResourceVersion(obj, rev); err != nil {
+		return false
+	}
+	*cur, *curData, *curRev = obj, data, rev
+	return true
 }
 
 // Delete implements storage.Interface.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -608,5 +609,127 @@ func TestGuaranteedUpdateRechecksFailuresOnAFreshRead(t *testing.T) {
 		return nil, nil
 	}); !storage.IsNotFound(err) {
 		t.Errorf("err = %v, want not found", err)
+	}
+}
+
+// countingKV counts the reads a store issues.
+type countingKV struct {
+	clientv3.KV
+	gets int
+}
+
+func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	k.gets++
+	return k.KV.Get(ctx, key, opts...)
+}
+
+// An update started from a guess (the watch cache's copy): a current guess
+// is written without reading the key, the guess itself is never modified,
+// and a stale one or one of a deleted object costs a retry on the current
+// state, never a lost write or a write of stale content.
+func TestGuaranteedUpdateFromGuess(t *testing.T) {
+	s, client := newStore(t)
+	c := ctx(t)
+	k := key("ns", "g")
+	created, err := s.Create(c, k, pod("ns", "g", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guess := created.DeepCopyObject().(*corev1.Pod)
+	pristine := guess.DeepCopy()
+	kv := &countingKV{KV: client.KV}
+	client.KV = kv
+	t.Cleanup(func() { client.KV = kv.KV })
+
+	label := func(v string) storage.UpdateFunc {
+		return func(cur runtime.Object) (runtime.Object, error) {
+			p := cur.(*corev1.Pod)
+			if p == guess {
+				t.Fatal("tryUpdate was handed the guess itself")
+			}
+			p.Labels = map[string]string{"v": v}
+			return p, nil
+		}
+	}
+	// Current guess: no read.
+	out, err := s.GuaranteedUpdateFrom(c, k, false, label("1"), guess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv.gets != 0 {
+		t.Errorf("%d reads for an update from a current guess, want 0", kv.gets)
+	}
+	if !reflect.DeepEqual(guess, pristine) {
+		t.Fatalf("the guess was modified: %+v", guess.ObjectMeta)
+	}
+	if rvOf(t, out) <= rvOf(t, guess) {
+		t.Fatalf("update from a current guess returned rv %d, guess was at %d", rvOf(t, out), rvOf(t, guess))
+	}
+
+	// Stale guess: the first attempt loses the compare-and-swap, the
+	// second runs on the current object (label v=1 kept, annotation added).
+	calls := 0
+	out, err = s.GuaranteedUpdateFrom(c, k, false, func(cur runtime.Object) (runtime.Object, error) {
+		calls++
+		p := cur.(*corev1.Pod)
+		if calls == 2 && p.Labels["v"] != "1" {
+			t.Errorf("retry ran on %v, want the current object", p.Labels)
+		}
+		p.Annotations = map[string]string{"a": "b"}
+		return p, nil
+	}, guess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*corev1.Pod)
+	if calls != 2 || got.Labels["v"] != "1" || got.Annotations["a"] != "b" {
+		t.Fatalf("stale guess: %d attempts, result %+v", calls, got.ObjectMeta)
+	}
+
+	// A refusal on a stale guess is re-taken on a fresh read, where the
+	// update goes through (a resourceVersion precondition the cache had
+	// not caught up with).
+	want := rvOf(t, got)
+	calls = 0
+	out, err = s.GuaranteedUpdateFrom(c, k, false, func(cur runtime.Object) (runtime.Object, error) {
+		calls++
+		if rvOf(t, cur) != want {
+			return nil, errors.New("conflict")
+		}
+		p := cur.(*corev1.Pod)
+		p.Labels["v"] = "2"
+		return p, nil
+	}, guess)
+	if err != nil || calls != 2 || out.(*corev1.Pod).Labels["v"] != "2" {
+		t.Fatalf("refusal on a stale guess: %d attempts, err %v", calls, err)
+	}
+
+	// Unchanged content on a stale guess is not taken as "no change"
+	// before a fresh read: the current object is returned, nothing written.
+	cur := out.DeepCopyObject().(*corev1.Pod)
+	rev, _ := s.CurrentRevision(c)
+	out, err = s.GuaranteedUpdateFrom(c, k, false, func(runtime.Object) (runtime.Object, error) {
+		return nil, storage.ErrNoChange
+	}, guess)
+	if err != nil || rvOf(t, out) != rvOf(t, cur) {
+		t.Fatalf("no change from a stale guess: rv %d err %v, want the current rv %d", rvOf(t, out), err, rvOf(t, cur))
+	}
+	out, err = s.GuaranteedUpdateFrom(c, k, false, func(o runtime.Object) (runtime.Object, error) { return o, nil }, cur)
+	if err != nil || rvOf(t, out) != rvOf(t, cur) {
+		t.Fatalf("identical content from a current guess: rv %d err %v, want %d", rvOf(t, out), err, rvOf(t, cur))
+	}
+	if now, _ := s.CurrentRevision(c); now != rev {
+		t.Fatalf("no-op updates from guesses wrote: revision %d, want %d", now, rev)
+	}
+
+	// The object was deleted since the guess.
+	if _, err := s.Delete(c, k, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GuaranteedUpdateFrom(c, k, false, label("3"), cur); !storage.IsNotFound(err) {
+		t.Fatalf("update from the guess of a deleted object: %v, want not found", err)
+	}
+	if !reflect.DeepEqual(guess, pristine) {
+		t.Fatalf("the guess was modified: %+v", guess.ObjectMeta)
 	}
 }

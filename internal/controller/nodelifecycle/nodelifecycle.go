@@ -158,14 +158,55 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	}); err != nil {
 		return nil, fmt.Errorf("adding lease event handler: %w", err)
 	}
+	// Only what syncPod reads of a pod (its node, tolerations, deletion)
+	// can change its eviction: the status updates of every pod in the
+	// cluster (most of its events) need not go through the queue.
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { controller.Enqueue(c.evictQueue, c.logger, obj) },
-		UpdateFunc: func(_, obj any) { controller.Enqueue(c.evictQueue, c.logger, obj) },
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*corev1.Pod); !ok || p.Spec.NodeName != "" {
+				controller.Enqueue(c.evictQueue, c.logger, obj)
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			if evictionInputsChanged(oldObj, obj) {
+				controller.Enqueue(c.evictQueue, c.logger, obj)
+			}
+		},
 		DeleteFunc: func(obj any) { controller.Enqueue(c.evictQueue, c.logger, obj) },
 	}); err != nil {
 		return nil, fmt.Errorf("adding pod event handler: %w", err)
 	}
 	return c, nil
+}
+
+// evictionInputsChanged reports whether an update may change what syncPod
+// decides for the pod. A pod without a node needs no sync on add: it can
+// have no eviction scheduled (one of an earlier pod of the same name was
+// cancelled by that pod's delete event).
+func evictionInputsChanged(oldObj, obj any) bool {
+	o, ok1 := oldObj.(*corev1.Pod)
+	n, ok2 := obj.(*corev1.Pod)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return o.UID != n.UID || o.Spec.NodeName != n.Spec.NodeName ||
+		(o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) ||
+		!sameTolerations(o.Spec.Tolerations, n.Spec.Tolerations)
+}
+
+func sameTolerations(a, b []corev1.Toleration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.Key != y.Key || x.Operator != y.Operator || x.Value != y.Value || x.Effect != y.Effect ||
+			(x.TolerationSeconds == nil) != (y.TolerationSeconds == nil) ||
+			x.TolerationSeconds != nil && *x.TolerationSeconds != *y.TolerationSeconds {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) onLease(obj any) {

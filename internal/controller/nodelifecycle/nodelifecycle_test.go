@@ -327,3 +327,41 @@ func TestTimedQueue(t *testing.T) {
 		t.Fatalf("len %d", q.Len())
 	}
 }
+
+// TestEvictionInputsChanged: a pod update re-checks the pod's eviction
+// only when something evictionDeadline or syncPod reads changed; a status
+// update (most pod events) does not.
+func TestEvictionInputsChanged(t *testing.T) {
+	base := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", UID: "u1", ResourceVersion: "1"},
+		Spec: corev1.PodSpec{NodeName: "n1", Tolerations: []corev1.Toleration{
+			{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: secs(300)},
+		}},
+	}
+	now := metav1.NewTime(t0)
+	for _, tc := range []struct {
+		name   string
+		mutate func(p *corev1.Pod)
+		want   bool
+	}{
+		{"status only", func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning; p.ResourceVersion = "2" }, false},
+		{"labels", func(p *corev1.Pod) { p.Labels = map[string]string{"a": "b"} }, false},
+		{"bound", func(p *corev1.Pod) { p.Spec.NodeName = "n2" }, true},
+		{"being deleted", func(p *corev1.Pod) { p.DeletionTimestamp = &now }, true},
+		{"recreated", func(p *corev1.Pod) { p.UID = "u2" }, true},
+		{"toleration seconds", func(p *corev1.Pod) { p.Spec.Tolerations[0].TolerationSeconds = secs(30) }, true},
+		{"toleration forever", func(p *corev1.Pod) { p.Spec.Tolerations[0].TolerationSeconds = nil }, true},
+		{"toleration added", func(p *corev1.Pod) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Operator: corev1.TolerationOpExists})
+		}, true},
+		{"toleration effect", func(p *corev1.Pod) { p.Spec.Tolerations[0].Effect = corev1.TaintEffectNoSchedule }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := base.DeepCopy()
+			tc.mutate(cur)
+			if got := evictionInputsChanged(base, cur); got != tc.want {
+				t.Fatalf("evictionInputsChanged = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"sort"
 	"sync"
@@ -226,7 +227,7 @@ func (c *Controller) addPod(obj any) {
 		c.podGone(p)
 		return
 	}
-	if ref := metav1.GetControllerOf(p); ref != nil {
+	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
 		if rs := c.resolve(p.Namespace, ref); rs != nil {
 			key := rsKey(rs)
 			c.expectations.CreationObserved(key)
@@ -255,7 +256,7 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 		return
 	}
 	c.tally.observe(cur)
-	labelsChanged := !reflect.DeepEqual(cur.Labels, oldPod.Labels)
+	labelsChanged := !sameLabels(cur.Labels, oldPod.Labels)
 	if cur.DeletionTimestamp != nil {
 		c.podGone(cur)
 		if labelsChanged {
@@ -263,8 +264,8 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 		}
 		return
 	}
-	curRef, oldRef := metav1.GetControllerOf(cur), metav1.GetControllerOf(oldPod)
-	refChanged := !reflect.DeepEqual(curRef, oldRef)
+	curRef, oldRef := metav1.GetControllerOfNoCopy(cur), metav1.GetControllerOfNoCopy(oldPod)
+	refChanged := !sameRef(curRef, oldRef)
 	if refChanged && oldRef != nil {
 		if rs := c.resolve(oldPod.Namespace, oldRef); rs != nil {
 			c.queue.Add(rsKey(rs))
@@ -306,13 +307,35 @@ func (c *Controller) deletePod(obj any) {
 
 // podGone observes the deletion of p (removed, or being deleted).
 func (c *Controller) podGone(p *v1.Pod) {
-	ref := metav1.GetControllerOf(p)
+	ref := metav1.GetControllerOfNoCopy(p)
 	rs := c.resolve(p.Namespace, ref)
 	if rs == nil {
 		return
 	}
 	c.expectations.DeletionObserved(rsKey(rs), podKey(p))
 	c.queue.Add(rsKey(rs))
+}
+
+// sameLabels is reflect.DeepEqual for label maps (nil differs from
+// empty), without reflection: it runs on every pod update.
+func sameLabels(a, b map[string]string) bool {
+	return (a == nil) == (b == nil) && maps.Equal(a, b)
+}
+
+// sameRef is reflect.DeepEqual for owner references.
+func sameRef(a, b *metav1.OwnerReference) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.APIVersion == b.APIVersion && a.Kind == b.Kind && a.Name == b.Name && a.UID == b.UID &&
+		sameBool(a.Controller, b.Controller) && sameBool(a.BlockOwnerDeletion, b.BlockOwnerDeletion)
+}
+
+func sameBool(a, b *bool) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Sync converges the ReplicaSet named by key.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -272,5 +273,41 @@ func TestTallyFastPathWritesLikeFullPath(t *testing.T) {
 				t.Fatalf("tally: %q %+v\nwalk:  %q %+v", writes[0], statuses[0], writes[1], statuses[1])
 			}
 		})
+	}
+}
+
+// TestSameRefAndLabels: the handlers' comparisons agree with
+// reflect.DeepEqual, which they replace.
+func TestSameRefAndLabels(t *testing.T) {
+	tr, fa := true, false
+	refs := []*metav1.OwnerReference{
+		nil,
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "a", UID: "u"},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "a", UID: "u", Controller: &tr},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "a", UID: "u", Controller: &fa},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "a", UID: "u", Controller: &tr, BlockOwnerDeletion: &tr},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "a", UID: "v", Controller: &tr},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "b", UID: "u", Controller: &tr},
+		{APIVersion: "v1", Kind: "ReplicaSet", Name: "a", UID: "u", Controller: &tr},
+		{APIVersion: "apps/v1", Kind: "Deployment", Name: "a", UID: "u", Controller: &tr},
+	}
+	for _, a := range refs {
+		for _, b := range refs {
+			var b2 *metav1.OwnerReference
+			if b != nil {
+				b2 = b.DeepCopy() // equal values behind other pointers
+			}
+			if got, want := sameRef(a, b2), reflect.DeepEqual(a, b2); got != want {
+				t.Errorf("sameRef(%+v, %+v) = %v, want %v", a, b2, got, want)
+			}
+		}
+	}
+	sets := []map[string]string{nil, {}, {"a": "1"}, {"a": "2"}, {"b": "1"}, {"a": "1", "b": "1"}}
+	for _, a := range sets {
+		for _, b := range sets {
+			if got, want := sameLabels(a, b), reflect.DeepEqual(a, b); got != want {
+				t.Errorf("sameLabels(%v, %v) = %v, want %v", a, b, got, want)
+			}
+		}
 	}
 }

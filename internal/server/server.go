@@ -1,7 +1,8 @@
 // Package server wires skiff's control plane: PKI, etcd (embedded or
 // external), the storage layer with its watch caches, the API server with
-// every registry, admission, and the in-process components (controller
-// manager, scheduler, agent) that talk to it through a loopback client.
+// every registry, admission, and the in-process components that talk to it
+// through client-go: the controller manager and scheduler in memory
+// (InProcessConfig), the agent over HTTPS (LoopbackConfig).
 //
 // New validates the configuration and prepares; Run starts everything and
 // blocks until the context ends.

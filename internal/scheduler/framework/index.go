@@ -29,11 +29,13 @@ const maxCounters = 4096
 
 type labelKV struct{ key, value string }
 
-// podLoc is where an indexed pod sits: its node and that node's labels at
-// indexing time (node objects are immutable, so the map is stable).
+// podLoc is where an indexed pod sits: its node, that node's labels at
+// indexing time (node objects are immutable, so the map is stable) and the
+// snapshot's NodeInfo for it (stable while the node is in the snapshot).
 type podLoc struct {
 	node   string
 	labels map[string]string
+	ni     *NodeInfo
 }
 
 // counter keeps, per value of one topology key, how many indexed pods a
@@ -46,7 +48,9 @@ type counter struct {
 	kv          labelKV
 	indexed     bool
 	domains     map[string]int64
-	lastUsed    uint64
+	// byNode replaces domains for the nodeInfoTopology pseudo key.
+	byNode   map[*NodeInfo]int64
+	lastUsed uint64
 }
 
 // termGroup aggregates identical terms of existing pods: per value of the
@@ -113,7 +117,7 @@ func newIndex() *Index {
 func buildIndex(nodes []*NodeInfo) *Index {
 	ix := newIndex()
 	for _, ni := range nodes {
-		ix.addNode(ni.Node(), ni.Pods)
+		ix.addNode(ni, ni.Node(), ni.Pods)
 	}
 	return ix
 }
@@ -140,7 +144,7 @@ func indexKey(sel labels.Selector) (labelKV, bool) {
 	return labelKV{}, false
 }
 
-func (ix *Index) addNode(node *v1.Node, pods []*PodInfo) {
+func (ix *Index) addNode(ni *NodeInfo, node *v1.Node, pods []*PodInfo) {
 	if node == nil {
 		return
 	}
@@ -154,13 +158,13 @@ func (ix *Index) addNode(node *v1.Node, pods []*PodInfo) {
 		}
 		m[v]++
 	}
-	loc := podLoc{node: node.Name, labels: node.Labels}
+	loc := podLoc{node: node.Name, labels: node.Labels, ni: ni}
 	for _, pi := range pods {
 		ix.addPod(pi, loc, 1)
 	}
 }
 
-func (ix *Index) removeNode(node *v1.Node, pods []*PodInfo) {
+func (ix *Index) removeNode(ni *NodeInfo, node *v1.Node, pods []*PodInfo) {
 	if node == nil {
 		return
 	}
@@ -177,19 +181,19 @@ func (ix *Index) removeNode(node *v1.Node, pods []*PodInfo) {
 			}
 		}
 	}
-	loc := podLoc{node: node.Name, labels: node.Labels}
+	loc := podLoc{node: node.Name, labels: node.Labels, ni: ni}
 	for _, pi := range pods {
 		ix.addPod(pi, loc, -1)
 	}
 }
 
 // replaceNode moves the index from (oldNode, oldPods) to (newNode,
-// newPods). With unchanged node labels only the pods that differ (by
+// newPods), both of the snapshot's NodeInfo ni. With unchanged node labels only the pods that differ (by
 // PodInfo identity; PodInfos are immutable) are visited.
-func (ix *Index) replaceNode(oldNode *v1.Node, oldPods []*PodInfo, newNode *v1.Node, newPods []*PodInfo) {
+func (ix *Index) replaceNode(ni *NodeInfo, oldNode *v1.Node, oldPods []*PodInfo, newNode *v1.Node, newPods []*PodInfo) {
 	if oldNode == nil || newNode == nil || (oldNode != newNode && !equalStringMaps(oldNode.Labels, newNode.Labels)) {
-		ix.removeNode(oldNode, oldPods)
-		ix.addNode(newNode, newPods)
+		ix.removeNode(ni, oldNode, oldPods)
+		ix.addNode(ni, newNode, newPods)
 		return
 	}
 	// Lists change by appends and removals: skip the common prefix, then
@@ -202,7 +206,7 @@ func (ix *Index) replaceNode(oldNode *v1.Node, oldPods []*PodInfo, newNode *v1.N
 	if len(oldTail) == 0 && len(newTail) == 0 {
 		return
 	}
-	loc := podLoc{node: newNode.Name, labels: newNode.Labels}
+	loc := podLoc{node: newNode.Name, labels: newNode.Labels, ni: ni}
 	in := make(map[*PodInfo]bool, len(newTail))
 	for _, pi := range newTail {
 		in[pi] = true
@@ -296,7 +300,18 @@ func SelectorKey(sel labels.Selector) string {
 	return sel.String()
 }
 
+// nodeInfoTopology is the pseudo topology key of NodeCounts' counters.
+const nodeInfoTopology = "\x00nodeinfo"
+
 func (c *counter) count(pod *v1.Pod, loc podLoc, sign int64) {
+	if c.byNode != nil {
+		if c.match(pod) {
+			if c.byNode[loc.ni] += sign; c.byNode[loc.ni] == 0 {
+				delete(c.byNode, loc.ni)
+			}
+		}
+		return
+	}
 	v, ok := loc.labels[c.topologyKey]
 	if c.topologyKey == NodeNameTopology {
 		v, ok = loc.node, true
@@ -412,13 +427,30 @@ func (ix *Index) ForEachMatchingExistingTerm(kind TermKind, pod *v1.Pod, nsLabel
 // identifies the predicate: the same key must always mean the same
 // predicate. The counter is kept up to date from then on.
 func (ix *Index) DomainCounts(key, topologyKey string, sel labels.Selector, match func(*v1.Pod) bool) map[string]int64 {
+	return ix.counter(key, topologyKey, sel, match).domains
+}
+
+// NodeCounts is DomainCounts with one domain per node, keyed by the
+// snapshot's NodeInfo (the pointers NodeInfoList holds): a Score reading
+// it per node hashes a pointer, not the node's name, whose bytes are
+// rarely in the CPU cache.
+func (ix *Index) NodeCounts(key string, sel labels.Selector, match func(*v1.Pod) bool) map[*NodeInfo]int64 {
+	return ix.counter(key, nodeInfoTopology, sel, match).byNode
+}
+
+func (ix *Index) counter(key, topologyKey string, sel labels.Selector, match func(*v1.Pod) bool) *counter {
 	ix.tick++
 	key = topologyKey + "\x00" + key
 	if c := ix.counters[key]; c != nil {
 		c.lastUsed = ix.tick
-		return c.domains
+		return c
 	}
-	c := &counter{match: match, topologyKey: topologyKey, domains: map[string]int64{}, lastUsed: ix.tick}
+	c := &counter{match: match, topologyKey: topologyKey, lastUsed: ix.tick}
+	if topologyKey == nodeInfoTopology {
+		c.byNode = map[*NodeInfo]int64{}
+	} else {
+		c.domains = map[string]int64{}
+	}
 	c.kv, c.indexed = indexKey(sel)
 	ix.forEachCandidate(c.kv, c.indexed, func(pi *PodInfo, loc podLoc) { c.count(pi.Pod, loc, 1) })
 	if len(ix.counters) >= maxCounters {
@@ -430,7 +462,7 @@ func (ix *Index) DomainCounts(key, topologyKey string, sel labels.Selector, matc
 	} else {
 		ix.countersAll = append(ix.countersAll, c)
 	}
-	return c.domains
+	return c
 }
 
 func (ix *Index) evictCounters() {

@@ -200,6 +200,18 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 				match := func(p *v1.Pod) bool {
 					return p.Namespace == ns && p.DeletionTimestamp == nil && s.sel.Matches(labels.Set(p.Labels))
 				}
+				byNode := ix.NodeCounts("test|"+ns+"|"+SelectorKey(s.sel), s.sel, match)
+				wantByNode := map[*NodeInfo]int64{}
+				for _, ni := range snap.NodeInfoList {
+					for _, pi := range ni.Pods {
+						if match(pi.Pod) {
+							wantByNode[ni]++
+						}
+					}
+				}
+				if !maps.Equal(byNode, wantByNode) {
+					t.Fatalf("step %d: per-NodeInfo counts of %s in %s: got %d nodes, want %d", step, s.name, ns, len(byNode), len(wantByNode))
+				}
 				for _, k := range keys {
 					got := ix.DomainCounts("test|"+ns+"|"+SelectorKey(s.sel), k, s.sel, match)
 					if want := bruteCounts(snap, k, match); !maps.Equal(got, want) {

@@ -53,7 +53,7 @@ func (s *Snapshot) SetNodeInfo(name string, ni *NodeInfo) (affinityChanged bool)
 	old := *existing
 	*existing = *ni
 	if s.index != nil {
-		s.index.replaceNode(old.node, old.Pods, existing.node, existing.Pods)
+		s.index.replaceNode(existing, old.node, old.Pods, existing.node, existing.Pods)
 	}
 	return (len(old.PodsWithAffinity) > 0) != (len(existing.PodsWithAffinity) > 0) ||
 		(len(old.PodsWithRequiredAntiAffinity) > 0) != (len(existing.PodsWithRequiredAntiAffinity) > 0)
@@ -67,7 +67,7 @@ func (s *Snapshot) DeleteNodeInfo(name string) {
 		return
 	}
 	if s.index != nil {
-		s.index.removeNode(ni.node, ni.Pods)
+		s.index.removeNode(ni, ni.node, ni.Pods)
 	}
 	delete(s.NodeInfoMap, name)
 }
@@ -132,7 +132,7 @@ func (s *Snapshot) AddPod(pod *v1.Pod) error {
 	pi := NewPodInfo(pod)
 	ni.AddPodInfo(pi)
 	if s.index != nil && ni.node != nil {
-		s.index.addPod(pi, podLoc{node: ni.node.Name, labels: ni.node.Labels}, 1)
+		s.index.addPod(pi, podLoc{node: ni.node.Name, labels: ni.node.Labels, ni: ni}, 1)
 	}
 	if !hadAff && len(ni.PodsWithAffinity) > 0 {
 		s.HavePodsWithAffinityList = append(s.HavePodsWithAffinityList, ni)

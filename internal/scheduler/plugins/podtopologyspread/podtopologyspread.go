@@ -371,9 +371,20 @@ func hasRequiredNodeAffinity(pod *v1.Pod) bool {
 // in the pod's namespace, not terminating, matching c's selector.
 func counterFor(ix *framework.Index, ns string, c *constraint, topologyKey string) map[string]int64 {
 	sel := c.selector
-	return ix.DomainCounts("tsc|"+ns+"|"+framework.SelectorKey(sel), topologyKey, sel, func(p *v1.Pod) bool {
+	return ix.DomainCounts("tsc|"+ns+"|"+framework.SelectorKey(sel), topologyKey, sel, matcher(ns, sel))
+}
+
+// nodeCounterFor is counterFor per node (the snapshot's NodeInfos), for
+// hostname constraints, which upstream counts per node.
+func nodeCounterFor(ix *framework.Index, ns string, c *constraint) map[*framework.NodeInfo]int64 {
+	sel := c.selector
+	return ix.NodeCounts("tsc|"+ns+"|"+framework.SelectorKey(sel), sel, matcher(ns, sel))
+}
+
+func matcher(ns string, sel labels.Selector) func(*v1.Pod) bool {
+	return func(p *v1.Pod) bool {
 		return p.Namespace == ns && p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels))
-	})
+	}
 }
 
 // indexUsable reports whether every node counts for every constraint, so
@@ -491,9 +502,9 @@ type preScoreState struct {
 	// the feasible nodes' domains; read-only, it may be the index's live
 	// counter).
 	counts []map[string]int64
-	// perNode[i] counts matching pods per node name for hostname
-	// constraints (nil: count on the node).
-	perNode []map[string]int64
+	// perNode[i] counts matching pods per node (the snapshot's NodeInfos)
+	// for hostname constraints (nil: count on the node).
+	perNode []map[*framework.NodeInfo]int64
 	weights []float64
 	// ignored holds the nodes lacking one of the keys when every key is
 	// required; nil when no node is ignored.
@@ -575,11 +586,11 @@ func preScoreIndexed(pod *v1.Pod, cons []constraint, nodes []*framework.NodeInfo
 		return nil, false
 	}
 	s = &preScoreState{constraints: kept, weights: make([]float64, len(kept)),
-		counts: make([]map[string]int64, len(kept)), perNode: make([]map[string]int64, len(kept))}
+		counts: make([]map[string]int64, len(kept)), perNode: make([]map[*framework.NodeInfo]int64, len(kept))}
 	for i := range kept {
 		c := &kept[i]
 		if c.key == v1.LabelHostname {
-			s.perNode[i] = counterFor(ix, pod.Namespace, c, framework.NodeNameTopology)
+			s.perNode[i] = nodeCounterFor(ix, pod.Namespace, c)
 			s.weights[i] = math.Log(float64(len(nodes) + 2))
 			continue
 		}
@@ -644,10 +655,10 @@ func (p *PodTopologySpread) preScoreScan(ctx context.Context, pod *v1.Pod, cons 
 		return s
 	}
 	ix := snap.Index()
-	s.perNode = make([]map[string]int64, len(cons))
+	s.perNode = make([]map[*framework.NodeInfo]int64, len(cons))
 	for i := range cons {
 		if cons[i].key == v1.LabelHostname {
-			s.perNode[i] = counterFor(ix, pod.Namespace, &cons[i], framework.NodeNameTopology)
+			s.perNode[i] = nodeCounterFor(ix, pod.Namespace, &cons[i])
 		}
 	}
 	if requireAll && indexUsable(pod, cons, ix) {
@@ -689,7 +700,7 @@ func (p *PodTopologySpread) Score(_ context.Context, cs *framework.CycleState, p
 		var cnt int64
 		switch {
 		case c.key == v1.LabelHostname && s.perNode != nil:
-			cnt = s.perNode[i][node.Name]
+			cnt = s.perNode[i][ni]
 		case c.key == v1.LabelHostname:
 			cnt = countMatching(ni.Pods, pi.Pod.Namespace, c.selector)
 		default:

@@ -24,6 +24,15 @@
 // eligible (node affinity or taint policies Honor with a restricting pod,
 // nodes lacking one of several keys), counts are taken over the eligible
 // nodes' pods instead. Filter and Score are O(constraints) per node.
+//
+// PreScore first asks the index how many nodes carry each key. A key on
+// every node: no node is ignored and no node's labels are looked at. A key
+// on no node: with keys required every node would be ignored and score 0,
+// so the plugin is skipped; under the system defaults the constraint adds
+// to no node's score and is dropped (a zoneless cluster spreads by
+// hostname alone). Only a key on some nodes makes PreScore look at each
+// feasible node's labels. Hostname counts are kept per NodeInfo, so Score
+// hashes a pointer per node, not the node's name.
 package podtopologyspread
 
 import (

@@ -19,6 +19,8 @@ type NodeInfo struct {
 	// memory load per node per cycle.
 	unschedulable bool
 	taints        []v1.Taint
+	// name is the node's name (the string header; Score reads it per node).
+	name string
 
 	Pods                         []*PodInfo
 	PodsWithAffinity             []*PodInfo
@@ -57,13 +59,16 @@ func (n *NodeInfo) Node() *v1.Node {
 // SetNode sets the node object and its allocatable.
 func (n *NodeInfo) SetNode(node *v1.Node) {
 	n.node = node
-	n.unschedulable, n.taints = node.Spec.Unschedulable, node.Spec.Taints
+	n.unschedulable, n.taints, n.name = node.Spec.Unschedulable, node.Spec.Taints, node.Name
 	n.Allocatable = NewResource(node.Status.Allocatable)
 }
 
 // RemoveNode clears the node object, keeping the pods (they may still be
 // deleted later).
-func (n *NodeInfo) RemoveNode() { n.node, n.unschedulable, n.taints = nil, false, nil }
+func (n *NodeInfo) RemoveNode() { n.node, n.unschedulable, n.taints, n.name = nil, false, nil, "" }
+
+// Name is the node's name ("" without a node).
+func (n *NodeInfo) Name() string { return n.name }
 
 // Unschedulable is the node's spec.unschedulable (false without a node).
 func (n *NodeInfo) Unschedulable() bool { return n.unschedulable }
@@ -180,6 +185,7 @@ func (n *NodeInfo) Clone() *NodeInfo {
 		node:                         n.node,
 		unschedulable:                n.unschedulable,
 		taints:                       n.taints,
+		name:                         n.name,
 		Pods:                         append([]*PodInfo(nil), n.Pods...),
 		Requested:                    n.Requested.Clone(),
 		NonZeroCPU:                   n.NonZeroCPU,

@@ -8,8 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestNodeInfoCopiesSpecFilterFields: the unschedulable flag and taints
-// filters read from the NodeInfo follow the node through SetNode (cordon,
+// TestNodeInfoCopiesSpecFilterFields: the name, unschedulable flag and
+// taints that filters and scoring read from the NodeInfo follow the node through SetNode (cordon,
 // taint, uncordon), copies (Clone, the snapshot's SetNodeInfo) and
 // RemoveNode.
 func TestNodeInfoCopiesSpecFilterFields(t *testing.T) {
@@ -17,11 +17,12 @@ func TestNodeInfoCopiesSpecFilterFields(t *testing.T) {
 		t.Helper()
 		var wantU bool
 		var wantT []v1.Taint
+		var wantName string
 		if n := ni.Node(); n != nil {
-			wantU, wantT = n.Spec.Unschedulable, n.Spec.Taints
+			wantU, wantT, wantName = n.Spec.Unschedulable, n.Spec.Taints, n.Name
 		}
-		if ni.Unschedulable() != wantU || !reflect.DeepEqual(ni.Taints(), wantT) {
-			t.Fatalf("%s: Unschedulable %v Taints %v, node says %v %v", what, ni.Unschedulable(), ni.Taints(), wantU, wantT)
+		if ni.Unschedulable() != wantU || !reflect.DeepEqual(ni.Taints(), wantT) || ni.Name() != wantName {
+			t.Fatalf("%s: Name %q Unschedulable %v Taints %v, node says %q %v %v", what, ni.Name(), ni.Unschedulable(), ni.Taints(), wantName, wantU, wantT)
 		}
 	}
 	plain := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
@@ -53,6 +54,9 @@ func TestNodeInfoCopiesSpecFilterFields(t *testing.T) {
 	}
 	c.RemoveNode()
 	check("removed", c)
+	if c.Name() != "" {
+		t.Fatalf("removed node: Name %q", c.Name())
+	}
 	if c.Unschedulable() || c.Taints() != nil {
 		t.Fatalf("removed node: Unschedulable %v, taints %v", c.Unschedulable(), c.Taints())
 	}

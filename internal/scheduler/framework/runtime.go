@@ -260,7 +260,8 @@ var scoreScratch sync.Pool // *[]NodeScore
 func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo) ([]NodeScore, *Status) {
 	totals := make([]NodeScore, len(nodes))
 	for i, n := range nodes {
-		totals[i].Name = n.Node().Name
+		// From the NodeInfo, not the (cache-cold) Node object.
+		totals[i].Name = n.Name()
 	}
 	active := make([]ScorePlugin, 0, len(f.score))
 	for _, p := range f.score {

@@ -288,12 +288,13 @@ func bench(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(os.Stderr, "idle: %+v\n", res.idle)
 	for i := 0; i < o.single; i++ {
+		mf := majorFaults(ag.cmd.Process.Pid)
 		d, err := startPods(ctx, cs, fmt.Sprintf("single-%d", i), 1)
 		if err != nil {
 			return err
 		}
 		res.single = append(res.single, d...)
-		fmt.Fprintf(os.Stderr, "single %d: %v\n", i, d[0])
+		fmt.Fprintf(os.Stderr, "single %d: %v (agent major faults %d)\n", i, d[0], majorFaults(ag.cmd.Process.Pid)-mf)
 		if err := deleteAll(ctx, cs); err != nil {
 			return err
 		}
@@ -634,6 +635,26 @@ func cpuOf(agentPID int, agentDir string) [3]time.Duration {
 
 // procCPU is utime+stime+cutime+cstime from /proc/PID/stat (clock ticks
 // of 10 ms).
+// majorFaults is the process's major page faults so far (reads from disk:
+// with memtrim's exact mode, first touches of the binary's pages).
+func majorFaults(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fs := strings.Fields(s[i+1:])
+	if len(fs) < 10 {
+		return 0
+	}
+	v, _ := strconv.ParseInt(fs[9], 10, 64)
+	return v
+}
+
 func procCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

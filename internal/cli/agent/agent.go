@@ -37,8 +37,9 @@ func NewCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// Once the node is up, hand back the binary's start-up pages
-			// (internal/memtrim).
-			go memtrim.After(ctx, a.ImagesReady(), 5*time.Second, logger)
+			// and keep only the pages the agent goes on touching
+			// (internal/memtrim, Options.Exact).
+			go memtrim.AfterWith(ctx, a.ImagesReady(), 5*time.Second, logger, memtrim.Options{Exact: true})
 			return a.Run(ctx)
 		},
 	}

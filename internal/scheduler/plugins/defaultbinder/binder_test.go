@@ -1,0 +1,94 @@
+package defaultbinder
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
+
+	"skiff.dev/skiff/internal/scheduler/framework"
+)
+
+type request struct{ method, path, query, contentType, body string }
+
+// TestBindSendsTheTypedClientsRequest: the binder's direct POST is, on
+// the wire, the typed client's Pods(ns).Bind with empty CreateOptions, and
+// a server error comes back as an Error status naming the pod.
+func TestBindSendsTheTypedClientsRequest(t *testing.T) {
+	var mu sync.Mutex
+	var got []request
+	status := http.StatusCreated
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, request{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), string(b)})
+		code := status
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		if code == http.StatusCreated {
+			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Success","code":201}`))
+		} else {
+			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Conflict","code":409,"message":"pod p is already assigned"}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "p", UID: "u1"}}
+	b := &DefaultBinder{h: &framework.BasicHandle{Client: cs}}
+	if st := b.Bind(context.Background(), nil, pod, "n1"); !st.IsSuccess() {
+		t.Fatalf("bind: %v", st.AsError())
+	}
+	binding := &v1.Binding{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "p", UID: "u1"}, Target: v1.ObjectReference{Kind: "Node", Name: "n1"}}
+	if err := cs.CoreV1().Pods("ns1").Bind(context.Background(), binding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("typed bind: %v", err)
+	}
+	if len(got) != 2 || got[0] != got[1] {
+		t.Fatalf("binder sent %+v, typed client %+v", got[0], got[len(got)-1])
+	}
+	if got[0].method != http.MethodPost || got[0].path != "/api/v1/namespaces/ns1/pods/p/binding" {
+		t.Fatalf("binder sent %s %s", got[0].method, got[0].path)
+	}
+	status = http.StatusConflict
+	st := b.Bind(context.Background(), nil, pod, "n1")
+	if st.Code() != framework.Error || st.AsError() == nil {
+		t.Fatalf("conflict: status %v", st)
+	}
+	if msg := st.AsError().Error(); msg != "binding pod ns1/p to n1: pod p is already assigned" {
+		t.Fatalf("conflict message %q", msg)
+	}
+}
+
+// TestBindWithFakeClient: a clientset without a REST client (the fake)
+// gets the typed call.
+func TestBindWithFakeClient(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	var bound *v1.Binding
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "binding" {
+			bound = a.(k8stesting.CreateAction).GetObject().(*v1.Binding)
+		}
+		return true, nil, nil
+	})
+	b := &DefaultBinder{h: &framework.BasicHandle{Client: cs}}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "p", UID: "u1"}}
+	if st := b.Bind(context.Background(), nil, pod, "n1"); !st.IsSuccess() {
+		t.Fatalf("bind: %v", st.AsError())
+	}
+	if bound == nil || bound.Name != "p" || bound.Target.Name != "n1" || bound.UID != "u1" {
+		t.Fatalf("bound %+v", bound)
+	}
+}

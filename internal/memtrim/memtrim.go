@@ -102,7 +102,11 @@ type Options struct {
 	// first touch of a page after the trim is a 4 KiB read from disk
 	// (about 0.1 ms here) instead of a page-cache hit, so it is for a
 	// process whose steady state runs little code (the node agent), not
-	// one serving requests all over its code.
+	// one serving requests all over its code. On the code mapping Linux
+	// 6.16 and later read ahead on a fault whatever the advice (one
+	// read-ahead window from the faulting page), so code still comes back
+	// in such chunks; the data mappings (rodata, pclntab: type
+	// descriptors the GC and reflection read) come back page by page.
 	Exact bool
 }
 

@@ -38,9 +38,9 @@ func Release(o Options) (uint64, error) {
 		defer exeFile.Close()
 		// Dirty pages (a binary copied into place just before it was
 		// started) can be neither paged out nor dropped: write them first.
-		if err := unix.Fdatasync(int(exeFile.Fd())); err != nil {
-			return 0, fmt.Errorf("writing back %s: %w", exe, err)
-		}
+		// Best effort: a read-only filesystem has nothing to write and
+		// some (squashfs) answer EINVAL.
+		_ = unix.Fdatasync(int(exeFile.Fd()))
 		// Before the page-out, so that nothing faulted back in between
 		// the calls below is read ahead.
 		for _, m := range ro {

@@ -64,6 +64,10 @@ func UntilAvailable(p *v1.Pod, minReadySeconds int32, now time.Time) (time.Durat
 	return d, d > 0
 }
 
+// ReadySince returns when pod became ready (its Ready condition's
+// lastTransitionTime), or the zero time if it is not ready.
+func ReadySince(p *v1.Pod) time.Time { return podReadyTime(p) }
+
 func podReadyTime(p *v1.Pod) time.Time {
 	if c := podReadyCondition(p); c != nil && c.Status == v1.ConditionTrue {
 		return c.LastTransitionTime.Time

@@ -359,10 +359,10 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		return nil
 	}
 	manage := needsSync && rs.DeletionTimestamp == nil
-	if sum, ok := c.fastSummary(rs, selector, manage); ok {
+	if sum, next, ok := c.fastSummary(rs, selector, manage); ok {
 		c.fastSyncs.Add(1)
 		if c.verifyTally {
-			if err := c.verify(rs, selector, sum); err != nil {
+			if err := c.verify(rs, selector, sum, next); err != nil {
 				return err
 			}
 		}
@@ -371,11 +371,12 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		if manage {
 			diff, manageErr = c.manageReplicas(ctx, rs, int(sum.replicas), nil)
 		}
-		// Only ReplicaSets without minReadySeconds take this path: no
-		// pod becomes available later without an event.
-		_, err := c.writeStatus(ctx, rs, sum, manageErr, diff)
+		updated, err := c.writeStatus(ctx, rs, sum, manageErr, diff)
 		if err != nil {
 			return err
+		}
+		if manageErr == nil && updated.Spec.MinReadySeconds == rs.Spec.MinReadySeconds && next.waiting {
+			c.queue.AddAfter(key, next.next)
 		}
 		return manageErr
 	}
@@ -421,28 +422,28 @@ type podSummary struct {
 	replicas, fullyLabeled, ready, available int32
 }
 
-// fastSummary returns the summary of rs's pods from the tally when the
-// sync needs nothing else of them: no minReadySeconds (availability
-// depends on the time), no pod to release or orphan to adopt, and no pod
-// to delete (victims are chosen from the pods themselves); manage says
-// whether the sync may create or delete.
-func (c *Controller) fastSummary(rs *appsv1.ReplicaSet, sel labels.Selector, manage bool) (podSummary, bool) {
-	if c.noTally || rs.Spec.MinReadySeconds > 0 {
-		return podSummary{}, false
+// fastSummary returns the summary of rs's pods from the tally, and when
+// the next one becomes available under minReadySeconds, when the sync
+// needs nothing else of them: no pod to release or orphan to adopt, and
+// no pod to delete (victims are chosen from the pods themselves); manage
+// says whether the sync may create or delete.
+func (c *Controller) fastSummary(rs *appsv1.ReplicaSet, sel labels.Selector, manage bool) (podSummary, avail, bool) {
+	if c.noTally {
+		return podSummary{}, avail{}, false
 	}
-	n, adoptable := c.tally.summary(rs, sel)
+	n, av, adoptable := c.tally.summary(rs, sel, c.clock.Now())
 	if rs.DeletionTimestamp == nil && (adoptable || n.mismatched > 0) {
-		return podSummary{}, false
+		return podSummary{}, avail{}, false
 	}
 	if manage && int(n.replicas) > int(*rs.Spec.Replicas) {
-		return podSummary{}, false
+		return podSummary{}, avail{}, false
 	}
-	return podSummary{replicas: n.replicas, fullyLabeled: n.fullyLabeled, ready: n.ready, available: n.ready}, true
+	return podSummary{replicas: n.replicas, fullyLabeled: n.fullyLabeled, ready: n.ready, available: av.n}, av, true
 }
 
 // verify checks a tally summary against a walk of the indexer's pods
 // (the full path without its writes): tests run every sync this way.
-func (c *Controller) verify(rs *appsv1.ReplicaSet, sel labels.Selector, got podSummary) error {
+func (c *Controller) verify(rs *appsv1.ReplicaSet, sel labels.Selector, got podSummary, next avail) error {
 	owned, orphans, err := controller.PodsControlledOrOrphaned(c.podIndexer, rs.Namespace, rs.UID)
 	if err != nil {
 		return err
@@ -462,8 +463,16 @@ func (c *Controller) verify(rs *appsv1.ReplicaSet, sel labels.Selector, got podS
 			}
 		}
 	}
-	if want := summarize(rs, pods, c.clock.Now()); got != want {
+	now := c.clock.Now()
+	if want := summarize(rs, pods, now); got != want {
 		return fmt.Errorf("pod tally of %s: %+v, the pods say %+v", rsKey(rs), got, want)
+	}
+	var want avail
+	if rs.Spec.MinReadySeconds > 0 {
+		want.next, want.waiting = nextAvailable(pods, rs.Spec.MinReadySeconds, now)
+	}
+	if next.waiting != want.waiting || next.next != want.next {
+		return fmt.Errorf("pod tally of %s: next available in %v (%v), the pods say %v (%v)", rsKey(rs), next.next, next.waiting, want.next, want.waiting)
 	}
 	return nil
 }

@@ -16,8 +16,8 @@
 // pods in controller.ActivePods order.
 //
 // A sync's cost does not grow with the ReplicaSet's pods when it has
-// nothing to adopt, release or delete and no minReadySeconds: the pod
-// event handlers keep per-controller counts (podTally) and the sync reads
+// nothing to adopt, release or delete: the pod event handlers keep
+// per-controller counts and ready times (podTally) and the sync reads
 // them; otherwise it walks the informer's pods as before. Unit tests run
 // every tally-based sync against the walk as well.
 package replicaset

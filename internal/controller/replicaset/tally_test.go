@@ -21,7 +21,7 @@ import (
 
 // fullCounts is what the tally must agree with: the pods of rs in the
 // indexer, walked as the full sync path does.
-func fullCounts(t *testing.T, c *Controller, rs *appsv1.ReplicaSet, sel labels.Selector) (podSummary, int32, bool) {
+func fullCounts(t *testing.T, c *Controller, rs *appsv1.ReplicaSet, sel labels.Selector) (podSummary, avail, int32, bool) {
 	t.Helper()
 	owned, orphans, err := controller.PodsControlledOrOrphaned(c.podIndexer, rs.Namespace, rs.UID)
 	if err != nil {
@@ -40,7 +40,13 @@ func fullCounts(t *testing.T, c *Controller, rs *appsv1.ReplicaSet, sel labels.S
 	for _, p := range controller.FilterActivePods(orphans) {
 		adoptable = adoptable || sel.Matches(labels.Set(p.Labels))
 	}
-	return summarize(rs, claimed, now), mismatched, adoptable
+	var av avail
+	if rs.Spec.MinReadySeconds > 0 {
+		av.next, av.waiting = nextAvailable(claimed, rs.Spec.MinReadySeconds, c.clock.Now())
+	}
+	sum := summarize(rs, claimed, c.clock.Now())
+	av.n = sum.available
+	return sum, av, mismatched, adoptable
 }
 
 // TestTallyMatchesPods drives the pod handlers with random adds, updates
@@ -92,7 +98,11 @@ func tallyScenario(t *testing.T, seed uint64) {
 			p.Status.Phase = []v1.PodPhase{v1.PodPending, v1.PodRunning, v1.PodSucceeded, v1.PodFailed, v1.PodUnknown}[rng.IntN(5)]
 		case 3:
 			st := []v1.ConditionStatus{v1.ConditionTrue, v1.ConditionFalse}[rng.IntN(2)]
-			p.Status.Conditions = []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionTrue}, {Type: v1.PodReady, Status: st}}
+			var since metav1.Time // sometimes unset
+			if rng.IntN(5) > 0 {
+				since = metav1.NewTime(f.clock.Now().Add(time.Duration(rng.IntN(40)-30) * time.Second))
+			}
+			p.Status.Conditions = []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionTrue}, {Type: v1.PodReady, Status: st, LastTransitionTime: since}}
 		case 4:
 			p.Status.Conditions = nil
 		case 5:
@@ -151,7 +161,9 @@ func tallyScenario(t *testing.T, seed uint64) {
 			f.c.deletePod(ev)
 		default: // the spec a ReplicaSet's pods are classified against
 			rs := rss[rng.IntN(len(rss))]
-			if rng.IntN(2) == 0 {
+			if rng.IntN(3) == 0 {
+				rs.Spec.MinReadySeconds = []int32{0, 1, 5, 20}[rng.IntN(4)]
+			} else if rng.IntN(2) == 0 {
 				rs.Spec.Template.Labels = labelSets[rng.IntN(len(labelSets))]
 			} else {
 				rs.Spec.Selector = &metav1.LabelSelector{MatchLabels: labelSets[rng.IntN(len(labelSets)-1)]}
@@ -160,17 +172,20 @@ func tallyScenario(t *testing.T, seed uint64) {
 				t.Fatal(err)
 			}
 		}
+		if rng.IntN(10) == 0 {
+			f.clock.Step(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		}
 		for _, rs := range rss {
 			sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, adoptable := f.c.tally.summary(rs, sel)
-			want, wantMismatched, wantAdoptable := fullCounts(t, f.c, rs, sel)
-			got := podSummary{replicas: n.replicas, fullyLabeled: n.fullyLabeled, ready: n.ready, available: n.ready}
-			if got != want || n.mismatched != wantMismatched || adoptable != wantAdoptable {
-				t.Fatalf("step %d, %s/%s: tally %+v (mismatched %d, adoptable %v), pods say %+v (mismatched %d, adoptable %v)",
-					step, rs.Namespace, rs.Name, got, n.mismatched, adoptable, want, wantMismatched, wantAdoptable)
+			n, av, adoptable := f.c.tally.summary(rs, sel, f.clock.Now())
+			want, wantAv, wantMismatched, wantAdoptable := fullCounts(t, f.c, rs, sel)
+			got := podSummary{replicas: n.replicas, fullyLabeled: n.fullyLabeled, ready: n.ready, available: av.n}
+			if got != want || av != wantAv || n.mismatched != wantMismatched || adoptable != wantAdoptable {
+				t.Fatalf("step %d, %s/%s (minReadySeconds %d): tally %+v %+v (mismatched %d, adoptable %v), pods say %+v %+v (mismatched %d, adoptable %v)",
+					step, rs.Namespace, rs.Name, rs.Spec.MinReadySeconds, got, av, n.mismatched, adoptable, want, wantAv, wantMismatched, wantAdoptable)
 			}
 		}
 	}
@@ -309,5 +324,27 @@ func TestSameRefAndLabels(t *testing.T) {
 				t.Errorf("sameLabels(%v, %v) = %v, want %v", a, b, got, want)
 			}
 		}
+	}
+}
+
+// TestTallyAvailabilityBoundary: a pod ready for exactly minReadySeconds
+// is available (as controller.IsPodAvailable), one ready a second less
+// is the next to become available, in one second.
+func TestTallyAvailabilityBoundary(t *testing.T) {
+	rs := newRS("web", 3)
+	rs.Spec.MinReadySeconds = 10
+	objs := []runtime.Object{rs,
+		newPod("web-1", rs.Spec.Template.Labels, now, ownedBy(rs), running("n1", now.Add(-10*time.Second))),
+		newPod("web-2", rs.Spec.Template.Labels, now, ownedBy(rs), running("n1", now.Add(-9*time.Second))),
+		newPod("web-3", rs.Spec.Template.Labels, now, ownedBy(rs), running("n1", now.Add(-30*time.Second))),
+	}
+	f := newFixture(t, false, objs...)
+	sel, _ := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
+	n, av, _ := f.c.tally.summary(rs, sel, now)
+	if n.ready != 3 || av.n != 2 || !av.waiting || av.next != time.Second {
+		t.Fatalf("ready %d, available %d, next in %v (%v); want 3, 2, 1s (true)", n.ready, av.n, av.next, av.waiting)
+	}
+	if _, av, _ = f.c.tally.summary(rs, sel, now.Add(time.Second)); av.n != 3 || av.waiting {
+		t.Fatalf("a second later: available %d, waiting %v; want 3, false", av.n, av.waiting)
 	}
 }

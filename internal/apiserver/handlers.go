@@ -388,7 +388,7 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, ri *Request
 		// resourceVersion, or a stale update would overwrite the write it
 		// lost the compare-and-swap to.
 		return obj.DeepCopyObject(), nil
-	}, generic.UpdateOptions{DryRun: dr, FieldManager: fm, Subresource: sub, AllowCreate: sub == "" && allowCreateOnUpdate(st)})
+	}, generic.UpdateOptions{DryRun: dr, FieldManager: fm, Subresource: sub, AllowCreate: sub == "" && allowCreateOnUpdate(st), ReadOnlyCurrent: true})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -544,6 +544,10 @@ type UpdateOptions struct {
 	// SkipFieldManager: the UpdateFunc already maintained managedFields
 	// (server-side apply).
 	SkipFieldManager bool
+	// ReadOnlyCurrent: the UpdateFunc does not modify the object it is
+	// given, which is then the store's own rather than a private deep copy
+	// (a PUT, which only returns the client's object, spares one copy).
+	ReadOnlyCurrent bool
 }
 
 // Update applies fn to the stored object with optimistic concurrency: if the
@@ -565,8 +569,8 @@ func (s *Store) Update(ctx context.Context, ns, name string, fn UpdateFunc, opts
 			}
 			old = o
 		}
-		var oldCopy runtime.Object
-		if old != nil {
+		oldCopy := old
+		if old != nil && !opts.ReadOnlyCurrent {
 			oldCopy = old.DeepCopyObject()
 		}
 		obj, err := fn(ctx, oldCopy)

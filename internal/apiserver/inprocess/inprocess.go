@@ -342,7 +342,9 @@ func (w *responseWriter) finish(failed error) {
 			if !w.wroteHeader {
 				w.WriteHeader(http.StatusOK)
 			}
-			w.resp = w.response(&bytesBody{r: bytes.NewReader(w.pending)}, int64(len(w.pending)))
+			body := &bytesBody{}
+			body.Reset(w.pending)
+			w.resp = w.response(body, int64(len(w.pending)))
 		}
 		close(w.ready)
 		return
@@ -365,14 +367,11 @@ func (w *responseWriter) finish(failed error) {
 	w.cancel()
 }
 
-// bytesBody is a finished response's body.
-type bytesBody struct{ r *bytes.Reader }
+// bytesBody is a finished response's body (bytes.Reader's WriteTo lets
+// io.Copy skip a buffer).
+type bytesBody struct{ bytes.Reader }
 
-func (b *bytesBody) Read(p []byte) (int, error) { return b.r.Read(p) }
-func (b *bytesBody) Close() error               { return nil }
-
-// WriteTo lets io.Copy and io.ReadAll-like callers skip a buffer.
-func (b *bytesBody) WriteTo(w io.Writer) (int64, error) { return b.r.WriteTo(w) }
+func (b *bytesBody) Close() error { return nil }
 
 // pipeBody is a streaming response's body.
 type pipeBody struct {

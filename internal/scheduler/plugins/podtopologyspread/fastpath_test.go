@@ -12,6 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"skiff.dev/skiff/internal/scheduler/framework"
@@ -214,4 +215,65 @@ func nodeIndex(name string) int {
 	var i int
 	fmt.Sscanf(name, "n%d", &i)
 	return i
+}
+
+// TestDefaultSelectorCompiledOnce: the default selector built with the
+// compiled-selector cache equals the one built without it, through
+// ReplicaSet updates (a new object with another selector), a StatefulSet,
+// matching and non-matching Services and ReplicationControllers, and an
+// invalid selector.
+func TestDefaultSelectorCompiledOnce(t *testing.T) {
+	idx := func() cache.Indexer {
+		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	rsIdx, ssIdx, svcIdx, rcIdx := idx(), idx(), idx(), idx()
+	l := Listers{ReplicaSets: appslisters.NewReplicaSetLister(rsIdx), StatefulSets: appslisters.NewStatefulSetLister(ssIdx),
+		Services: corelisters.NewServiceLister(svcIdx), ReplicationControllers: corelisters.NewReplicationControllerLister(rcIdx)}
+	cached := New(nil, Args{}, l)
+	want := func(pod *v1.Pod) string { return New(nil, Args{}, l).defaultSelector(pod).String() }
+	rs := func(name string, sel *metav1.LabelSelector) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: appsv1.ReplicaSetSpec{Selector: sel}}
+	}
+	pods := []*v1.Pod{
+		schedtest.Pod("a", "", "", map[string]string{"app": "a", "tier": "web"}),
+		schedtest.Pod("b", "", "", map[string]string{"app": "b"}),
+		schedtest.Pod("c", "", "", nil),
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, pod := range pods {
+			for i := 0; i < 2; i++ { // the second call hits the cache
+				if got, w := cached.defaultSelector(pod).String(), want(pod); got != w {
+					t.Fatalf("%s, pod %s: cached %q, uncached %q", step, pod.Name, got, w)
+				}
+			}
+		}
+	}
+	check("empty")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rsIdx.Add(rs("rs1", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "a"}})))
+	check("rs1 selects a")
+	if s := cached.defaultSelector(pods[0]).String(); s != "app=a" {
+		t.Fatalf("rs1 selects a: got %q", s)
+	}
+	must(rsIdx.Update(rs("rs1", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b"}}}})))
+	check("rs1 updated to app in (a,b)")
+	if s := cached.defaultSelector(pods[1]).String(); s != "app in (a,b)" {
+		t.Fatalf("rs1 updated: pod b got %q", s)
+	}
+	must(rsIdx.Add(rs("bad", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "a b"}})))
+	must(ssIdx.Add(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "ss", Namespace: "default"},
+		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}}}))
+	must(svcIdx.Add(&v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s1", Namespace: "default"}, Spec: v1.ServiceSpec{Selector: map[string]string{"app": "a", "tier": "web"}}}))
+	must(svcIdx.Add(&v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s2", Namespace: "default"}, Spec: v1.ServiceSpec{Selector: map[string]string{"app": "b", "tier": "db"}}}))
+	must(rcIdx.Add(&v1.ReplicationController{ObjectMeta: metav1.ObjectMeta{Name: "rc", Namespace: "default"}, Spec: v1.ReplicationControllerSpec{Selector: map[string]string{"app": "b"}}}))
+	check("statefulset, services, rc, invalid selector")
+	if s := cached.defaultSelector(pods[1]).String(); s != "app in (a,b),app=b" {
+		t.Fatalf("pod b with rs1 and rc: got %q", s)
+	}
 }

@@ -101,6 +101,9 @@ type PodTopologySpread struct {
 	// scanOnly turns PreScore's index fast path off (tests compare the
 	// two).
 	scanOnly bool
+
+	selMu    sync.Mutex
+	selCache map[*metav1.LabelSelector]compiled
 }
 
 var (
@@ -210,7 +213,7 @@ func (p *PodTopologySpread) defaultSelector(pod *v1.Pod) labels.Selector {
 	if l := p.listers.Services; l != nil {
 		if svcs, err := l.Services(pod.Namespace).List(labels.Everything()); err == nil {
 			for _, s := range svcs {
-				if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+				if len(s.Spec.Selector) > 0 && subset(s.Spec.Selector, podLabels) {
 					for k, v := range s.Spec.Selector {
 						set[k] = v
 					}
@@ -221,7 +224,7 @@ func (p *PodTopologySpread) defaultSelector(pod *v1.Pod) labels.Selector {
 	if l := p.listers.ReplicationControllers; l != nil {
 		if rcs, err := l.ReplicationControllers(pod.Namespace).List(labels.Everything()); err == nil {
 			for _, rc := range rcs {
-				if len(rc.Spec.Selector) > 0 && labels.SelectorFromSet(rc.Spec.Selector).Matches(podLabels) {
+				if len(rc.Spec.Selector) > 0 && subset(rc.Spec.Selector, podLabels) {
 					for k, v := range rc.Spec.Selector {
 						set[k] = v
 					}
@@ -230,7 +233,7 @@ func (p *PodTopologySpread) defaultSelector(pod *v1.Pod) labels.Selector {
 		}
 	}
 	addReqs := func(ls *metav1.LabelSelector) {
-		s, err := metav1.LabelSelectorAsSelector(ls)
+		s, err := p.compiledSelector(ls)
 		if err != nil || s.Empty() || !s.Matches(podLabels) {
 			return
 		}
@@ -257,6 +260,50 @@ func (p *PodTopologySpread) defaultSelector(pod *v1.Pod) labels.Selector {
 		}
 	}
 	return sel
+}
+
+// subset reports whether every key of set has the same value in l (what
+// labels.SelectorFromSet(set).Matches(l) computes, without building it).
+func subset(set map[string]string, l labels.Set) bool {
+	for k, v := range set {
+		if lv, ok := l[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// maxCachedSelectors bounds the compiled-selector cache; beyond it the
+// cache starts over.
+const maxCachedSelectors = 4096
+
+type compiled struct {
+	sel labels.Selector
+	err error
+}
+
+// compiledSelector is metav1.LabelSelectorAsSelector(ls), remembered per
+// selector object. The listers hand out the informers' objects, which are
+// never changed in place (an update is a new object), and the conversion
+// validates every key and value with regular expressions: per pod and per
+// ReplicaSet or StatefulSet in the namespace, that was most of
+// defaultSelector's cost. The cache holds the selector objects it has
+// seen, so an address is never reused while cached.
+func (p *PodTopologySpread) compiledSelector(ls *metav1.LabelSelector) (labels.Selector, error) {
+	if ls == nil {
+		return metav1.LabelSelectorAsSelector(ls)
+	}
+	p.selMu.Lock()
+	defer p.selMu.Unlock()
+	if c, ok := p.selCache[ls]; ok {
+		return c.sel, c.err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if p.selCache == nil || len(p.selCache) >= maxCachedSelectors {
+		p.selCache = map[*metav1.LabelSelector]compiled{}
+	}
+	p.selCache[ls] = compiled{sel, err}
+	return sel, err
 }
 
 // eligible reports whether node counts for constraint c given the pod.

@@ -57,6 +57,12 @@ var ignoredResources = sets.New(
 type Config struct {
 	ResyncPeriod time.Duration
 	Clock        clock.WithTicker
+	// Shared are running informers of typed objects the collector watches
+	// through instead of a metadata informer of its own (the controller
+	// manager's pod informer: one pod watch less, whose events the API
+	// server encodes and the client decodes once per pod change). The
+	// caller starts and stops them.
+	Shared map[schema.GroupVersionResource]cache.SharedIndexInformer
 }
 
 type mapping struct {
@@ -66,7 +72,16 @@ type mapping struct {
 
 type monitor struct {
 	informer cache.SharedIndexInformer
-	stop     chan struct{}
+	stop     chan struct{} // nil: a shared informer, not ours to stop
+	reg      cache.ResourceEventHandlerRegistration
+}
+
+func (m *monitor) close() {
+	if m.stop != nil {
+		close(m.stop)
+		return
+	}
+	_ = m.informer.RemoveEventHandler(m.reg)
 }
 
 // Controller is the garbage collector.
@@ -244,7 +259,7 @@ func (c *Controller) resync() error {
 	}
 	for gvr, m := range c.monitors {
 		if _, ok := want[gvr]; !ok {
-			close(m.stop)
+			m.close()
 			delete(c.monitors, gvr)
 		}
 	}
@@ -252,28 +267,87 @@ func (c *Controller) resync() error {
 }
 
 func (c *Controller) startMonitorLocked(gvr schema.GroupVersionResource, gvk schema.GroupVersionKind) (*monitor, error) {
-	inf := metadatainformer.NewFilteredMetadataInformer(c.metadata, gvr, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+	inf, shared := c.cfg.Shared[gvr]
+	if !shared {
+		inf = metadatainformer.NewFilteredMetadataInformer(c.metadata, gvr, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+	}
 	send := func(typ eventType, obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
-		o, ok := obj.(*metav1.PartialObjectMetadata)
-		if !ok {
-			return
+		if o := asMetadata(obj); o != nil {
+			c.events.Add(&event{typ: typ, gvk: gvk, obj: o})
 		}
-		c.events.Add(&event{typ: typ, gvk: gvk, obj: o})
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { send(addEvent, obj) },
-		UpdateFunc: func(_, obj any) { send(updateEvent, obj) },
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { send(addEvent, obj) },
+		UpdateFunc: func(oldObj, obj any) {
+			if graphInputsChanged(oldObj, obj) {
+				send(updateEvent, obj)
+			}
+		},
 		DeleteFunc: func(obj any) { send(deleteEvent, obj) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("adding handler for %s: %w", gvr, err)
 	}
-	m := &monitor{informer: inf, stop: make(chan struct{})}
-	go inf.Run(m.stop)
+	m := &monitor{informer: inf, reg: reg}
+	if !shared {
+		m.stop = make(chan struct{})
+		go inf.Run(m.stop)
+	}
 	return m, nil
+}
+
+// asMetadata returns the metadata of an informer object: the object itself
+// from a metadata informer, its ObjectMeta (shared, never modified) from a
+// typed one.
+func asMetadata(obj any) *metav1.PartialObjectMetadata {
+	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		return o
+	case metav1.ObjectMetaAccessor:
+		if m, ok := o.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			return &metav1.PartialObjectMetadata{ObjectMeta: *m}
+		}
+	}
+	return nil
+}
+
+// graphInputsChanged reports whether an update can change the graph or
+// start work: owners, deletion, finalizers (or identity). Most updates
+// (status) change none, and the graph then has nothing to do, as
+// upstream's collector, which acts on owner changes and on transitions.
+func graphInputsChanged(oldObj, obj any) bool {
+	o, n := asMetadata(oldObj), asMetadata(obj)
+	if o == nil || n == nil {
+		return true
+	}
+	return o.UID != n.UID || o.Name != n.Name || o.Namespace != n.Namespace ||
+		(o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) ||
+		!slices.Equal(o.Finalizers, n.Finalizers) ||
+		!sameOwners(o.OwnerReferences, n.OwnerReferences)
+}
+
+func sameOwners(a, b []metav1.OwnerReference) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.APIVersion != y.APIVersion || x.Kind != y.Kind || x.Name != y.Name || x.UID != y.UID ||
+			!sameBool(x.Controller, y.Controller) || !sameBool(x.BlockOwnerDeletion, y.BlockOwnerDeletion) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameBool(a, b *bool) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func (c *Controller) monitorsSynced() []cache.InformerSynced {
@@ -281,7 +355,7 @@ func (c *Controller) monitorsSynced() []cache.InformerSynced {
 	defer c.mu.RUnlock()
 	var out []cache.InformerSynced
 	for _, m := range c.monitors {
-		out = append(out, m.informer.HasSynced)
+		out = append(out, m.reg.HasSynced)
 	}
 	return out
 }
@@ -290,7 +364,7 @@ func (c *Controller) stopMonitors() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for gvr, m := range c.monitors {
-		close(m.stop)
+		m.close()
 		delete(c.monitors, gvr)
 	}
 }

@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 )
 
 var (
@@ -367,5 +370,88 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSharedTypedInformer: a resource in Config.Shared is watched through
+// that (typed) informer, not a metadata informer of the collector's own;
+// the collector neither starts nor stops it, and removes its handler when
+// it stops.
+func TestSharedTypedInformer(t *testing.T) {
+	typed := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "default", Name: "p1", UID: "p1-uid", OwnerReferences: []metav1.OwnerReference{ownerRef(rsGVK, "rs1", false)},
+	}})
+	factory := informers.NewSharedInformerFactory(typed, 0)
+	pods := factory.Core().V1().Pods().Informer()
+	stop := make(chan struct{})
+	defer close(stop)
+	factory.Start(stop)
+	meta := newMetaClient() // the metadata API has no pods: events can only come from the shared informer
+	cs := fake.NewClientset()
+	cs.Resources = resources
+	c, err := New(Config{Shared: map[schema.GroupVersionResource]cache.SharedIndexInformer{podGVR: pods}}, meta, cs.Discovery(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx, 1) }()
+	waitFor(t, func() bool { n := c.graph.get("p1-uid"); return n != nil && !n.virtual })
+	c.mu.RLock()
+	m := c.monitors[podGVR]
+	c.mu.RUnlock()
+	if m == nil || m.informer != pods || m.stop != nil {
+		t.Fatalf("pods monitor %+v, want the shared informer", m)
+	}
+	cancel()
+	<-done
+	if pods.IsStopped() {
+		t.Fatal("the collector stopped a shared informer")
+	}
+	// Its handler is gone: a new pod reaches no graph.
+	if _, err := typed.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p2", UID: "p2-uid"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok, _ := pods.GetStore().GetByKey("default/p2"); return ok })
+	time.Sleep(50 * time.Millisecond)
+	if c.graph.get("p2-uid") != nil {
+		t.Fatal("a pod created after the collector stopped reached its graph")
+	}
+}
+
+// TestGraphInputsChanged: only updates of what the graph keeps (owners,
+// deletion, finalizers, identity) reach it; status updates do not.
+func TestGraphInputsChanged(t *testing.T) {
+	tr := true
+	base := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p", UID: "u", ResourceVersion: "1",
+		OwnerReferences: []metav1.OwnerReference{ownerRef(rsGVK, "rs1", true)}, Finalizers: []string{"f"}}}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		mutate func(p *corev1.Pod)
+		want   bool
+	}{
+		{"status", func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning; p.ResourceVersion = "2" }, false},
+		{"labels", func(p *corev1.Pod) { p.Labels = map[string]string{"a": "b"} }, false},
+		{"owner added", func(p *corev1.Pod) { p.OwnerReferences = append(p.OwnerReferences, ownerRef(depGVK, "d", false)) }, true},
+		{"owner removed", func(p *corev1.Pod) { p.OwnerReferences = nil }, true},
+		{"controller set", func(p *corev1.Pod) { p.OwnerReferences[0].Controller = &tr }, true},
+		{"block dropped", func(p *corev1.Pod) { p.OwnerReferences[0].BlockOwnerDeletion = nil }, true},
+		{"owner uid", func(p *corev1.Pod) { p.OwnerReferences[0].UID = "other" }, true},
+		{"deleting", func(p *corev1.Pod) { p.DeletionTimestamp = &now }, true},
+		{"finalizer removed", func(p *corev1.Pod) { p.Finalizers = nil }, true},
+		{"recreated", func(p *corev1.Pod) { p.UID = "u2" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := base.DeepCopy()
+			tc.mutate(cur)
+			if got := graphInputsChanged(base, cur); got != tc.want {
+				t.Fatalf("typed: %v, want %v", got, tc.want)
+			}
+			o, n := &metav1.PartialObjectMetadata{ObjectMeta: base.ObjectMeta}, &metav1.PartialObjectMetadata{ObjectMeta: cur.ObjectMeta}
+			if got := graphInputsChanged(o, n); got != tc.want {
+				t.Fatalf("metadata: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -3,8 +3,12 @@
 //
 // How it works:
 //   - Discovery lists every resource that supports list, watch and delete
-//     (events excepted); each gets a metadata-only informer ("monitor").
+//     (events excepted); each gets a metadata-only informer ("monitor"),
+//     or the caller's shared typed informer when Config.Shared has one
+//     (the controller manager's pods, nodes, leases, replicasets).
 //     Discovery is repeated every ResyncPeriod to pick up new resources.
+//     Updates that change no owner, deletion, finalizer or identity never
+//     reach the graph.
 //   - Monitor events feed one goroutine that maintains the owner -> dependents
 //     graph keyed by UID (graph.go, no I/O). Owners only known from a
 //     reference become "virtual" nodes that a worker verifies with a GET.

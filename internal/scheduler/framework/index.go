@@ -48,8 +48,10 @@ type counter struct {
 	kv          labelKV
 	indexed     bool
 	domains     map[string]int64
-	// byNode replaces domains for the nodeInfoTopology pseudo key.
-	byNode   map[*NodeInfo]int64
+	// bySlot replaces domains for the nodeInfoTopology pseudo key: counts
+	// indexed by the nodes' index slots (NodeInfo.indexSlot).
+	bySlot   []int64
+	perNode  bool
 	lastUsed uint64
 }
 
@@ -80,6 +82,10 @@ type termGroup struct {
 type Index struct {
 	numNodes    int
 	domainNodes map[string]map[string]int
+	// nextSlot and freeSlots hand out NodeInfo.indexSlot (1-based; 0 is
+	// none), so per-node counters are slices, not maps.
+	nextSlot  int32
+	freeSlots []int32
 	// keyNodes counts, per label key, the nodes carrying it (the sum of
 	// domainNodes[key], kept so NodesWithKey is O(1) and not O(domains):
 	// a hostname key has one domain per node).
@@ -149,6 +155,14 @@ func (ix *Index) addNode(ni *NodeInfo, node *v1.Node, pods []*PodInfo) {
 		return
 	}
 	ix.numNodes++
+	if ni != nil && ni.indexSlot == 0 {
+		if n := len(ix.freeSlots); n > 0 {
+			ni.indexSlot, ix.freeSlots = ix.freeSlots[n-1], ix.freeSlots[:n-1]
+		} else {
+			ix.nextSlot++
+			ni.indexSlot = ix.nextSlot
+		}
+	}
 	for k, v := range node.Labels {
 		ix.keyNodes[k]++
 		m := ix.domainNodes[k]
@@ -184,6 +198,11 @@ func (ix *Index) removeNode(ni *NodeInfo, node *v1.Node, pods []*PodInfo) {
 	loc := podLoc{node: node.Name, labels: node.Labels, ni: ni}
 	for _, pi := range pods {
 		ix.addPod(pi, loc, -1)
+	}
+	// The pods are uncounted from the slot: it can go to another node.
+	if ni != nil && ni.indexSlot != 0 {
+		ix.freeSlots = append(ix.freeSlots, ni.indexSlot)
+		ni.indexSlot = 0
 	}
 }
 
@@ -304,12 +323,15 @@ func SelectorKey(sel labels.Selector) string {
 const nodeInfoTopology = "\x00nodeinfo"
 
 func (c *counter) count(pod *v1.Pod, loc podLoc, sign int64) {
-	if c.byNode != nil {
-		if c.match(pod) {
-			if c.byNode[loc.ni] += sign; c.byNode[loc.ni] == 0 {
-				delete(c.byNode, loc.ni)
-			}
+	if c.perNode {
+		if loc.ni == nil || !c.match(pod) {
+			return
 		}
+		s := int(loc.ni.indexSlot)
+		if s >= len(c.bySlot) {
+			c.bySlot = append(c.bySlot, make([]int64, s+1-len(c.bySlot))...)
+		}
+		c.bySlot[s] += sign
 		return
 	}
 	v, ok := loc.labels[c.topologyKey]
@@ -430,12 +452,24 @@ func (ix *Index) DomainCounts(key, topologyKey string, sel labels.Selector, matc
 	return ix.counter(key, topologyKey, sel, match).domains
 }
 
-// NodeCounts is DomainCounts with one domain per node, keyed by the
-// snapshot's NodeInfo (the pointers NodeInfoList holds): a Score reading
-// it per node hashes a pointer, not the node's name, whose bytes are
-// rarely in the CPU cache.
-func (ix *Index) NodeCounts(key string, sel labels.Selector, match func(*v1.Pod) bool) map[*NodeInfo]int64 {
-	return ix.counter(key, nodeInfoTopology, sel, match).byNode
+// NodeCounts is DomainCounts with one domain per node: a Score reading it
+// per node indexes a slice by the NodeInfo's slot, instead of hashing the
+// node's name, whose bytes are rarely in the CPU cache.
+func (ix *Index) NodeCounts(key string, sel labels.Selector, match func(*v1.Pod) bool) NodeCounts {
+	return NodeCounts{ix.counter(key, nodeInfoTopology, sel, match).bySlot}
+}
+
+// NodeCounts holds per-node counts; read-only, valid until the snapshot
+// next changes.
+type NodeCounts struct{ bySlot []int64 }
+
+// Of returns the count on ni, one of the snapshot's NodeInfos (those
+// NodeInfoList holds; a copy of one has no slot and counts 0).
+func (c NodeCounts) Of(ni *NodeInfo) int64 {
+	if s := int(ni.indexSlot); s > 0 && s < len(c.bySlot) {
+		return c.bySlot[s]
+	}
+	return 0
 }
 
 func (ix *Index) counter(key, topologyKey string, sel labels.Selector, match func(*v1.Pod) bool) *counter {
@@ -447,7 +481,7 @@ func (ix *Index) counter(key, topologyKey string, sel labels.Selector, match fun
 	}
 	c := &counter{match: match, topologyKey: topologyKey, lastUsed: ix.tick}
 	if topologyKey == nodeInfoTopology {
-		c.byNode = map[*NodeInfo]int64{}
+		c.perNode = true
 	} else {
 		c.domains = map[string]int64{}
 	}

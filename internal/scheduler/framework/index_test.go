@@ -184,6 +184,13 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 		if ix.NumNodes() != len(snap.NodeInfoList) {
 			t.Fatalf("step %d: index has %d nodes, snapshot lists %d", step, ix.NumNodes(), len(snap.NodeInfoList))
 		}
+		slots := map[int32]string{}
+		for _, ni := range snap.NodeInfoList {
+			if ni.indexSlot == 0 || slots[ni.indexSlot] != "" {
+				t.Fatalf("step %d: node %s has slot %d (taken by %q)", step, ni.Node().Name, ni.indexSlot, slots[ni.indexSlot])
+			}
+			slots[ni.indexSlot] = ni.Node().Name
+		}
 		for _, k := range []string{v1.LabelTopologyZone, v1.LabelHostname, "no-such-key"} {
 			want := 0
 			for _, ni := range snap.NodeInfoList {
@@ -209,8 +216,10 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 						}
 					}
 				}
-				if !maps.Equal(byNode, wantByNode) {
-					t.Fatalf("step %d: per-NodeInfo counts of %s in %s: got %d nodes, want %d", step, s.name, ns, len(byNode), len(wantByNode))
+				for _, ni := range snap.NodeInfoList {
+					if got := byNode.Of(ni); got != wantByNode[ni] {
+						t.Fatalf("step %d: count of %s in %s on %s: got %d, want %d", step, s.name, ns, ni.Node().Name, got, wantByNode[ni])
+					}
 				}
 				for _, k := range keys {
 					got := ix.DomainCounts("test|"+ns+"|"+SelectorKey(s.sel), k, s.sel, match)

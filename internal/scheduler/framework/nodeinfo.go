@@ -21,6 +21,9 @@ type NodeInfo struct {
 	taints        []v1.Taint
 	// name is the node's name (the string header; Score reads it per node).
 	name string
+	// indexSlot is the node's slot in its snapshot's Index (0: none),
+	// kept by the Index and the Snapshot; copies have none.
+	indexSlot int32
 
 	Pods                         []*PodInfo
 	PodsWithAffinity             []*PodInfo

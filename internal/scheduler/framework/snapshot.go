@@ -52,6 +52,7 @@ func (s *Snapshot) SetNodeInfo(name string, ni *NodeInfo) (affinityChanged bool)
 	}
 	old := *existing
 	*existing = *ni
+	existing.indexSlot = old.indexSlot
 	if s.index != nil {
 		s.index.replaceNode(existing, old.node, old.Pods, existing.node, existing.Pods)
 	}

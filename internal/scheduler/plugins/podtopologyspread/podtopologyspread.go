@@ -31,8 +31,8 @@
 // so the plugin is skipped; under the system defaults the constraint adds
 // to no node's score and is dropped (a zoneless cluster spreads by
 // hostname alone). Only a key on some nodes makes PreScore look at each
-// feasible node's labels. Hostname counts are kept per NodeInfo, so Score
-// hashes a pointer per node, not the node's name.
+// feasible node's labels. Hostname counts are kept per node slot of the
+// index, so Score indexes a slice per node, not a map by the node's name.
 package podtopologyspread
 
 import (
@@ -432,7 +432,7 @@ func counterFor(ix *framework.Index, ns string, c *constraint, topologyKey strin
 
 // nodeCounterFor is counterFor per node (the snapshot's NodeInfos), for
 // hostname constraints, which upstream counts per node.
-func nodeCounterFor(ix *framework.Index, ns string, c *constraint) map[*framework.NodeInfo]int64 {
+func nodeCounterFor(ix *framework.Index, ns string, c *constraint) framework.NodeCounts {
 	sel := c.selector
 	return ix.NodeCounts("tsc|"+ns+"|"+framework.SelectorKey(sel), sel, matcher(ns, sel))
 }
@@ -560,7 +560,7 @@ type preScoreState struct {
 	counts []map[string]int64
 	// perNode[i] counts matching pods per node (the snapshot's NodeInfos)
 	// for hostname constraints (nil: count on the node).
-	perNode []map[*framework.NodeInfo]int64
+	perNode []framework.NodeCounts
 	weights []float64
 	// ignored holds the nodes lacking one of the keys when every key is
 	// required; nil when no node is ignored.
@@ -642,7 +642,7 @@ func preScoreIndexed(pod *v1.Pod, cons []constraint, nodes []*framework.NodeInfo
 		return nil, false
 	}
 	s = &preScoreState{constraints: kept, weights: make([]float64, len(kept)),
-		counts: make([]map[string]int64, len(kept)), perNode: make([]map[*framework.NodeInfo]int64, len(kept))}
+		counts: make([]map[string]int64, len(kept)), perNode: make([]framework.NodeCounts, len(kept))}
 	for i := range kept {
 		c := &kept[i]
 		if c.key == v1.LabelHostname {
@@ -711,9 +711,13 @@ func (p *PodTopologySpread) preScoreScan(ctx context.Context, pod *v1.Pod, cons 
 		return s
 	}
 	ix := snap.Index()
-	s.perNode = make([]map[*framework.NodeInfo]int64, len(cons))
+	if !p.scanOnly {
+		// (scanOnly counts hostname domains on each node in Score: the
+		// tests' reference for the index's per-node counters.)
+		s.perNode = make([]framework.NodeCounts, len(cons))
+	}
 	for i := range cons {
-		if cons[i].key == v1.LabelHostname {
+		if cons[i].key == v1.LabelHostname && s.perNode != nil {
 			s.perNode[i] = nodeCounterFor(ix, pod.Namespace, &cons[i])
 		}
 	}
@@ -756,7 +760,7 @@ func (p *PodTopologySpread) Score(_ context.Context, cs *framework.CycleState, p
 		var cnt int64
 		switch {
 		case c.key == v1.LabelHostname && s.perNode != nil:
-			cnt = s.perNode[i][ni]
+			cnt = s.perNode[i].Of(ni)
 		case c.key == v1.LabelHostname:
 			cnt = countMatching(ni.Pods, pi.Pod.Namespace, c.selector)
 		default:

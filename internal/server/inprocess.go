@@ -49,3 +49,12 @@ func (s *Server) InProcessConfig() (*rest.Config, error) {
 		UserAgent: "skiff",
 	}, nil
 }
+
+// close stops the in-process transport, if one was made: requests in
+// flight are cancelled, later ones fail.
+func (p *inProcess) close() {
+	p.once.Do(func() { p.err = errors.New("in-process client config: the server stopped") })
+	if p.t != nil {
+		p.t.Close()
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +30,8 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-func startTestServer(t testing.TB) *Server {
+// startTestServer runs a server until stop (or the test's end).
+func startTestServer(t testing.TB) (s *Server, stop func()) {
 	t.Helper()
 	s, err := New(Config{
 		DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
@@ -46,14 +48,16 @@ func startTestServer(t testing.TB) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
+	var stopped error
+	stopOnce := sync.OnceFunc(func() {
 		cancel()
 		select {
-		case <-done:
+		case stopped = <-done:
 		case <-time.After(time.Minute):
 			t.Error("server did not stop")
 		}
 	})
+	t.Cleanup(stopOnce)
 	deadline := time.Now().Add(30 * time.Second)
 	for !s.Ready() {
 		select {
@@ -66,7 +70,12 @@ func startTestServer(t testing.TB) *Server {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return s
+	return s, func() {
+		stopOnce()
+		if stopped != nil {
+			t.Errorf("server stopped with %v", stopped)
+		}
+	}
 }
 
 // TestInProcessConfig drives the API server through InProcessConfig as
@@ -75,7 +84,7 @@ func startTestServer(t testing.TB) *Server {
 // requests are counted in the API metrics and made as the same user as
 // LoopbackConfig's client certificate.
 func TestInProcessConfig(t *testing.T) {
-	s := startTestServer(t)
+	s, _ := startTestServer(t)
 	rc, err := s.InProcessConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +209,7 @@ func TestInProcessConfig(t *testing.T) {
 //
 //	go test -run XXX -bench ClientTransport -benchtime 2000x ./internal/server/
 func BenchmarkClientTransport(b *testing.B) {
-	s := startTestServer(b)
+	s, _ := startTestServer(b)
 	inproc, err := s.InProcessConfig()
 	if err != nil {
 		b.Fatal(err)
@@ -247,4 +256,36 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestInProcessAfterStop: once the server stopped, an in-process watch
+// has ended and requests fail at once, as a closed connection's would,
+// instead of reaching closed storage.
+func TestInProcessAfterStop(t *testing.T) {
+	s, stop := startTestServer(t)
+	rc, err := s.InProcessConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(rc)
+	ctx := context.Background()
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	stop()
+	deadline := time.After(10 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case _, ok := <-w.ResultChan():
+			ended = !ok
+		case <-deadline:
+			t.Fatal("watch still open after the server stopped")
+		}
+	}
+	_, err = cs.CoreV1().ConfigMaps("default").Get(ctx, "x", metav1.GetOptions{})
+	if err == nil || !strings.Contains(err.Error(), "server stopped") {
+		t.Errorf("get after stop: %v, want the in-process transport's ErrClosed", err)
+	}
 }

@@ -356,6 +356,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		waitTimeout(&comps, componentStopTimeout)
+		// Then cut what in-process clients still have in flight, as the
+		// HTTPS server's shutdown cut the network's (inprocess.go).
+		s.inproc.close()
 	}()
 	for _, f := range s.Components {
 		c, err := f(ctx, s)

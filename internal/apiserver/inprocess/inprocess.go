@@ -23,6 +23,10 @@
 //     the handler's context and fails its further writes, so a watch
 //     handler returns promptly; RoundTrip returns the context's error if
 //     it ends before the response started.
+//   - Close is the server stopping: requests in flight have their
+//     contexts cancelled (a stream the handler had not finished ends with
+//     io.ErrUnexpectedEOF) and later ones fail with ErrClosed, as a
+//     stopping server closes its connections.
 //   - Protocol upgrades (exec, attach, port-forward over SPDY or
 //     WebSockets) need a real connection and are refused.
 package inprocess
@@ -58,6 +62,9 @@ const (
 // upgrade, which needs a real connection.
 var ErrUpgradeNotSupported = errors.New("in-process transport: protocol upgrades (exec, attach, port-forward) are not supported")
 
+// ErrClosed is returned for requests after Close.
+var ErrClosed = errors.New("in-process transport: the server stopped")
+
 // errBodyClosed is what a handler's write gets after the client closed
 // the response body.
 var errBodyClosed = errors.New("in-process transport: response body closed by the client")
@@ -76,6 +83,9 @@ func UserFrom(ctx context.Context) (*authn.User, bool) {
 type Transport struct {
 	handler http.Handler
 	user    *authn.User
+	// closed ends with Close.
+	closed context.Context
+	close  context.CancelFunc
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -89,8 +99,13 @@ func New(h http.Handler, user *authn.User) (*Transport, error) {
 	if user == nil || user.Name == "" {
 		return nil, errors.New("in-process transport: a named user is required")
 	}
-	return &Transport{handler: h, user: user}, nil
+	closed, close := context.WithCancel(context.Background())
+	return &Transport{handler: h, user: user, closed: closed, close: close}, nil
 }
+
+// Close cancels the requests in flight and fails later ones with
+// ErrClosed.
+func (t *Transport) Close() { t.close() }
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -107,11 +122,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	if t.closed.Err() != nil {
+		closeBody(req)
+		return nil, ErrClosed
+	}
 	sctx, cancel := context.WithCancel(context.WithValue(ctx, userKey{}, t.user))
 	w := &responseWriter{
+		t:         t,
 		clientReq: req,
 		clientCtx: ctx,
 		cancel:    cancel,
+		unlink:    context.AfterFunc(t.closed, cancel),
 		header:    http.Header{},
 		head:      req.Method == http.MethodHead,
 		ready:     make(chan struct{}),
@@ -175,9 +196,11 @@ func closeBody(req *http.Request) {
 // handler goroutine's, except resp and err, which RoundTrip reads after
 // ready is closed.
 type responseWriter struct {
+	t         *Transport
 	clientReq *http.Request
 	clientCtx context.Context
 	cancel    context.CancelFunc // the handler's context
+	unlink    func() bool        // stops Close from cancelling it
 
 	header      http.Header
 	head        bool
@@ -332,6 +355,11 @@ func (w *responseWriter) serve(h http.Handler, r *http.Request) {
 
 func (w *responseWriter) finish(failed error) {
 	defer closeBody(w.clientReq)
+	w.unlink()
+	if failed == nil && w.t.closed.Err() != nil {
+		// The handler may have stopped early because the server stopped.
+		failed = ErrClosed
+	}
 	if !w.committed {
 		// The handler's context ends with it, as in net/http.
 		w.cancel()

@@ -463,6 +463,49 @@ func TestHandlerPanics(t *testing.T) {
 	}
 }
 
+// TestClose: closing the transport (the server stopping) cancels what is
+// in flight, streams included, and fails later requests.
+func TestClose(t *testing.T) {
+	checkNoLeak(t)
+	tr := newTransport(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/watch" {
+			w.Write([]byte("event"))
+			w.(http.Flusher).Flush()
+		}
+		<-r.Context().Done()
+	}))
+	req, _ := http.NewRequest("GET", "http://x/watch", nil)
+	stream, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	blocked := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://x/slow", nil)
+		_, err := tr.RoundTrip(req)
+		blocked <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	tr.Close()
+	select {
+	case err := <-blocked:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("request in flight: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("request in flight not ended by Close")
+	}
+	b, err := io.ReadAll(stream.Body)
+	if string(b) != "event" || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("stream after Close: %q, %v; want what was flushed, then an unexpected EOF", b, err)
+	}
+	req, _ = http.NewRequest("GET", "http://x/after", nil)
+	if _, err := tr.RoundTrip(req); !errors.Is(err, ErrClosed) {
+		t.Errorf("request after Close: %v", err)
+	}
+}
+
 func TestUpgradeRefused(t *testing.T) {
 	called := false
 	tr := newTransport(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))

@@ -65,6 +65,8 @@ var ErrUpgradeNotSupported = errors.New("in-process transport: protocol upgrades
 // ErrClosed is returned for requests after Close.
 var ErrClosed = errors.New("in-process transport: the server stopped")
 
+var errWriteAfterReturn = errors.New("in-process transport: write after the handler returned")
+
 // errBodyClosed is what a handler's write gets after the client closed
 // the response body.
 var errBodyClosed = errors.New("in-process transport: response body closed by the client")
@@ -212,6 +214,7 @@ type responseWriter struct {
 	pending     []byte // written, not yet handed to the reader
 
 	committed bool
+	finished  bool          // the handler returned
 	ready     chan struct{} // closed once resp or err is set
 	resp      *http.Response
 	err       error
@@ -245,6 +248,9 @@ func (w *responseWriter) WriteHeader(code int) {
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.finished {
+		return 0, errWriteAfterReturn
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -278,6 +284,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // Flush hands what was written to the reader at once.
 func (w *responseWriter) Flush() {
+	if w.finished {
+		return
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -356,6 +365,9 @@ func (w *responseWriter) serve(h http.Handler, r *http.Request) {
 func (w *responseWriter) finish(failed error) {
 	defer closeBody(w.clientReq)
 	w.unlink()
+	// The writer is the handler's until it returns (net/http's rule);
+	// a stray later write gets an error rather than a torn response.
+	w.finished = true
 	if failed == nil && w.t.closed.Err() != nil {
 		// The handler may have stopped early because the server stopped.
 		failed = ErrClosed

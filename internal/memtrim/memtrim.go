@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -109,13 +108,6 @@ type Options struct {
 	// in such chunks; the data mappings (rodata, pclntab: type
 	// descriptors the GC and reflection read) come back page by page.
 	Exact bool
-	// CollectHeap runs a garbage collection and returns the heap's free
-	// pages to the OS (debug.FreeOSMemory) before the trim, in After:
-	// start-up's garbage is otherwise kept until the periodic collection
-	// up to two minutes later, and the heap goal a start-up collection
-	// set stays as high until then. Collecting first also pages out the
-	// binary pages the collection itself touched.
-	CollectHeap bool
 }
 
 // ReleaseExecutablePages is Release with the default options.
@@ -146,9 +138,6 @@ func AfterWith(ctx context.Context, ready <-chan struct{}, settle time.Duration,
 	case <-ctx.Done():
 		return
 	case <-t.C:
-	}
-	if o.CollectHeap {
-		debug.FreeOSMemory()
 	}
 	n, err := Release(o)
 	if err != nil {

@@ -1,12 +1,8 @@
 package memtrim
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,34 +151,3 @@ func exeVmFlags(t *testing.T, exe string) []string {
 	}
 	return out
 }
-
-// TestAfterCollectsHeap: with CollectHeap, the garbage left before the
-// trim is collected and its pages handed back to the OS; without it they
-// stay with the process until the next collection.
-func TestAfterCollectsHeap(t *testing.T) {
-	retained := func() uint64 {
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapInuse + m.HeapIdle - m.HeapReleased
-	}
-	ready := make(chan struct{})
-	close(ready)
-	for _, collect := range []bool{false, true} {
-		debug.FreeOSMemory()
-		garbage := make([][]byte, 0, 256)
-		for i := 0; i < 256; i++ {
-			garbage = append(garbage, make([]byte, 128<<10))
-		}
-		sink = garbage
-		sink = nil
-		before := retained()
-		AfterWith(context.Background(), ready, 0, slog.New(slog.DiscardHandler), Options{CollectHeap: collect})
-		after := retained()
-		t.Logf("CollectHeap=%v: heap retained %d -> %d MB", collect, before>>20, after>>20)
-		if dropped := before > after+16<<20; dropped != collect {
-			t.Errorf("CollectHeap=%v: heap retained %d -> %d MB", collect, before>>20, after>>20)
-		}
-	}
-}
-
-var sink [][]byte

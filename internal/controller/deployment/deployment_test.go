@@ -1,6 +1,7 @@
 package deployment
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -312,4 +313,34 @@ func TestMissingDeploymentIsNotAnError(t *testing.T) {
 	f := newFixture(t)
 	f.sync()
 	f.expectActions()
+}
+
+// A create that finds the name taken while the informer has not delivered
+// the holder yet (our own ReplicaSet from an earlier sync) is retried, not
+// counted as a hash collision: counting it made a second ReplicaSet for
+// the same template.
+func TestAlreadyExistsBeforeCacheIsNotACollision(t *testing.T) {
+	d := newDeployment(3, intstr.FromString("25%"), intstr.FromString("25%"))
+	f := newFixture(t, d)
+	f.sync()
+	if n := len(f.replicaSets()); n != 1 {
+		t.Fatalf("got %d replicasets after the first sync", n)
+	}
+	// The informer cache still shows no ReplicaSet (as if the create's
+	// watch event were late): the next sync tries to create it again.
+	if err := f.factory.Apps().V1().ReplicaSets().Informer().GetIndexer().Replace(nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	f.client.ClearActions()
+	if err := f.c.Sync(context.Background(), "default/web"); err == nil {
+		t.Fatal("sync with the ReplicaSet missing from the cache succeeded; want an error to retry")
+	}
+	if got := f.deployment().Status.CollisionCount; got != nil && *got != 0 {
+		t.Fatalf("collisionCount %d, want unset: the existing ReplicaSet is ours", *got)
+	}
+	f.refresh()
+	f.sync()
+	if n := len(f.replicaSets()); n != 1 {
+		t.Fatalf("got %d replicasets after the cache caught up, want 1", n)
+	}
 }

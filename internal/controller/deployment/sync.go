@@ -283,11 +283,17 @@ func (c *Controller) newReplicaSet(ctx context.Context, d *appsv1.Deployment, ex
 	case apierrors.IsAlreadyExists(err):
 		exists = true
 		cur, getErr := c.rsLister.ReplicaSets(d.Namespace).Get(rs.Name)
-		if getErr == nil {
-			if ref := metav1.GetControllerOf(cur); ref != nil && ref.UID == d.UID && equalIgnoreHash(&d.Spec.Template, &cur.Spec.Template) {
-				created, err = cur, nil
-				break
-			}
+		if getErr != nil {
+			// The name is taken but the cache has not seen the holder yet
+			// (usually our own ReplicaSet, created by a sync whose result
+			// the informer has not delivered): retry once it has, rather
+			// than call it a collision and create a second ReplicaSet for
+			// the same template.
+			return nil, fmt.Errorf("creating replicaset %s/%s: it exists but is not in the cache yet: %w", rs.Namespace, rs.Name, err)
+		}
+		if ref := metav1.GetControllerOf(cur); ref != nil && ref.UID == d.UID && equalIgnoreHash(&d.Spec.Template, &cur.Spec.Template) {
+			created, err = cur, nil
+			break
 		}
 		// A different object holds the name: bump collisionCount so the next
 		// sync computes another hash.

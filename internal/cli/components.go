@@ -33,7 +33,7 @@ func AddComponents(s *server.Server) {
 			if err != nil {
 				return nil, err
 			}
-			return newControllerManager(rc, cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, s)
+			return newControllerManager(rc, cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, cfg.Controllers, s)
 		})
 	}
 	if !cfg.DisableAgent {
@@ -61,7 +61,7 @@ func AddComponents(s *server.Server) {
 	}
 }
 
-func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, s *server.Server) (server.Component, error) {
+func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, controllers []string, s *server.Server) (server.Component, error) {
 	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "skiff-controller-manager"
 	kube, err := kubernetes.NewForConfig(rc)
@@ -80,6 +80,7 @@ func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, s *server
 		LeaderElect:             true,
 		ClusterCIDR:             clusterCIDR,
 		LoadBalancerAddressPool: lbPool,
+		Controllers:             controllers,
 	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger())
 }
 

@@ -43,5 +43,6 @@ func newServerCommand() *cobra.Command {
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run a node agent in this process")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler in this process")
 	f.BoolVar(&cfg.DisableControllerManager, "disable-controller-manager", false, "do not run the controller manager in this process")
+	f.StringSliceVar(&cfg.Controllers, "controllers", []string{"*"}, "in-process controllers to run: '*' for all, 'name' to enable, '-name' to disable")
 	return cmd
 }

@@ -80,6 +80,11 @@ type Config struct {
 	DisableAgent             bool
 	DisableScheduler         bool
 	DisableControllerManager bool
+	// Controllers selects the in-process controller manager's controllers
+	// like `skiff controller-manager --controllers`: "*" for every one
+	// enabled by default, "name" to enable, "-name" to disable; empty
+	// means "*".
+	Controllers []string
 	// UnsafeNoFsync makes embedded etcd skip fsync (tests only).
 	UnsafeNoFsync bool
 	// NodeCertValidity is the lifetime of the node client certificates

@@ -73,7 +73,10 @@ func (m *podMetrics) GetResourceMetric(ctx context.Context, res v1.ResourceName,
 }
 
 func TestDeploymentScalesUpOnHighCPU(t *testing.T) {
-	c := framework.Start(t, framework.Options{ControllerManager: true, Scheduler: true})
+	// The test runs its own HPA controller on fake pod metrics; the
+	// server's (which reads metrics.k8s.io, empty for hollow pods) would
+	// keep overwriting its status.
+	c := framework.Start(t, framework.Options{ControllerManager: true, Scheduler: true, Controllers: []string{"*", "-horizontalpodautoscaling"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	nodes := hollow.New(c.Client, hollow.Options{Count: 2})

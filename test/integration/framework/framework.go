@@ -30,6 +30,9 @@ type Options struct {
 	// ControllerManager and Scheduler run the in-process components.
 	ControllerManager bool
 	Scheduler         bool
+	// Controllers selects the controller manager's controllers
+	// (server.Config.Controllers; empty: all).
+	Controllers []string
 	// Logs sends the server's logs to the test log.
 	Logs bool
 	// EtcdServers uses an external etcd instead of the embedded one.
@@ -68,6 +71,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		DisableAgent:             true,
 		DisableControllerManager: !opts.ControllerManager,
 		DisableScheduler:         !opts.Scheduler,
+		Controllers:              opts.Controllers,
 		EtcdServers:              opts.EtcdServers,
 		UnsafeNoFsync:            true,
 		NodeCertValidity:         opts.NodeCertValidity,

@@ -112,6 +112,9 @@ func requestsByKind(ctx context.Context, client kubernetes.Interface) map[string
 		if sub := label(line, "subresource"); sub != "" {
 			k += "/" + sub
 		}
+		if code := label(line, "code"); code != "" && code[0] != '2' {
+			k += " (" + code + ")" // failed requests shown apart
+		}
 		v, _ := strconv.ParseFloat(line[j+1:], 64)
 		out[k] += v
 	}

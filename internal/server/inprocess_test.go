@@ -10,9 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -33,12 +30,7 @@ import (
 // startTestServer runs a server until stop (or the test's end).
 func startTestServer(t testing.TB) (s *Server, stop func()) {
 	t.Helper()
-	s, err := New(Config{
-		DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
-		HTTPSPort: anyPort(t), EtcdClientPort: anyPort(t), EtcdPeerPort: anyPort(t),
-		DisableAgent: true, DisableScheduler: true, DisableControllerManager: true,
-		UnsafeNoFsync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	s, err := New(testConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,17 +231,6 @@ func BenchmarkClientTransport(b *testing.B) {
 			b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
-}
-
-// anyPort is a free loopback port (freePort for benchmarks too).
-func anyPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func processCPU() time.Duration {

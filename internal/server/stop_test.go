@@ -11,7 +11,17 @@ import (
 	"time"
 )
 
-func freePort(t *testing.T) int {
+// testConfig is a server on loopback with free ports and no components.
+func testConfig(t testing.TB) Config {
+	return Config{
+		DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
+		HTTPSPort: freePort(t), EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t),
+		DisableAgent: true, DisableScheduler: true, DisableControllerManager: true,
+		UnsafeNoFsync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,12 +35,7 @@ func freePort(t *testing.T) int {
 // clean up once cancelled (the agent stops its containerd) finishes
 // before Run returns and the process can exit.
 func TestRunWaitsForComponentsToStop(t *testing.T) {
-	s, err := New(Config{
-		DataDir: t.TempDir(), BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1",
-		HTTPSPort: freePort(t), EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t),
-		DisableAgent: true, DisableScheduler: true, DisableControllerManager: true,
-		UnsafeNoFsync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	s, err := New(testConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

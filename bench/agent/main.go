@@ -633,21 +633,25 @@ func cpuOf(agentPID int, agentDir string) [3]time.Duration {
 	return out
 }
 
-// procCPU is utime+stime+cutime+cstime from /proc/PID/stat (clock ticks
-// of 10 ms).
-// majorFaults is the process's major page faults so far (reads from disk:
-// with memtrim's exact mode, first touches of the binary's pages).
-func majorFaults(pid int) int64 {
+// statFields are the fields of /proc/PID/stat after the command name
+// (field 3, the state, first); nil when the process is gone.
+func statFields(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	fs := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:])
+}
+
+// majorFaults is the process's major page faults so far (reads from disk:
+// with memtrim's exact mode, first touches of the binary's pages).
+func majorFaults(pid int) int64 {
+	fs := statFields(pid)
 	if len(fs) < 10 {
 		return 0
 	}
@@ -655,17 +659,10 @@ func majorFaults(pid int) int64 {
 	return v
 }
 
+// procCPU is utime+stime+cutime+cstime from /proc/PID/stat (clock ticks
+// of 10 ms).
 func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	fs := strings.Fields(s[i+1:])
+	fs := statFields(pid)
 	if len(fs) < 15 {
 		return 0
 	}

@@ -144,7 +144,17 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, ri *RequestInf
 	s.writeObject(w, r, http.StatusOK, st.R, obj)
 }
 
+// parseListOptions reads a list's (or a deletecollection's) query.
 func parseListOptions(q url.Values) (generic.ListOptions, error) {
+	return parseListOrWatchOptions(q, false)
+}
+
+// parseListOrWatchOptions reads the selectors, resourceVersion and paging
+// of a list or watch. resourceVersionMatch follows upstream's rules for
+// each: a list needs a resourceVersion with it; a watch takes it only
+// with sendInitialEvents (a watch-list, which client-go's informers try
+// first), where an empty resourceVersion means the current state.
+func parseListOrWatchOptions(q url.Values, watch bool) (generic.ListOptions, error) {
 	var opts generic.ListOptions
 	var err error
 	if ls := q.Get("labelSelector"); ls != "" {
@@ -164,7 +174,12 @@ func parseListOptions(q url.Values) (generic.ListOptions, error) {
 	default:
 		return opts, apierrors.NewBadRequest(fmt.Sprintf("resourceVersionMatch: Unsupported value: %q: supported values: \"Exact\", \"NotOlderThan\", \"\"", opts.ResourceVersionMatch))
 	}
-	if opts.ResourceVersionMatch != "" && opts.ResourceVersion == "" {
+	switch {
+	case watch && opts.ResourceVersionMatch != "" && q.Get("sendInitialEvents") == "":
+		return opts, apierrors.NewBadRequest("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+	case watch && opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact:
+		return opts, apierrors.NewBadRequest(fmt.Sprintf("resourceVersionMatch: Unsupported value: %q: supported values: \"NotOlderThan\"", opts.ResourceVersionMatch))
+	case !watch && opts.ResourceVersionMatch != "" && opts.ResourceVersion == "":
 		return opts, apierrors.NewBadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
 	}
 	if opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact && opts.ResourceVersion == "0" {

@@ -23,7 +23,7 @@ import (
 // seen by 100 watchers is serialised once.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
 	q := r.URL.Query()
-	opts, err := parseListOptions(q)
+	opts, err := parseListOrWatchOptions(q, true)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

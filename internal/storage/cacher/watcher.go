@@ -61,6 +61,17 @@ func (c *Cacher) Watch(ctx context.Context, prefix string, opts storage.WatchOpt
 	if opts.SendInitialEvents != nil {
 		initial = *opts.SendInitialEvents
 	}
+	if initial && opts.ResourceVersion == "" && opts.SendInitialEvents != nil {
+		// A watch-list from "": the initial state must be current (a
+		// consistent read), as a list from "" is.
+		delegate, err := c.readyFor(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		if delegate {
+			return c.store.Watch(ctx, prefix, opts)
+		}
+	}
 	if rv > 0 {
 		if err := c.waitForRV(ctx, rv); err != nil {
 			return nil, err

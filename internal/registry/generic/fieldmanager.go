@@ -222,6 +222,17 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 	return out
 }
 
+// structPair is the structs live and obj point to, when both are non-nil
+// pointers to the same struct type.
+func structPair(live, obj runtime.Object) (reflect.Value, reflect.Value, bool) {
+	lv, ov := reflect.ValueOf(live), reflect.ValueOf(obj)
+	if lv.Kind() != reflect.Pointer || lv.Type() != ov.Type() || lv.IsNil() || ov.IsNil() {
+		return reflect.Value{}, reflect.Value{}, false
+	}
+	lv, ov = lv.Elem(), ov.Elem()
+	return lv, ov, lv.Kind() == reflect.Struct
+}
+
 // trimUnchanged returns shallow copies of live and obj without the
 // top-level fields (spec, status, data, ...; never metadata) that are
 // identical in both, and whether it left anything out. A status update
@@ -235,12 +246,8 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 // recorded (the field sets come from live's managedFields, not from the
 // values). TestTrimmedUpdatesSameManagedFields compares both ways.
 func trimUnchanged(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
-	lv, ov := reflect.ValueOf(live), reflect.ValueOf(obj)
-	if lv.Kind() != reflect.Pointer || lv.Type() != ov.Type() || lv.IsNil() || ov.IsNil() {
-		return nil, nil, false
-	}
-	lv, ov = lv.Elem(), ov.Elem()
-	if lv.Kind() != reflect.Struct {
+	lv, ov, ok := structPair(live, obj)
+	if !ok {
 		return nil, nil, false
 	}
 	var tl, to reflect.Value
@@ -288,12 +295,8 @@ func trimUnchanged(live, obj runtime.Object) (runtime.Object, runtime.Object, bo
 // entry is compared on converted objects, which a trimmed object would
 // change. TestStatusTrimSameManagedFields compares both ways.
 func trimForStatus(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
-	lv, ov := reflect.ValueOf(live), reflect.ValueOf(obj)
-	if lv.Kind() != reflect.Pointer || lv.Type() != ov.Type() || lv.IsNil() || ov.IsNil() {
-		return nil, nil, false
-	}
-	lv, ov = lv.Elem(), ov.Elem()
-	if lv.Kind() != reflect.Struct {
+	lv, ov, ok := structPair(live, obj)
+	if !ok {
 		return nil, nil, false
 	}
 	t := lv.Type()

@@ -24,20 +24,31 @@ import (
 // controller-manager` and `skiff scheduler` do; the controller manager and
 // scheduler through the in-process transport (Server.InProcessConfig: the
 // API handler called in memory, no TLS or sockets), the agent over HTTPS
-// like a remote node.
+// like a remote node. The controller manager and scheduler share one set of
+// informers (sharedInformers).
 func AddComponents(s *server.Server) {
-	cfg := s.Config()
+	s.Components = append(s.Components, components(s.Config())...)
+}
+
+// components are the component factories AddComponents registers for cfg.
+func components(cfg server.Config) []server.ComponentFactory {
+	var out []server.ComponentFactory
+	shared := &sharedInformers{}
 	if !cfg.DisableControllerManager {
-		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+		out = append(out, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			rc, err := s.InProcessConfig()
 			if err != nil {
 				return nil, err
 			}
-			return newControllerManager(rc, cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, cfg.Controllers, s)
+			f, err := shared.take(ctx, rc, "controller-manager")
+			if err != nil {
+				return nil, err
+			}
+			return newControllerManager(rc, f, cfg.ClusterCIDR, cfg.LoadBalancerAddressPool, cfg.Controllers, s)
 		})
 	}
 	if !cfg.DisableAgent {
-		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+		out = append(out, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			// The in-process agent talks to the API server like a remote one,
 			// through the loopback client.
 			a, err := agent.New(agent.Config{DataDir: cfg.DataDir, ServiceNetwork: agent.ServiceNetworkConfig{ClusterCIDR: cfg.ClusterCIDR}}, agent.Deps{RestConfig: s.LoopbackConfig(), Logger: s.Logger()})
@@ -51,17 +62,24 @@ func AddComponents(s *server.Server) {
 		})
 	}
 	if !cfg.DisableScheduler {
-		s.Components = append(s.Components, func(ctx context.Context, s *server.Server) (server.Component, error) {
+		out = append(out, func(ctx context.Context, s *server.Server) (server.Component, error) {
 			rc, err := s.InProcessConfig()
 			if err != nil {
 				return nil, err
 			}
-			return newScheduler(rc, s)
+			f, err := shared.take(ctx, rc, "scheduler")
+			if err != nil {
+				return nil, err
+			}
+			return newScheduler(rc, f, s)
 		})
 	}
+	return out
 }
 
-func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, controllers []string, s *server.Server) (server.Component, error) {
+// newControllerManager builds the in-process controller manager on
+// factory, or on factories of its own when factory is nil.
+func newControllerManager(rc *rest.Config, factory informers.SharedInformerFactory, clusterCIDR, lbPool string, controllers []string, s *server.Server) (server.Component, error) {
 	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "skiff-controller-manager"
 	kube, err := kubernetes.NewForConfig(rc)
@@ -81,16 +99,20 @@ func newControllerManager(rc *rest.Config, clusterCIDR, lbPool string, controlle
 		ClusterCIDR:             clusterCIDR,
 		LoadBalancerAddressPool: lbPool,
 		Controllers:             controllers,
-	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc}, s.Logger())
+	}, controllermanager.Clients{Kube: kube, Metadata: meta, Discovery: disc, Informers: factory}, s.Logger())
 }
 
-func newScheduler(rc *rest.Config, s *server.Server) (server.Component, error) {
+// newScheduler builds the in-process scheduler on factory, or on a factory
+// of its own when factory is nil.
+func newScheduler(rc *rest.Config, factory informers.SharedInformerFactory, s *server.Server) (server.Component, error) {
 	rc = rest.CopyConfig(rc)
 	rc.UserAgent = "skiff-scheduler"
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("building scheduler client: %w", err)
 	}
-	factory := informers.NewSharedInformerFactory(kube, 0)
+	if factory == nil {
+		factory = informers.NewSharedInformerFactory(kube, 0)
+	}
 	return scheduler.New(scheduler.Config{LeaderElection: scheduler.LeaderElection{Enabled: true}}, kube, factory, s.Logger())
 }

@@ -17,11 +17,11 @@ func TestServerControllersSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := &rest.Config{Host: "https://127.0.0.1:1"}
-	all, err := newControllerManager(rc, "10.42.0.0/16", "", nil, s)
+	all, err := newControllerManager(rc, nil, "10.42.0.0/16", "", nil, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	some, err := newControllerManager(rc, "10.42.0.0/16", "", []string{"*", "-horizontalpodautoscaling"}, s)
+	some, err := newControllerManager(rc, nil, "10.42.0.0/16", "", []string{"*", "-horizontalpodautoscaling"}, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestServerControllersSelection(t *testing.T) {
 	if slices.Contains(someNames, "horizontalpodautoscaling") || len(someNames) != len(allNames)-1 {
 		t.Fatalf("with -horizontalpodautoscaling: %v (all: %v)", someNames, allNames)
 	}
-	if _, err := newControllerManager(rc, "10.42.0.0/16", "", []string{"nosuch"}, s); err == nil {
+	if _, err := newControllerManager(rc, nil, "10.42.0.0/16", "", []string{"nosuch"}, s); err == nil {
 		t.Fatal("unknown controller accepted")
 	}
 }

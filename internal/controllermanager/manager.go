@@ -62,6 +62,13 @@ type Clients struct {
 	Kube      kubernetes.Interface
 	Metadata  metadata.Interface
 	Discovery discovery.DiscoveryInterface
+	// Informers, when set, is an informer factory shared with other
+	// components of the process (skiff server's scheduler): the controllers
+	// register on it instead of a factory of their own, so the process
+	// keeps one watch and one cache per resource. Its owner decides how long
+	// its informers run and shuts it down; Config.ResyncPeriod does not
+	// apply to it.
+	Informers informers.SharedInformerFactory
 }
 
 // ControllerManager runs the selected controllers.
@@ -140,6 +147,12 @@ func NewForClients(cfg Config, clients Clients, logger *slog.Logger) (*Controlle
 // Enabled returns the names of the controllers Run will start, sorted.
 func (m *ControllerManager) Enabled() []string { return slices.Clone(m.enabled) }
 
+// SharedInformers is the factory handed in as Clients.Informers (nil when
+// the controllers build their own).
+func (m *ControllerManager) SharedInformers() informers.SharedInformerFactory {
+	return m.clients.Informers
+}
+
 func selectControllers(reg map[string]Registration, sel []string) ([]string, error) {
 	if len(sel) == 0 {
 		sel = []string{"*"}
@@ -217,7 +230,11 @@ func (m *ControllerManager) Run(ctx context.Context) error {
 }
 
 func (m *ControllerManager) runControllers(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactory(m.clients.Kube, m.cfg.ResyncPeriod)
+	factory := m.clients.Informers
+	if factory == nil {
+		factory = informers.NewSharedInformerFactory(m.clients.Kube, m.cfg.ResyncPeriod)
+		defer factory.Shutdown()
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.clients.Kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -254,7 +271,6 @@ func (m *ControllerManager) runControllers(ctx context.Context) error {
 	// Informers requested by the constructors start together: one watch
 	// per resource for the whole process.
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
 
 	var wg sync.WaitGroup
 	errs := make([]error, len(runners))

@@ -200,6 +200,9 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 // Queue exposes the scheduling queue (for tests and metrics).
 func (s *Scheduler) Queue() *queue.Queue { return s.queue }
 
+// Informers is the factory the scheduler registered its handlers on.
+func (s *Scheduler) Informers() informers.SharedInformerFactory { return s.factory }
+
 // Cache exposes the scheduler cache (for tests and metrics).
 func (s *Scheduler) Cache() *schedcache.Cache { return s.cache }
 

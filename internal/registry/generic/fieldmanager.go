@@ -42,6 +42,10 @@ type FieldManagers struct {
 	// trimEqual leaves the top-level fields that an update does not
 	// change out of the comparison (see trimUnchanged).
 	trimEqual bool
+
+	// skippable remembers which managedFields entries a status update
+	// cannot change (see splitForStatus).
+	skippable skippableCache
 }
 
 // NewFieldManagers builds the set from a type converter (for built-in types
@@ -181,6 +185,18 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 			var ok bool
 			if subresource == "status" && sameVersionManagers(live, r) {
 				tl, to, ok = trimForStatus(live, obj)
+				if ok {
+					if kept, skipped, split := f.splitForStatus(r, tl, manager); split {
+						if mf, done := updateSkipping(fm, tl, to, manager, kept, skipped); done {
+							if om, err := meta.Accessor(obj); err == nil {
+								om.SetManagedFields(mf)
+								return obj
+							}
+						}
+						// The attempt wrote to the copies.
+						tl, to, ok = trimForStatus(live, obj)
+					}
+				}
 			} else {
 				tl, to, ok = trimUnchanged(live, obj)
 			}

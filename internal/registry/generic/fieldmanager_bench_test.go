@@ -62,6 +62,8 @@ func BenchmarkStatusUpdateManagedFields(b *testing.B) {
 	fms := generic.NewFieldManagers(scheme, applyconfigurations.NewTypeConverter(scheme))
 	r := podsResource(b)
 	live := fms.Update(r, "", r.New(), benchPod(r), "replicaset-controller").(*corev1.Pod)
+	// As stored.
+	live.UID, live.ResourceVersion = "6c4a1e0e-2f7b-4d51-9a8c-3b1f0e6d2a17", "12"
 	bound := live.DeepCopy()
 	bound.Spec.NodeName = "node-1"
 	live = fms.Update(r, "", live, bound, "scheduler").(*corev1.Pod)

@@ -92,6 +92,18 @@ func (p managedFieldsPair) check(t *testing.T, what string, r *registry.Resource
 	if w, g := canonical(t, want), canonical(t, got); !bytes.Equal(w, g) {
 		t.Fatalf("%s %s (subresource %q): managedFields differ\nreference: %s\nfast:      %s", what, r.GroupResource(), sub, w, g)
 	}
+	// JSON compacts the FieldsV1 bytes: compare them as written too.
+	wm, _ := meta.Accessor(want)
+	gm, _ := meta.Accessor(got)
+	if wm != nil && gm != nil {
+		w, g := wm.GetManagedFields(), gm.GetManagedFields()
+		for i := range min(len(w), len(g)) {
+			if !bytes.Equal(w[i].FieldsV1.GetRawBytes(), g[i].FieldsV1.GetRawBytes()) {
+				t.Fatalf("%s %s (subresource %q): entry %d's FieldsV1 bytes differ\nreference: %s\nfast:      %s", what, r.GroupResource(), sub, i,
+					w[i].FieldsV1.GetRawBytes(), g[i].FieldsV1.GetRawBytes())
+			}
+		}
+	}
 	return want
 }
 

@@ -24,6 +24,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -75,13 +76,46 @@ type Interface interface {
 
 // GuessingUpdater is implemented by stores whose GuaranteedUpdate can
 // start from a copy of the object a cache already holds instead of reading
-// it. guess is shared (never modified) and carries its resourceVersion;
-// nil means no guess. A stale guess costs a retry, never a lost write: the
+// it. guess is shared (never modified): its Object carries its
+// resourceVersion, and its Data, when not nil, is what the store holds at
+// that revision (saving an encode for the unchanged-bytes check); nil
+// means no guess. A stale guess costs a retry, never a lost write: the
 // write is a compare-and-swap on the guess's revision, and every decision
 // that does not end in a write is re-taken on a fresh read, as for
 // GuaranteedUpdate.
 type GuessingUpdater interface {
-	GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate UpdateFunc, guess runtime.Object) (runtime.Object, error)
+	GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate UpdateFunc, guess *Stored) (runtime.Object, error)
+}
+
+// Stored is one key's state as its store holds it. A watch opened with
+// WatchOptions.ForCache reports every change as a *Stored: ADDED and
+// MODIFIED carry the decoded Object (resourceVersion set) and Data, the
+// stored bytes it was decoded from; DELETED carries only Key and
+// ResourceVersion (the delete revision): the store does not fetch the
+// previous state, the cache already holds it. Data is shared and must not
+// be modified.
+type Stored struct {
+	Key             string
+	ResourceVersion int64
+	Object          runtime.Object
+	Data            []byte
+}
+
+var _ runtime.Object = (*Stored)(nil)
+
+// GetObjectKind implements runtime.Object: a Stored has no kind of its own.
+func (s *Stored) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object.
+func (s *Stored) DeepCopyObject() runtime.Object {
+	out := &Stored{Key: s.Key, ResourceVersion: s.ResourceVersion}
+	if s.Object != nil {
+		out.Object = s.Object.DeepCopyObject()
+	}
+	if s.Data != nil {
+		out.Data = append([]byte(nil), s.Data...)
+	}
+	return out
 }
 
 // UpdateFunc computes the new object from the current one. current is a
@@ -138,6 +172,12 @@ type WatchOptions struct {
 	// the initial state then a bookmark annotated
 	// "k8s.io/initial-events-end": "true".
 	SendInitialEvents *bool
+	// ForCache asks for what a watch cache needs and no more: the
+	// ADDED/MODIFIED/DELETED events' objects are *Stored (see there), so a
+	// delete costs the store no read of the previous state. Only without
+	// a Predicate (a predicate needs the previous state). A store that
+	// does not know ForCache sends plain objects; a cache must accept both.
+	ForCache bool
 }
 
 // Error codes for *Error.

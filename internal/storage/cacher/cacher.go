@@ -4,7 +4,9 @@
 // One Cacher holds, for one resource prefix (e.g. "/registry/pods/"):
 //   - one underlying watch, opened after a consistent list;
 //   - the current objects in a key-ordered B-tree (lists are O(1) snapshots
-//     thanks to copy-on-write clones, then iterated without the lock);
+//     thanks to copy-on-write clones, then iterated without the lock),
+//     indexed by key in a map for point reads, each with the bytes the
+//     store holds for it when the watch reported them (ForCache);
 //   - a ring buffer of the most recent events (EventBufferSize), from which
 //     a watch starting at an older resourceVersion is replayed;
 //   - every client watch, fed by non-blocking sends into a bounded channel.
@@ -35,7 +37,13 @@
 //     revision; if that revision is gone it re-lists, and terminates every
 //     client watch, since their continuity is lost.
 //   - Writes go straight to the underlying store; an update starts from
-//     the cached object when the store can use it (storage.GuessingUpdater).
+//     the cached object and its stored bytes when the store can use them
+//     (storage.GuessingUpdater).
+//   - The underlying watch is opened with ForCache: a delete arrives as a
+//     key, and its DELETED event carries a copy of the cached state at the
+//     delete revision (what etcd's previous value would have decoded to).
+//     A delete of a key the cache does not hold is an inconsistency and
+//     makes the cacher re-list.
 package cacher
 
 import (
@@ -93,6 +101,9 @@ type Config struct {
 type entry struct {
 	key string
 	obj runtime.Object
+	// data is what the store holds for obj (nil when unknown: objects
+	// from the initial list), handed to updates starting from obj.
+	data []byte
 }
 
 func lessEntry(a, b *entry) bool { return a.key < b.key }
@@ -136,8 +147,12 @@ type Cacher struct {
 	readyOnce sync.Once
 	readyCh   chan struct{}
 
-	mu            sync.Mutex
-	tree          *btree.BTreeG[*entry]
+	mu   sync.Mutex
+	tree *btree.BTreeG[*entry]
+	// byKey indexes tree's entries for point reads: every event and every
+	// update looks its key up, and a string-keyed B-tree search costs
+	// about twenty key comparisons, each a pointer chase.
+	byKey         map[string]*entry
 	rv            int64
 	rvCh          chan struct{} // closed and replaced whenever rv advances
 	ring          []*event
@@ -203,6 +218,7 @@ func New(cfg Config) (*Cacher, error) {
 		done:     make(chan struct{}),
 		readyCh:  make(chan struct{}),
 		tree:     btree.NewG(32, lessEntry),
+		byKey:    map[string]*entry{},
 		rvCh:     make(chan struct{}),
 		ring:     make([]*event, cfg.EventBufferSize),
 		watchers: map[int]*cacheWatcher{},
@@ -260,15 +276,18 @@ func (c *Cacher) listAndWatch() error {
 		return fmt.Errorf("listing %s: %w", c.cfg.Prefix, err)
 	}
 	tree := btree.NewG(32, lessEntry)
+	byKey := make(map[string]*entry, len(list.Items))
 	for _, obj := range list.Items {
 		key, err := c.cfg.KeyFunc(obj)
 		if err != nil {
 			return err
 		}
-		tree.ReplaceOrInsert(&entry{key: key, obj: obj})
+		e := &entry{key: key, obj: obj}
+		tree.ReplaceOrInsert(e)
+		byKey[key] = e
 	}
 	c.mu.Lock()
-	c.tree = tree
+	c.tree, c.byKey = tree, byKey
 	c.ringStart, c.ringLen = 0, 0
 	clear(c.ring)
 	c.bufferStartRV = list.ResourceVersion
@@ -297,7 +316,7 @@ func (c *Cacher) listAndWatch() error {
 
 func (c *Cacher) watchFrom(rv int64) error {
 	w, err := c.store.Watch(c.ctx, c.cfg.Prefix, storage.WatchOptions{
-		ResourceVersion: fmt.Sprint(rv), Recursive: true, AllowBookmarks: true,
+		ResourceVersion: fmt.Sprint(rv), Recursive: true, AllowBookmarks: true, ForCache: true,
 	})
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", c.cfg.Prefix, err)
@@ -355,31 +374,62 @@ func (c *Cacher) setRVLocked(rv int64) {
 }
 
 // process applies one underlying event to the store, the ring buffer and
-// every interested watcher.
+// every interested watcher. The event's object is a *storage.Stored (the
+// store knows WatchOptions.ForCache) or the plain object.
 func (c *Cacher) process(ev watch.Event) error {
-	rv, err := storage.ObjectResourceVersion(ev.Object)
-	if err != nil {
-		return fmt.Errorf("reading event revision: %w", err)
-	}
-	key, err := c.cfg.KeyFunc(ev.Object)
-	if err != nil {
-		return err
+	var (
+		key  string
+		rv   int64
+		obj  runtime.Object
+		data []byte
+		err  error
+	)
+	if st, ok := ev.Object.(*storage.Stored); ok {
+		key, rv, obj, data = st.Key, st.ResourceVersion, st.Object, st.Data
+	} else {
+		obj = ev.Object
+		if rv, err = storage.ObjectResourceVersion(obj); err != nil {
+			return fmt.Errorf("reading event revision: %w", err)
+		}
+		if key, err = c.cfg.KeyFunc(obj); err != nil {
+			return err
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := &event{key: key, obj: ev.Object, rv: rv}
-	if old, ok := c.tree.Get(&entry{key: key}); ok {
+	e := &event{key: key, rv: rv}
+	old := c.byKey[key]
+	if old != nil {
 		e.prev = old.obj
 	}
 	if ev.Type == watch.Deleted {
-		e.typ = watch.Deleted
-		c.tree.Delete(&entry{key: key})
+		if obj == nil {
+			// A delete reported by key: its last state is the cached
+			// one, at the delete revision.
+			if old == nil {
+				return fmt.Errorf("watching %s: delete of %s at revision %d, which the cache does not hold", c.cfg.Prefix, key, rv)
+			}
+			obj = old.obj.DeepCopyObject()
+			if err := storage.SetResourceVersion(obj, rv); err != nil {
+				return fmt.Errorf("setting delete revision: %w", err)
+			}
+		}
+		e.typ, e.obj = watch.Deleted, obj
+		if old != nil {
+			c.tree.Delete(old)
+			delete(c.byKey, key)
+		}
 	} else {
-		e.typ = watch.Added
-		if e.prev != nil {
+		if obj == nil {
+			return fmt.Errorf("watching %s: %s event for %s without an object", c.cfg.Prefix, ev.Type, key)
+		}
+		e.typ, e.obj = watch.Added, obj
+		if old != nil {
 			e.typ = watch.Modified
 		}
-		c.tree.ReplaceOrInsert(&entry{key: key, obj: ev.Object})
+		ne := &entry{key: key, obj: obj, data: data}
+		c.tree.ReplaceOrInsert(ne)
+		c.byKey[key] = ne
 	}
 	n := len(c.ring)
 	if c.ringLen == n {
@@ -554,7 +604,7 @@ func (c *Cacher) Get(ctx context.Context, key string, opts storage.GetOptions) (
 		return c.store.Get(ctx, key, opts)
 	}
 	c.mu.Lock()
-	e, ok := c.tree.Get(&entry{key: key})
+	e, ok := c.byKey[key]
 	rv := c.rv
 	c.mu.Unlock()
 	if !ok {
@@ -652,10 +702,10 @@ func (c *Cacher) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFoun
 	if !ok || !c.isReady() {
 		return c.store.GuaranteedUpdate(ctx, key, ignoreNotFound, tryUpdate)
 	}
-	var guess runtime.Object
+	var guess *storage.Stored
 	c.mu.Lock()
-	if e, found := c.tree.Get(&entry{key: key}); found {
-		guess = e.obj
+	if e, found := c.byKey[key]; found {
+		guess = &storage.Stored{Key: key, Object: e.obj, Data: e.data}
 	}
 	c.mu.Unlock()
 	return gu.GuaranteedUpdateFrom(ctx, key, ignoreNotFound, tryUpdate, guess)

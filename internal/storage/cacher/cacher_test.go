@@ -37,7 +37,7 @@ func (s *countingStore) Get(ctx context.Context, key string, opts storage.GetOpt
 }
 
 // GuaranteedUpdateFrom counts the updates handed a guess.
-func (s *countingStore) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess runtime.Object) (runtime.Object, error) {
+func (s *countingStore) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess *storage.Stored) (runtime.Object, error) {
 	if guess != nil {
 		s.guesses.Add(1)
 	}

@@ -17,6 +17,13 @@
 //     turns them into BOOKMARK events; RequestWatchProgress asks for one now.
 //   - A watch whose start revision is compacted ends with an ERROR event
 //     carrying a 410 metav1.Status (reason Expired) and the channel closes.
+//   - A watch with ForCache (the watch cache's) asks etcd for no previous
+//     values (each costs etcd a read per event) and reports changes as
+//     *storage.Stored: puts with the decoded object and the bytes etcd
+//     holds, deletes by key and revision alone.
+//   - GuaranteedUpdateFrom takes the cache's object and, when it has
+//     them, its stored bytes, so an update from a current cache needs
+//     neither a read nor an encode of the old state.
 package etcd3
 
 import (
@@ -24,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -81,20 +89,60 @@ func (s *Store) decode(key string, data []byte, rv int64) (runtime.Object, error
 	return obj, nil
 }
 
-// encode clears obj's resourceVersion and encodes it.
+// encode clears obj's resourceVersion and encodes it. The bytes returned
+// are the caller's.
 func (s *Store) encode(key string, obj runtime.Object) ([]byte, error) {
 	if err := storage.SetResourceVersion(obj, 0); err != nil {
 		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, 0, err.Error())
 	}
-	var buf bytes.Buffer
-	if err := s.codec.Encode(obj, &buf); err != nil {
+	var w captureWriter
+	var err error
+	if ea, ok := s.codec.(runtime.EncoderWithAllocator); ok {
+		// The protobuf serializer sizes the object once, fills one
+		// exactly sized slice and writes it once: keep that slice
+		// instead of copying it into a growing buffer.
+		err = ea.EncodeWithAllocator(obj, &w, &runtime.SimpleAllocator{})
+	} else {
+		err = s.codec.Encode(obj, &w)
+	}
+	if err != nil {
 		return nil, storage.NewError(storage.ErrCodeInvalidObj, key, 0, fmt.Sprintf("encoding object: %v", err))
 	}
-	if buf.Len() > storage.MaxObjectSize {
+	if len(w.b) > storage.MaxObjectSize {
 		return nil, storage.NewError(storage.ErrCodeTooLarge, key, 0,
-			fmt.Sprintf("object is %d bytes, more than the limit of %d", buf.Len(), storage.MaxObjectSize))
+			fmt.Sprintf("object is %d bytes, more than the limit of %d", len(w.b), storage.MaxObjectSize))
 	}
-	return buf.Bytes(), nil
+	return w.b, nil
+}
+
+// captureWriter keeps the first slice written to it without copying (the
+// encoder hands over a slice of its own allocation and never touches it
+// again) and appends later writes to a copy.
+type captureWriter struct {
+	b     []byte
+	owned bool // b is a copy this writer made (later writes may append)
+}
+
+func (w *captureWriter) Write(p []byte) (int, error) {
+	switch {
+	case w.b == nil:
+		w.b = p
+	case !w.owned:
+		w.b = append(append(make([]byte, 0, len(w.b)+len(p)), w.b...), p...)
+		w.owned = true
+	default:
+		w.b = append(w.b, p...)
+	}
+	return len(p), nil
+}
+
+// putOp is clientv3.OpPut without a string copy of data: OpPut copies its
+// value into a []byte of its own, so a string viewing data is never kept.
+func putOp(key string, data []byte) clientv3.Op {
+	if len(data) == 0 {
+		return clientv3.OpPut(key, "")
+	}
+	return clientv3.OpPut(key, unsafe.String(&data[0], len(data)))
 }
 
 // Create implements storage.Interface.
@@ -105,7 +153,7 @@ func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (run
 	}
 	resp, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(data))).
+		Then(putOp(key, data)).
 		Commit()
 	if err != nil {
 		return nil, wrapEtcdError(key, 0, "creating", err)
@@ -158,9 +206,10 @@ var _ storage.GuessingUpdater = (*Store)(nil)
 
 // GuaranteedUpdateFrom implements storage.GuessingUpdater. A guess (the
 // watch cache's copy) replaces the first read and its decode with a deep
-// copy and an encode (for the unchanged-bytes check): the API server's
-// updates start from the object its clients saw, which the cache holds.
-func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess runtime.Object) (runtime.Object, error) {
+// copy (and an encode for the unchanged-bytes check when the guess comes
+// without its stored bytes): the API server's updates start from the
+// object its clients saw, which the cache holds.
+func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess *storage.Stored) (runtime.Object, error) {
 	// The first read is serializable (no raft round trip) or the guess:
 	// the compare-and-swap below catches a stale read, and every decision
 	// that does not end in a write (an error from tryUpdate, "no change",
@@ -245,7 +294,7 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 		}
 		resp, err := s.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", curRev)).
-			Then(clientv3.OpPut(key, string(data))).
+			Then(putOp(key, data)).
 			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
@@ -265,24 +314,27 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 	}
 }
 
-// useGuess sets the first state to try from guess: a private copy, its
-// encoding (what etcd holds at that revision, for the unchanged-bytes
-// check) and its revision. False when there is no usable guess.
-func (s *Store) useGuess(key string, guess runtime.Object, cur *runtime.Object, curData *[]byte, curRev *int64) bool {
-	if guess == nil {
+// useGuess sets the first state to try from guess: a private copy, what
+// etcd holds at that revision (for the unchanged-bytes check: the guess's
+// stored bytes, or else its encoding) and its revision. False when there
+// is no usable guess.
+func (s *Store) useGuess(key string, guess *storage.Stored, cur *runtime.Object, curData *[]byte, curRev *int64) bool {
+	if guess == nil || guess.Object == nil {
 		return false
 	}
-	rev, err := storage.ObjectResourceVersion(guess)
+	rev, err := storage.ObjectResourceVersion(guess.Object)
 	if err != nil || rev <= 0 {
 		return false
 	}
-	obj := guess.DeepCopyObject()
-	data, err := s.encode(key, obj) // clears obj's resourceVersion
-	if err != nil {
-		return false
-	}
-	if err := storage.SetResourceVersion(obj, rev); err != nil {
-		return false
+	obj := guess.Object.DeepCopyObject()
+	data := guess.Data
+	if data == nil {
+		if data, err = s.encode(key, obj); err != nil { // clears obj's resourceVersion
+			return false
+		}
+		if err := storage.SetResourceVersion(obj, rev); err != nil {
+			return false
+		}
 	}
 	*cur, *curData, *curRev = obj, data, rev
 	return true

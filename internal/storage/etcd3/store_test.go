@@ -1,6 +1,7 @@
 package etcd3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -626,8 +627,16 @@ func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOpt
 // An update started from a guess (the watch cache's copy): a current guess
 // is written without reading the key, the guess itself is never modified,
 // and a stale one or one of a deleted object costs a retry on the current
-// state, never a lost write or a write of stale content.
+// state, never a lost write or a write of stale content. Guesses come with
+// the bytes etcd holds for them (the watch cache's, from its watch) or
+// without (then the store encodes them): both answer the same.
 func TestGuaranteedUpdateFromGuess(t *testing.T) {
+	for _, withData := range []bool{false, true} {
+		t.Run(fmt.Sprintf("data=%v", withData), func(t *testing.T) { testGuaranteedUpdateFromGuess(t, withData) })
+	}
+}
+
+func testGuaranteedUpdateFromGuess(t *testing.T, withData bool) {
 	s, client := newStore(t)
 	c := ctx(t)
 	k := key("ns", "g")
@@ -637,6 +646,21 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 	}
 	guess := created.DeepCopyObject().(*corev1.Pod)
 	pristine := guess.DeepCopy()
+	raw := client.KV
+	// stored is obj as a cache hands it over.
+	stored := func(obj *corev1.Pod) *storage.Stored {
+		st := &storage.Stored{Key: k, ResourceVersion: rvOf(t, obj), Object: obj}
+		if withData {
+			resp, err := raw.Get(c, k, clientv3.WithRev(st.ResourceVersion))
+			if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != st.ResourceVersion {
+				t.Fatalf("reading the stored bytes at %d: %v %v", st.ResourceVersion, resp, err)
+			}
+			st.Data = resp.Kvs[0].Value
+		}
+		return st
+	}
+	guessSt := stored(guess)
+	pristineData := append([]byte(nil), guessSt.Data...)
 	kv := &countingKV{KV: client.KV}
 	client.KV = kv
 	t.Cleanup(func() { client.KV = kv.KV })
@@ -652,7 +676,7 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 		}
 	}
 	// Current guess: no read.
-	out, err := s.GuaranteedUpdateFrom(c, k, false, label("1"), guess)
+	out, err := s.GuaranteedUpdateFrom(c, k, false, label("1"), guessSt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,7 +701,7 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 		}
 		p.Annotations = map[string]string{"a": "b"}
 		return p, nil
-	}, guess)
+	}, guessSt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +723,7 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 		p := cur.(*corev1.Pod)
 		p.Labels["v"] = "2"
 		return p, nil
-	}, guess)
+	}, guessSt)
 	if err != nil || calls != 2 || out.(*corev1.Pod).Labels["v"] != "2" {
 		t.Fatalf("refusal on a stale guess: %d attempts, err %v", calls, err)
 	}
@@ -707,14 +731,17 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 	// Unchanged content on a stale guess is not taken as "no change"
 	// before a fresh read: the current object is returned, nothing written.
 	cur := out.DeepCopyObject().(*corev1.Pod)
+	client.KV = raw
+	curSt := stored(cur)
+	client.KV = kv
 	rev, _ := s.CurrentRevision(c)
 	out, err = s.GuaranteedUpdateFrom(c, k, false, func(runtime.Object) (runtime.Object, error) {
 		return nil, storage.ErrNoChange
-	}, guess)
+	}, guessSt)
 	if err != nil || rvOf(t, out) != rvOf(t, cur) {
 		t.Fatalf("no change from a stale guess: rv %d err %v, want the current rv %d", rvOf(t, out), err, rvOf(t, cur))
 	}
-	out, err = s.GuaranteedUpdateFrom(c, k, false, func(o runtime.Object) (runtime.Object, error) { return o, nil }, cur)
+	out, err = s.GuaranteedUpdateFrom(c, k, false, func(o runtime.Object) (runtime.Object, error) { return o, nil }, curSt)
 	if err != nil || rvOf(t, out) != rvOf(t, cur) {
 		t.Fatalf("identical content from a current guess: rv %d err %v, want %d", rvOf(t, out), err, rvOf(t, cur))
 	}
@@ -726,10 +753,13 @@ func TestGuaranteedUpdateFromGuess(t *testing.T) {
 	if _, err := s.Delete(c, k, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GuaranteedUpdateFrom(c, k, false, label("3"), cur); !storage.IsNotFound(err) {
+	if _, err := s.GuaranteedUpdateFrom(c, k, false, label("3"), curSt); !storage.IsNotFound(err) {
 		t.Fatalf("update from the guess of a deleted object: %v, want not found", err)
 	}
 	if !reflect.DeepEqual(guess, pristine) {
 		t.Fatalf("the guess was modified: %+v", guess.ObjectMeta)
+	}
+	if !bytes.Equal(guessSt.Data, pristineData) {
+		t.Fatal("the guess's stored bytes were modified")
 	}
 }

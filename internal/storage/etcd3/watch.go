@@ -44,6 +44,9 @@ func (s *Store) Watch(ctx context.Context, prefix string, opts storage.WatchOpti
 	if err != nil {
 		return nil, storage.NewError(storage.ErrCodeInvalidObj, prefix, 0, err.Error())
 	}
+	if opts.ForCache && opts.Predicate != nil {
+		return nil, storage.NewError(storage.ErrCodeInvalidObj, prefix, 0, "a watch for a cache takes no predicate")
+	}
 	wctx, cancel := context.WithCancel(watchContext(ctx))
 	w := &watcher{s: s, prefix: prefix, opts: opts, rv: rv, ctx: wctx, cancel: cancel,
 		result: make(chan watch.Event, watchResultBuffer)}
@@ -111,7 +114,13 @@ func (w *watcher) run() {
 		}
 		startRev = rev + 1
 	}
-	ops := []clientv3.OpOption{clientv3.WithPrevKV()}
+	var ops []clientv3.OpOption
+	if !w.opts.ForCache {
+		// Previous values cost etcd a read per event: only predicate
+		// transitions and DELETED events need them, and a cache has its
+		// own copy of the previous state.
+		ops = append(ops, clientv3.WithPrevKV())
+	}
 	if startRev > 0 {
 		ops = append(ops, clientv3.WithRev(startRev))
 	}
@@ -169,12 +178,19 @@ func (w *watcher) sendInitial() (int64, bool) {
 		return 0, false
 	}
 	for _, kv := range resp.Kvs {
-		obj, err := w.s.decode(string(kv.Key), kv.Value, kv.ModRevision)
+		key := string(kv.Key)
+		obj, err := w.s.decode(key, kv.Value, kv.ModRevision)
 		if err != nil {
 			w.sendError(err)
 			return 0, false
 		}
-		if w.matches(obj) && !w.send(watch.Event{Type: watch.Added, Object: obj}) {
+		if !w.matches(obj) {
+			continue
+		}
+		if w.opts.ForCache {
+			obj = &storage.Stored{Key: key, ResourceVersion: kv.ModRevision, Object: obj, Data: kv.Value}
+		}
+		if !w.send(watch.Event{Type: watch.Added, Object: obj}) {
 			return 0, false
 		}
 	}
@@ -192,6 +208,9 @@ func (w *watcher) sendInitial() (int64, bool) {
 func (w *watcher) convert(ev *clientv3.Event) (watch.Event, bool, error) {
 	key := string(ev.Kv.Key)
 	rev := ev.Kv.ModRevision
+	if w.opts.ForCache {
+		return w.convertForCache(key, rev, ev)
+	}
 	if ev.Type == clientv3.EventTypeDelete {
 		if ev.PrevKv == nil {
 			return watch.Event{}, false, nil
@@ -227,4 +246,23 @@ func (w *watcher) convert(ev *clientv3.Event) (watch.Event, bool, error) {
 		return watch.Event{Type: watch.Deleted, Object: prev}, true, nil
 	}
 	return watch.Event{}, false, nil
+}
+
+// convertForCache reports an etcd event as a *storage.Stored: a put with
+// its decoded object and stored bytes, a delete with its key alone.
+func (w *watcher) convertForCache(key string, rev int64, ev *clientv3.Event) (watch.Event, bool, error) {
+	st := &storage.Stored{Key: key, ResourceVersion: rev}
+	if ev.Type == clientv3.EventTypeDelete {
+		return watch.Event{Type: watch.Deleted, Object: st}, true, nil
+	}
+	obj, err := w.s.decode(key, ev.Kv.Value, rev)
+	if err != nil {
+		return watch.Event{}, false, err
+	}
+	st.Object, st.Data = obj, ev.Kv.Value
+	typ := watch.Modified
+	if ev.IsCreate() {
+		typ = watch.Added
+	}
+	return watch.Event{Type: typ, Object: st}, true, nil
 }

@@ -156,7 +156,7 @@ func (f *FieldManagers) Get(r *registry.Resource, subresource string) (*managedf
 	case "":
 		reset[av] = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
 	case "status":
-		reset[av] = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata"))
+		reset[av] = statusResetFields
 	}
 	filters := map[fieldpath.APIVersion]fieldpath.Filter{}
 	for k, v := range reset {
@@ -187,7 +187,7 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 				tl, to, ok = trimForStatus(live, obj)
 				if ok {
 					if kept, skipped, split := f.splitForStatus(r, tl, manager); split {
-						if mf, done := updateSkipping(fm, tl, to, manager, kept, skipped); done {
+						if mf, done := f.updateSkipping(fm, r, tl, to, manager, kept, skipped); done {
 							if om, err := meta.Accessor(obj); err == nil {
 								om.SetManagedFields(mf)
 								return obj

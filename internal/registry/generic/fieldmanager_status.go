@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,30 @@ import (
 // manager identity (sortManagedFields), so the merged list sorted the same
 // way is the order the slow path gives. TestStatusSkipSameManagedFields
 // compares both on random histories.
+
+// statusResetFields are what the status subresource's field manager
+// leaves out of every comparison (upstream's status strategies'
+// GetResetFields).
+var statusResetFields = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata"))
+
+var statusResetFilter = fieldpath.NewExcludeSetFilter(statusResetFields)
+
+// strippedFields are the fields upstream's field manager never records
+// for a manager (its stripMetaManager).
+var strippedFields = fieldpath.NewSet(
+	fieldpath.MakePathOrDie("apiVersion"),
+	fieldpath.MakePathOrDie("kind"),
+	fieldpath.MakePathOrDie("metadata"),
+	fieldpath.MakePathOrDie("metadata", "name"),
+	fieldpath.MakePathOrDie("metadata", "namespace"),
+	fieldpath.MakePathOrDie("metadata", "creationTimestamp"),
+	fieldpath.MakePathOrDie("metadata", "selfLink"),
+	fieldpath.MakePathOrDie("metadata", "uid"),
+	fieldpath.MakePathOrDie("metadata", "clusterName"),
+	fieldpath.MakePathOrDie("metadata", "generation"),
+	fieldpath.MakePathOrDie("metadata", "managedFields"),
+	fieldpath.MakePathOrDie("metadata", "resourceVersion"),
+)
 
 // maxUpdateManagers is upstream's cap on Update-operation entries
 // (DefaultMaxUpdateManagers).
@@ -126,7 +151,7 @@ func (f *FieldManagers) splitForStatus(r *registry.Resource, tl runtime.Object, 
 				return nil, nil, false
 			}
 		}
-		if e.Manager == manager || e.APIVersion != gv || e.FieldsType != "FieldsV1" || e.FieldsV1 == nil ||
+		if e.Manager == manager || e.Manager == "unknown" || e.APIVersion != gv || e.FieldsType != "FieldsV1" || e.FieldsV1 == nil ||
 			(e.Operation != metav1.ManagedFieldsOperationUpdate && e.Operation != metav1.ManagedFieldsOperationApply) {
 			kept = append(kept, *e)
 			continue
@@ -161,21 +186,30 @@ func (f *FieldManagers) splitForStatus(r *registry.Resource, tl runtime.Object, 
 // only the kept entries as tl's managedFields (it writes to both copies)
 // and returns the managedFields the slow path would write: its output
 // with the skipped entries put back in upstream's order.
-func updateSkipping(fm *managedfields.FieldManager, tl, to runtime.Object, manager string, kept, skipped []metav1.ManagedFieldsEntry) ([]metav1.ManagedFieldsEntry, bool) {
+func (f *FieldManagers) updateSkipping(fm *managedfields.FieldManager, r *registry.Resource, tl, to runtime.Object, manager string, kept, skipped []metav1.ManagedFieldsEntry) ([]metav1.ManagedFieldsEntry, bool) {
 	tm, err := meta.Accessor(tl)
 	if err != nil {
 		return nil, false
 	}
 	tm.SetManagedFields(kept)
-	out, err := fm.Update(tl, to, manager)
-	if err != nil {
-		return nil, false
+	var written []metav1.ManagedFieldsEntry
+	if len(kept) == 1 && kept[0].Manager == placeholderManager {
+		e, ok := f.firstStatusEntry(r, tl, to, manager)
+		if !ok {
+			return nil, false
+		}
+		written = []metav1.ManagedFieldsEntry{e}
+	} else {
+		out, err := fm.Update(tl, to, manager)
+		if err != nil {
+			return nil, false
+		}
+		om, err := meta.Accessor(out)
+		if err != nil {
+			return nil, false
+		}
+		written = om.GetManagedFields()
 	}
-	om, err := meta.Accessor(out)
-	if err != nil {
-		return nil, false
-	}
-	written := om.GetManagedFields()
 	if len(written) == 0 {
 		return nil, false
 	}
@@ -199,6 +233,58 @@ func updateSkipping(fm *managedfields.FieldManager, tl, to runtime.Object, manag
 	}
 	sortManagedFields(merged)
 	return merged, true
+}
+
+// firstStatusEntry is the entry the status field manager writes for
+// manager when the live object's managedFields are only the placeholder:
+// everything upstream's chain does for that case, without decoding,
+// identifier JSON, schema reconciliation and encoding of a list. The
+// comparison of tl and to (typed as upstream types them) gives the fields
+// that are new or changed; the placeholder owns nothing, so nothing is
+// taken from anyone and there is no earlier entry to merge with; the
+// reset fields are filtered out and the metadata upstream never records
+// is stripped; the entry is stamped now. False when the field manager
+// would fail, or records nothing (the slow path then decides).
+func (f *FieldManagers) firstStatusEntry(r *registry.Resource, tl, to runtime.Object, manager string) (metav1.ManagedFieldsEntry, bool) {
+	gv := r.GroupVersionKind().GroupVersion()
+	if om, err := meta.Accessor(to); err == nil {
+		om.SetManagedFields(nil) // as upstream's FieldManager.Update
+	}
+	lv, err := f.convertor.ConvertToVersion(tl, gv)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	nv, err := f.convertor.ConvertToVersion(to, gv)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	nt, err := f.converter.ObjectToTyped(nv, typed.AllowDuplicates)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	lt, err := f.converter.ObjectToTyped(lv, typed.AllowDuplicates)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	cmp, err := lt.Compare(nt)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	set := statusResetFilter.Filter(cmp.Modified.Union(cmp.Added)).Difference(strippedFields)
+	if set.Empty() {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	raw, err := set.ToJSON()
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	if manager == "" {
+		manager = "unknown" // as upstream's buildManagerInfoManager
+	}
+	fields := &metav1.FieldsV1{}
+	fields.SetRawBytes(raw)
+	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: gv.String(),
+		Time: &metav1.Time{Time: time.Now().UTC()}, FieldsType: "FieldsV1", FieldsV1: fields, Subresource: "status"}, true
 }
 
 // skippableFields reports whether raw is an entry's FieldsV1 that a

@@ -41,7 +41,7 @@ func TestStatusSkipSameManagedFields(t *testing.T) {
 	if testing.Short() {
 		seeds = 4
 	}
-	skippedSteps := 0
+	skippedSteps, firstSteps := 0, 0
 	for seed := range seeds {
 		rng := rand.New(rand.NewSource(int64(seed)))
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "u1", ResourceVersion: "3",
@@ -56,9 +56,10 @@ func TestStatusSkipSameManagedFields(t *testing.T) {
 		live := created.DeepCopy()
 		for step := range steps {
 			what := fmt.Sprintf("seed %d step %d", seed, step)
-			if len(live.ManagedFields) == 0 {
-				// An entry that did not decode made the update start
-				// from nothing; give the pod its creator back.
+			if len(live.ManagedFields) == 0 || rng.Intn(5) == 0 {
+				// A pod just created from its template (the common
+				// case), or an entry that did not decode made the last
+				// update start from nothing: only the creator's entry.
 				live.ManagedFields = append([]metav1.ManagedFieldsEntry(nil), created.ManagedFields...)
 			}
 			injectEntry(rng, live)
@@ -79,14 +80,20 @@ func TestStatusSkipSameManagedFields(t *testing.T) {
 			mutateStatus(rng, obj)
 			manager := fmt.Sprintf("kubelet-%d", rng.Intn(14))
 			if tl, _, ok := trimForStatus(live, obj); ok && sameVersionManagers(live, pods) {
-				if _, _, split := p.fast.splitForStatus(pods, tl, manager); split {
+				if kept, _, split := p.fast.splitForStatus(pods, tl, manager); split {
 					skippedSteps++
+					if len(kept) == 1 && kept[0].Manager == placeholderManager {
+						firstSteps++
+					}
 				}
 			}
 			live = p.check(t, what+" status update", pods, "status", live, obj, manager).(*corev1.Pod)
 		}
 	}
-	t.Logf("%d status updates left entries out", skippedSteps)
+	t.Logf("%d status updates left entries out, %d of them all entries", skippedSteps, firstSteps)
+	if firstSteps < seeds*steps/20 {
+		t.Fatalf("only %d status updates left all entries out: firstStatusEntry was hardly tested", firstSteps)
+	}
 	if skippedSteps < seeds*steps/4 {
 		t.Fatalf("only %d status updates left entries out: the fast path was hardly tested", skippedSteps)
 	}

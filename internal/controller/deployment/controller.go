@@ -44,6 +44,14 @@ type Controller struct {
 	clock     clock.Clock
 	logger    *slog.Logger
 	synced    []cache.InformerSynced
+	// written holds the answers of our status writes the informer has
+	// not delivered yet: a sync right after a write works from them, not
+	// from the cached copy they replaced (which only earns a conflict).
+	written controller.LastWrites[*appsv1.Deployment]
+	// rsWritten does the same for our ReplicaSet updates (scaling,
+	// annotations): a sync may update one ReplicaSet twice, and the
+	// next sync often comes before the informer has the first update.
+	rsWritten controller.LastWrites[*appsv1.ReplicaSet]
 }
 
 // New returns a Deployment controller fed by the given shared informers.
@@ -71,7 +79,12 @@ func New(cfg Config, client kubernetes.Interface, dInformer appsinformers.Deploy
 	if _, err := dInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, cur any) { enqueue(cur) },
-		DeleteFunc: enqueue,
+		DeleteFunc: func(obj any) {
+			if key, err := controller.KeyFor(obj); err == nil {
+				c.written.Forget(key)
+			}
+			enqueue(obj)
+		},
 	}); err != nil {
 		return nil, fmt.Errorf("adding deployment event handler: %w", err)
 	}
@@ -186,6 +199,7 @@ func (c *Controller) deleteRS(obj any) {
 	if !ok {
 		return
 	}
+	c.rsWritten.Forget(rs.Namespace + "/" + rs.Name)
 	if d := c.resolve(rs.Namespace, metav1.GetControllerOf(rs)); d != nil {
 		c.enqueue(d)
 	}
@@ -221,12 +235,13 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	}
 	cached, err := c.dLister.Deployments(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.written.Forget(key)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("reading deployment %s: %w", key, err)
 	}
-	d := cached.DeepCopy()
+	d := c.written.Newest(key, cached).DeepCopy()
 	if d.Spec.Selector == nil || reflect.DeepEqual(*d.Spec.Selector, metav1.LabelSelector{}) {
 		c.recorder.Eventf(d, v1.EventTypeWarning, eventSelectingAll, "This deployment is selecting all pods. A non-empty selector is required.")
 		if d.Status.ObservedGeneration < d.Generation {
@@ -267,6 +282,7 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment)
 	if err != nil {
 		return nil, fmt.Errorf("listing replicasets: %w", err)
 	}
+	all = c.newestRSs(all)
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("parsing selector of deployment %s/%s: %w", d.Namespace, d.Name, err)
@@ -286,13 +302,41 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment)
 	return owned, nil
 }
 
-// writeStatus updates d's status and refreshes d with the server's answer.
+// newestRSs returns rss with each ReplicaSet replaced by what our last
+// write of it returned while the informer has not delivered that write.
+func (c *Controller) newestRSs(rss []*appsv1.ReplicaSet) []*appsv1.ReplicaSet {
+	out := make([]*appsv1.ReplicaSet, len(rss))
+	for i, rs := range rss {
+		if rs != nil {
+			rs = c.rsWritten.Newest(rs.Namespace+"/"+rs.Name, rs)
+		}
+		out[i] = rs
+	}
+	return out
+}
+
+// writeRS writes rs (a copy this sync changed) and remembers the answer
+// for the syncs that come before the informer delivers it.
+func (c *Controller) writeRS(ctx context.Context, rs *appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
+	out, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Update(ctx, rs, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c.rsWritten.Wrote(rs.Namespace+"/"+rs.Name, rs.ResourceVersion, out)
+	return out, nil
+}
+
+// writeStatus updates d's status and refreshes d with the server's answer
+// (which the next sync works from until the informer delivers it).
 func (c *Controller) writeStatus(ctx context.Context, d *appsv1.Deployment) error {
+	base := d.ResourceVersion
 	out, err := c.client.AppsV1().Deployments(d.Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("updating status of deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	*d = *out
+	c.written.Wrote(d.Namespace+"/"+d.Name, base, out)
+	// d is modified further by this sync; out is kept unmodified.
+	*d = *out.DeepCopy()
 	return nil
 }
 

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"skiff.dev/skiff/internal/controller/controllertest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -31,6 +33,8 @@ type fixture struct {
 	c       *Controller
 	clock   *clocktesting.FakeClock
 	created atomic.Int64
+	// conflicts counts the writes the fake API refused with 409.
+	conflicts func() int
 }
 
 // newFixture builds a controller over a fake clientset whose informer
@@ -39,6 +43,7 @@ type fixture struct {
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
 	f := &fixture{t: t, client: fake.NewClientset(objs...), clock: clocktesting.NewFakeClock(t0)}
+	f.conflicts = controllertest.ResourceVersions(f.client)
 	// The fake tracker neither assigns uids nor creation timestamps.
 	f.client.PrependReactor("create", "*", func(a core.Action) (bool, runtime.Object, error) {
 		obj := a.(core.CreateAction).GetObject().(metav1.Object)

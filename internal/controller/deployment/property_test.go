@@ -25,6 +25,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"skiff.dev/skiff/internal/controller"
+	"skiff.dev/skiff/internal/controller/controllertest"
 	"skiff.dev/skiff/internal/controller/replicaset"
 )
 
@@ -56,6 +57,7 @@ func newSim(t *testing.T, seed uint64, d *appsv1.Deployment) *sim {
 		clock:   clocktesting.NewFakeClock(t0),
 		readyAt: map[string]time.Time{},
 	}
+	controllertest.ResourceVersions(s.client)
 	s.client.PrependReactor("create", "*", func(a core.Action) (bool, runtime.Object, error) {
 		obj := a.(core.CreateAction).GetObject().(metav1.Object)
 		n := s.seq.Add(1)

@@ -202,7 +202,7 @@ func (c *Controller) scaleRS(ctx context.Context, rs *appsv1.ReplicaSet, size in
 	cp := rs.DeepCopy()
 	cp.Spec.Replicas = &size
 	setReplicasAnnotations(cp, want, maxR)
-	out, err := c.client.AppsV1().ReplicaSets(cp.Namespace).Update(ctx, cp, metav1.UpdateOptions{})
+	out, err := c.writeRS(ctx, cp)
 	if err != nil {
 		return false, rs, fmt.Errorf("scaling replicaset %s/%s to %d: %w", rs.Namespace, rs.Name, size, err)
 	}
@@ -215,6 +215,9 @@ func (c *Controller) scaleRS(ctx context.Context, rs *appsv1.ReplicaSet, size in
 // allReplicaSets splits rsList into the new ReplicaSet (creating it if asked
 // and missing) and the old ones, syncing the revision annotations.
 func (c *Controller) allReplicaSets(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet, create bool) (*appsv1.ReplicaSet, []*appsv1.ReplicaSet, error) {
+	// A sync calls this twice over one list (isScalingEvent first): the
+	// second call must see what the first one wrote.
+	rsList = c.newestRSs(rsList)
 	existing := findNewRS(d, rsList)
 	var olds []*appsv1.ReplicaSet
 	for _, rs := range rsList {
@@ -236,7 +239,7 @@ func (c *Controller) newReplicaSet(ctx context.Context, d *appsv1.Deployment, ex
 		changed := setNewRSAnnotations(d, cp, newRevision, true)
 		if changed || cp.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
 			cp.Spec.MinReadySeconds = d.Spec.MinReadySeconds
-			out, err := c.client.AppsV1().ReplicaSets(cp.Namespace).Update(ctx, cp, metav1.UpdateOptions{})
+			out, err := c.writeRS(ctx, cp)
 			if err != nil {
 				return nil, fmt.Errorf("updating replicaset %s/%s: %w", cp.Namespace, cp.Name, err)
 			}

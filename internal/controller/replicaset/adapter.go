@@ -16,6 +16,8 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"skiff.dev/skiff/internal/controller"
 )
 
 // adapter hides whether the controller works on ReplicaSets or
@@ -24,18 +26,28 @@ type adapter interface {
 	kind() schema.GroupVersionKind
 	informer() cache.SharedIndexInformer
 	toRS(obj any) (*appsv1.ReplicaSet, bool)
+	// get returns the cached object, or the one this controller's last
+	// status write returned while the cache has not caught up with it.
 	get(namespace, name string) (*appsv1.ReplicaSet, error)
 	list(namespace string) ([]*appsv1.ReplicaSet, error)
 	fresh(ctx context.Context, namespace, name string) (metav1.Object, error)
+	// updateStatus writes rs's status (rs as get returned it, status
+	// changed) and returns the server's answer.
 	updateStatus(ctx context.Context, rs *appsv1.ReplicaSet) (*appsv1.ReplicaSet, error)
+	// isEcho reports whether obj, delivered by the informer, is exactly
+	// what this controller's last status write of it returned.
+	isEcho(obj any) bool
+	// forget drops what is remembered of a deleted object's writes.
+	forget(key string)
 	// eventObject returns the object events about rs are recorded on.
 	eventObject(rs *appsv1.ReplicaSet) runtime.Object
 }
 
 type rsAdapter struct {
-	inf    cache.SharedIndexInformer
-	lister appslisters.ReplicaSetLister
-	client kubernetes.Interface
+	inf     cache.SharedIndexInformer
+	lister  appslisters.ReplicaSetLister
+	client  kubernetes.Interface
+	written controller.LastWrites[*appsv1.ReplicaSet]
 }
 
 func newRSAdapter(client kubernetes.Interface, inf appsinformers.ReplicaSetInformer) *rsAdapter {
@@ -51,7 +63,11 @@ func (a *rsAdapter) toRS(obj any) (*appsv1.ReplicaSet, bool) {
 	return rs, ok
 }
 func (a *rsAdapter) get(ns, name string) (*appsv1.ReplicaSet, error) {
-	return a.lister.ReplicaSets(ns).Get(name)
+	rs, err := a.lister.ReplicaSets(ns).Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return a.written.Newest(ns+"/"+name, rs), nil
 }
 func (a *rsAdapter) list(ns string) ([]*appsv1.ReplicaSet, error) {
 	return a.lister.ReplicaSets(ns).List(labels.Everything())
@@ -64,14 +80,21 @@ func (a *rsAdapter) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet) (*a
 	if err != nil {
 		return nil, fmt.Errorf("updating status of replicaset %s/%s: %w", rs.Namespace, rs.Name, err)
 	}
+	a.written.Wrote(rs.Namespace+"/"+rs.Name, rs.ResourceVersion, out)
 	return out, nil
 }
+func (a *rsAdapter) isEcho(obj any) bool {
+	rs, ok := obj.(*appsv1.ReplicaSet)
+	return ok && a.written.IsEcho(rs.Namespace+"/"+rs.Name, rs)
+}
+func (a *rsAdapter) forget(key string)                                { a.written.Forget(key) }
 func (a *rsAdapter) eventObject(rs *appsv1.ReplicaSet) runtime.Object { return rs }
 
 type rcAdapter struct {
-	inf    cache.SharedIndexInformer
-	lister corelisters.ReplicationControllerLister
-	client kubernetes.Interface
+	inf     cache.SharedIndexInformer
+	lister  corelisters.ReplicationControllerLister
+	client  kubernetes.Interface
+	written controller.LastWrites[*v1.ReplicationController]
 }
 
 func newRCAdapter(client kubernetes.Interface, inf coreinformers.ReplicationControllerInformer) *rcAdapter {
@@ -90,11 +113,18 @@ func (a *rcAdapter) toRS(obj any) (*appsv1.ReplicaSet, bool) {
 	return RCToRS(rc), true
 }
 func (a *rcAdapter) get(ns, name string) (*appsv1.ReplicaSet, error) {
-	rc, err := a.lister.ReplicationControllers(ns).Get(name)
+	rc, err := a.newest(ns, name)
 	if err != nil {
 		return nil, err
 	}
 	return RCToRS(rc), nil
+}
+func (a *rcAdapter) newest(ns, name string) (*v1.ReplicationController, error) {
+	rc, err := a.lister.ReplicationControllers(ns).Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return a.written.Newest(ns+"/"+name, rc), nil
 }
 func (a *rcAdapter) list(ns string) ([]*appsv1.ReplicaSet, error) {
 	rcs, err := a.lister.ReplicationControllers(ns).List(labels.Everything())
@@ -111,18 +141,27 @@ func (a *rcAdapter) fresh(ctx context.Context, ns, name string) (metav1.Object, 
 	return a.client.CoreV1().ReplicationControllers(ns).Get(ctx, name, metav1.GetOptions{})
 }
 func (a *rcAdapter) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
-	cached, err := a.lister.ReplicationControllers(rs.Namespace).Get(rs.Name)
+	cached, err := a.newest(rs.Namespace, rs.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading replicationcontroller %s/%s: %w", rs.Namespace, rs.Name, err)
 	}
 	rc := cached.DeepCopy()
+	// The version rs was read at: a status computed from an older
+	// object than the cache holds now must not overwrite it unseen.
+	rc.ResourceVersion = rs.ResourceVersion
 	rc.Status = rsStatusToRC(rs.Status)
 	out, err := a.client.CoreV1().ReplicationControllers(rs.Namespace).UpdateStatus(ctx, rc, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("updating status of replicationcontroller %s/%s: %w", rs.Namespace, rs.Name, err)
 	}
+	a.written.Wrote(rs.Namespace+"/"+rs.Name, rc.ResourceVersion, out)
 	return RCToRS(out), nil
 }
+func (a *rcAdapter) isEcho(obj any) bool {
+	rc, ok := obj.(*v1.ReplicationController)
+	return ok && a.written.IsEcho(rc.Namespace+"/"+rc.Name, rc)
+}
+func (a *rcAdapter) forget(key string) { a.written.Forget(key) }
 func (a *rcAdapter) eventObject(rs *appsv1.ReplicaSet) runtime.Object {
 	return &v1.ReplicationController{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ReplicationController"},

@@ -163,6 +163,14 @@ func (c *Controller) updateOwner(oldObj, newObj any) {
 	if ok1 && ok2 && oldRS.UID != newRS.UID {
 		c.deleteOwner(oldObj)
 	}
+	if c.ad.isEcho(newObj) {
+		// Our own status write coming back: the sync that wrote it saw
+		// everything up to then, and every later pod event enqueues a
+		// sync of its own. Syncing on the echo as well made each write
+		// trigger the next as soon as the informer delivered it (one
+		// status write per round trip during a scale-up).
+		return
+	}
 	c.enqueueOwner(newObj)
 }
 
@@ -172,6 +180,7 @@ func (c *Controller) deleteOwner(obj any) {
 		return
 	}
 	c.expectations.Delete(key)
+	c.ad.forget(key)
 	c.queue.Add(key)
 }
 
@@ -347,6 +356,7 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	rs, err := c.ad.get(ns, name)
 	if apierrors.IsNotFound(err) {
 		c.expectations.Delete(key)
+		c.ad.forget(key)
 		return nil
 	}
 	if err != nil {

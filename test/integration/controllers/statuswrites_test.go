@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// statusWrites reads the API server's apiserver_request_total for PUTs of
+// deployments/status and replicasets/status, by response code.
+func (e *env) statusWrites(t *testing.T) map[string]float64 {
+	t.Helper()
+	raw, err := e.client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(e.ctx)
+	if err != nil {
+		t.Fatalf("reading metrics: %v", err)
+	}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		v := line[i+len(name)+2:]
+		return v[:strings.IndexByte(v, '"')]
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || label(line, "verb") != "PUT" || label(line, "subresource") != "status" {
+			continue
+		}
+		res := label(line, "resource")
+		if res != "deployments" && res != "replicasets" {
+			continue
+		}
+		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		out[res+" "+label(line, "code")] += v
+	}
+	return out
+}
+
+// TestScaleUpStatusWrites: during a fast scale-up the Deployment and
+// ReplicaSet controllers sync again before their informers deliver their
+// own status writes. They must neither write on the stale copies (409
+// Conflict, then a retry) nor answer each write's echo with another
+// write; and the status they leave is the truth.
+func TestScaleUpStatusWrites(t *testing.T) {
+	e := start(t, 20)
+	const replicas = 300
+	before := e.statusWrites(t)
+	if _, err := e.client.AppsV1().Deployments(e.ns).Create(e.ctx, newDeployment("web", replicas, "localhost/skiff/testapp:v1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := e.waitRunning(t, "web", replicas, 60*time.Second)
+	d := e.waitComplete(t, "web", 30*time.Second)
+	rss, err := e.replicaSets("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rss) != 1 {
+		t.Fatalf("%d replicasets", len(rss))
+	}
+	rs := rss[0]
+	// The truth: every pod Running and Ready, none being deleted.
+	n := int32(len(pods))
+	if s := rs.Status; s.Replicas != n || s.FullyLabeledReplicas != n || s.ReadyReplicas != n || s.AvailableReplicas != n || s.ObservedGeneration != rs.Generation {
+		t.Errorf("replicaset status %+v, want %d of everything at generation %d", s, n, rs.Generation)
+	}
+	if s := d.Status; s.Replicas != n || s.UpdatedReplicas != n || s.ReadyReplicas != n || s.AvailableReplicas != n || s.UnavailableReplicas != 0 || s.ObservedGeneration != d.Generation {
+		t.Errorf("deployment status %+v, want %d of everything at generation %d", s, n, d.Generation)
+	}
+	// Let any last writes land, then count.
+	time.Sleep(500 * time.Millisecond)
+	after := e.statusWrites(t)
+	delta := map[string]float64{}
+	for k, v := range after {
+		delta[k] = v - before[k]
+	}
+	t.Logf("status writes during the scale-up: %v", delta)
+	for _, res := range []string{"deployments", "replicasets"} {
+		if c := delta[res+" 409"]; c > 0 {
+			t.Errorf("%v PUT %s/status conflicted (all: %v)", c, res, delta)
+		}
+		// Each sync writes at most once, and pod events are batched
+		// (100 ms): a storm is a write per pod event.
+		if ok := delta[res+" 200"]; ok > replicas/3 {
+			t.Errorf("%v PUT %s/status for %d pods: a write storm (all: %v)", ok, res, replicas, delta)
+		}
+	}
+}

@@ -135,7 +135,7 @@ func RequestInfoFrom(ctx context.Context) *RequestInfo {
 // ---------------------------------------------------------------- reads
 
 func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
-	q := r.URL.Query()
+	q := queryOf(r)
 	obj, err := st.Get(r.Context(), ri.Namespace, ri.Name, metav1.GetOptions{ResourceVersion: q.Get("resourceVersion")})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -205,7 +205,7 @@ func parseListOrWatchOptions(q url.Values, watch bool) (generic.ListOptions, err
 }
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
-	opts, err := parseListOptions(r.URL.Query())
+	opts, err := parseListOptions(queryOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -246,7 +246,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, st *generic.
 	if len(body) == 0 {
 		return nil, apierrors.NewBadRequest("request body must not be empty")
 	}
-	directive, err := fieldValidation(r.URL.Query())
+	directive, err := fieldValidation(queryOf(r))
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +317,7 @@ func dryRun(q url.Values) (bool, error) {
 // fieldManagerName returns the manager for a write: the fieldManager
 // parameter or one derived from the User-Agent as upstream does.
 func fieldManagerName(r *http.Request) (string, error) {
-	if fm := r.URL.Query().Get("fieldManager"); fm != "" {
+	if fm := queryOf(r).Get("fieldManager"); fm != "" {
 		if len(fm) > 128 {
 			return "", apierrors.NewBadRequest("fieldManager: Too long: may not be longer than 128")
 		}
@@ -347,7 +347,7 @@ func parseWrite(r *http.Request) ([]byte, writeParams, error) {
 	if err != nil {
 		return nil, writeParams{}, err
 	}
-	dr, err := dryRun(r.URL.Query())
+	dr, err := dryRun(queryOf(r))
 	if err != nil {
 		return nil, writeParams{}, err
 	}
@@ -458,7 +458,7 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, ri *Request
 }
 
 func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, bool, error) {
-	q := r.URL.Query()
+	q := queryOf(r)
 	opts := &metav1.DeleteOptions{}
 	body, err := readBody(r)
 	if err != nil {
@@ -500,7 +500,7 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, bool, er
 }
 
 func (s *Server) serveDeleteCollection(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
-	lopts, err := parseListOptions(r.URL.Query())
+	lopts, err := parseListOptions(queryOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -44,7 +44,7 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 		return
 	}
 	dr, fm := wp.dryRun, wp.fieldManager
-	q := r.URL.Query()
+	q := queryOf(r)
 	directive, err := fieldValidation(q)
 	if err != nil {
 		s.writeError(w, r, err)

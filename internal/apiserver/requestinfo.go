@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -97,7 +98,7 @@ func parseRequestInfo(r *http.Request) *RequestInfo {
 	if ri.Name == "" && ri.Verb == "get" {
 		ri.Verb = "list"
 	}
-	if watchPath || (ri.Verb == "list" && isTrue(r.URL.Query().Get("watch"))) {
+	if watchPath || (ri.Verb == "list" && isTrue(queryOf(r).Get("watch"))) {
 		ri.Verb = "watch"
 	}
 	if ri.Verb == "delete" && ri.Name == "" {
@@ -116,6 +117,16 @@ func splitPath(p string) []string {
 		return nil
 	}
 	return strings.Split(p, "/")
+}
+
+// queryOf is r.URL.Query() without parsing (and allocating a map for) an
+// empty query, which most writes have: nil Values answer Get, Has and
+// indexing like an empty map. Callers must not add to the result.
+func queryOf(r *http.Request) url.Values {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return r.URL.Query()
 }
 
 func isTrue(s string) bool { return s == "true" || s == "1" }

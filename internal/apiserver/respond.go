@@ -113,7 +113,7 @@ func (s *Server) transform(r *http.Request, kind outputKind, res *registry.Resou
 		if res == nil {
 			return obj, nil
 		}
-		includeObject := metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject"))
+		includeObject := metav1.IncludeObjectPolicy(queryOf(r).Get("includeObject"))
 		return s.toTable(res, obj, includeObject, true)
 	case outputPartialMetadata:
 		return toPartial(obj)

@@ -100,7 +100,7 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 		s.writeError(w, r, apierrors.NewBadRequest("target.name: Required value"))
 		return
 	}
-	dr, err := dryRun(r.URL.Query())
+	dr, err := dryRun(queryOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -22,7 +22,7 @@ import (
 // content type and shared by every watcher (see encodeCache), so a write
 // seen by 100 watchers is serialised once.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestInfo, st *generic.Store) {
-	q := r.URL.Query()
+	q := queryOf(r)
 	opts, err := parseListOrWatchOptions(q, true)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -170,7 +170,7 @@ func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.
 			err := mc.info.Serializer.Encode(t, &b)
 			return b.Bytes(), err
 		}
-		t, err := s.toTable(st.R, obj, metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject")), first)
+		t, err := s.toTable(st.R, obj, metav1.IncludeObjectPolicy(queryOf(r).Get("includeObject")), first)
 		if err != nil {
 			return nil, err
 		}

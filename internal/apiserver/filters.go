@@ -20,7 +20,7 @@ import (
 const MaxRequestBodyBytes = 3 * 1024 * 1024
 
 // buildHandler wires the filter chain:
-// recover -> metrics -> authn -> in-flight limit -> router.
+// workers -> recover -> metrics -> authn -> in-flight limit -> router.
 func (s *Server) buildHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", s.health(nil))
@@ -56,7 +56,21 @@ func (s *Server) buildHandler() http.Handler {
 		}
 		s.writeError(w, r, apierrors.NewNotFound(schemaGR(""), ""))
 	})
-	return s.withRecover(s.withMetrics(s.withAuthn(s.withInflightLimit(mux))))
+	return s.withWorkers(s.withRecover(s.withMetrics(s.withAuthn(s.withInflightLimit(mux)))))
+}
+
+// withWorkers runs requests that end on their own on the worker pool
+// (workers.go), whose goroutines keep the stacks earlier requests grew.
+// Long-running ones (watches, exec, logs, proxies) stay on their own
+// goroutine: they would hold a worker for minutes.
+func (s *Server) withWorkers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isLongRunning(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		s.workers.serve(h, w, r)
+	})
 }
 
 func (s *Server) withRecover(h http.Handler) http.Handler {
@@ -139,8 +153,7 @@ func (s *Server) withInflightLimit(h http.Handler) http.Handler {
 }
 
 func isLongRunning(r *http.Request) bool {
-	q := r.URL.Query()
-	if isTrue(q.Get("watch")) {
+	if isTrue(queryOf(r).Get("watch")) {
 		return true
 	}
 	p := r.URL.Path
@@ -173,7 +186,7 @@ func (s *Server) health(check func() error) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if r.URL.Query().Has("verbose") {
+		if queryOf(r).Has("verbose") {
 			fmt.Fprint(w, "[+]ping ok\n[+]etcd ok\nhealthz check passed\n")
 			return
 		}

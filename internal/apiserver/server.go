@@ -90,6 +90,7 @@ type Server struct {
 	inflight  atomic.Int64
 	metrics   *metrics
 	discovery *discoveryCache
+	workers   *workerPool
 	handler   http.Handler
 }
 
@@ -145,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics()
 	s.discovery = newDiscoveryCache(s)
+	s.workers = newWorkerPool(defaultMaxIdleWorkers, defaultWorkerIdle)
 	s.handler = s.buildHandler()
 	return s, nil
 }

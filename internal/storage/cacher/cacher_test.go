@@ -57,6 +57,12 @@ type env struct {
 
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
+	return newEnvWrapped(t, cfg, nil)
+}
+
+// newEnvWrapped is newEnv with the cacher's store wrapped by wrap.
+func newEnvWrapped(t testing.TB, cfg Config, wrap func(*countingStore) storage.Interface) *env {
+	t.Helper()
 	client := storagetest.StartEtcd(t)
 	newFunc := func() runtime.Object { return &corev1.Pod{} }
 	st := &countingStore{Store: etcd3.New(etcd3.Config{
@@ -64,6 +70,9 @@ func newEnv(t testing.TB, cfg Config) *env {
 	})}
 	if cfg.Storage == nil {
 		cfg.Storage = st
+		if wrap != nil {
+			cfg.Storage = wrap(st)
+		}
 	}
 	cfg.Prefix, cfg.NewFunc = prefix, newFunc
 	if cfg.Logger == nil {

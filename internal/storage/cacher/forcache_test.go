@@ -35,9 +35,7 @@ func TestCacheWatchMatchesStoreWatch(t *testing.T) {
 			if forCache {
 				e = newEnv(t, Config{})
 			} else {
-				inner := newEnv(t, Config{})
-				e = newEnv(t, Config{Storage: plainStore{inner.store}})
-				e.client, e.store = inner.client, inner.store
+				e = newEnvWrapped(t, Config{}, func(s *countingStore) storage.Interface { return plainStore{s} })
 			}
 			ctx := tctx(t)
 			start := create(t, e.c, "ns", "pre", nil)

@@ -26,8 +26,8 @@ import (
 // of the same API version), so such an entry comes out of the slow path
 // as it went in, re-encoded from its decoded set. For a pod that is the
 // controller's create entry (all of metadata and spec, the largest entry
-// by far, the same bytes in every pod of one template) and the
-// scheduler's nodeName: decoding, schema-reconciling and re-encoding them
+// by far, the same bytes in every pod of one template) and any other
+// spec-only writer's: decoding, schema-reconciling and re-encoding them
 // was most of a kubelet status write's managedFields CPU.
 //
 // splitForStatus and updateSkipping leave those entries out of the field
@@ -40,11 +40,13 @@ import (
 //     before comparing); this is decided once per distinct FieldsV1 bytes
 //     and cached (skippableFields);
 //   - the entry is not the writing manager's own (its set would be merged
-//     with the new one);
+//     with the new one; an empty manager name is upstream's "unknown");
 //   - no two entries share a manager identity (the slow path's decode
 //     keeps one of them);
 //   - the cap on update managers cannot apply (it merges the oldest
 //     entries, skipped or not);
+//   - the live object has a uid (without one, an update that starts from
+//     no managedFields is tracked as a create);
 //   - the field manager does not fail, and its output is not empty: a
 //     kept entry that does not decode makes the slow path start from no
 //     managedFields, which on an update records nothing, so an empty

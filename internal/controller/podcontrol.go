@@ -75,6 +75,26 @@ func PodFromTemplate(template *v1.PodTemplateSpec, owner metav1.Object, ref *met
 	return pod
 }
 
+// podSharingTemplate is PodFromTemplate without the copy: the pod's maps,
+// slices and spec are the template's, so it must not be modified (only
+// encoded).
+func podSharingTemplate(template *v1.PodTemplateSpec, owner metav1.Object, ref *metav1.OwnerReference) *v1.Pod {
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: owner.GetName() + "-",
+			Namespace:    owner.GetNamespace(),
+			Labels:       template.Labels,
+			Annotations:  template.Annotations,
+			Finalizers:   template.Finalizers,
+		},
+		Spec: template.Spec,
+	}
+	if ref != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*ref}
+	}
+	return pod
+}
+
 func (c RealPodControl) event(obj runtime.Object, typ, reason, format string, args ...any) {
 	if c.Recorder != nil && obj != nil {
 		c.Recorder.Eventf(obj, typ, reason, format, args...)
@@ -87,18 +107,29 @@ func (c RealPodControl) CreatePod(ctx context.Context, namespace string, templat
 	if !ok {
 		return fmt.Errorf("creating pod: owner %T has no object metadata", owner)
 	}
-	pod := PodFromTemplate(template, meta, ref)
-	if len(pod.Labels) == 0 {
+	if len(template.Labels) == 0 {
 		return fmt.Errorf("creating pod: template of %s has no labels", meta.GetName())
 	}
-	created, err := c.Client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	var name string
+	var err error
+	if rc := CoreREST(c.Client); rc != nil {
+		// The pod is only encoded: it may share the template's
+		// fields, which saves a deep copy of the spec per pod.
+		name, err = createPod(ctx, rc, namespace, podSharingTemplate(template, meta, ref))
+	} else {
+		var created *v1.Pod
+		created, err = c.Client.CoreV1().Pods(namespace).Create(ctx, PodFromTemplate(template, meta, ref), metav1.CreateOptions{})
+		if err == nil {
+			name = created.Name
+		}
+	}
 	if err != nil {
 		if !apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) {
 			c.event(owner, v1.EventTypeWarning, FailedCreatePodReason, "Error creating: %v", err)
 		}
 		return fmt.Errorf("creating pod for %s/%s: %w", namespace, meta.GetName(), err)
 	}
-	c.event(owner, v1.EventTypeNormal, SuccessfulCreatePodReason, "Created pod: %v", created.Name)
+	c.event(owner, v1.EventTypeNormal, SuccessfulCreatePodReason, "Created pod: %v", name)
 	return nil
 }
 

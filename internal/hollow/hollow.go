@@ -29,9 +29,12 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+
+	"skiff.dev/skiff/internal/controller"
 )
 
 // Options configures the nodes.
@@ -64,10 +67,22 @@ type Nodes struct {
 	// read it first); only node i's lease shard writes leases[i].
 	leases []atomic.Pointer[coordinationv1.Lease]
 
-	mu    sync.Mutex
-	uids  []types.UID                  // node UIDs, as registered
-	ips   map[string]map[string]string // node -> pod key -> ip
-	nextI map[string]int
+	// rest is the client's core/v1 REST client (nil for a fake
+	// clientset): pod status goes through it without the typed client's
+	// option conversion and decoding of the answer.
+	rest *rest.RESTClient
+	// nodeIPs[i] is NodeIP(i).
+	nodeIPs []string
+
+	mu   sync.Mutex
+	uids []types.UID          // node UIDs, as registered
+	ips  map[string]*podAddrs // by node
+}
+
+// podAddrs are the pod IPs handed out on one node's /24.
+type podAddrs struct {
+	byKey map[string]string // pod key -> IP
+	used  [4]uint64         // host parts in use, a bit each
 }
 
 // New prepares n hollow nodes; Run registers them.
@@ -99,13 +114,14 @@ func New(client kubernetes.Interface, opts Options) *Nodes {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Nodes{client: client, opts: opts, index: map[string]int{}, ips: map[string]map[string]string{}, nextI: map[string]int{}}
+	n := &Nodes{client: client, opts: opts, index: map[string]int{}, ips: map[string]*podAddrs{}, rest: controller.CoreREST(client)}
 	n.leases = make([]atomic.Pointer[coordinationv1.Lease], opts.Count)
 	n.uids = make([]types.UID, opts.Count)
 	for i := 0; i < opts.Count; i++ {
 		name := fmt.Sprintf("%s%d", opts.Prefix, i)
 		n.names = append(n.names, name)
 		n.index[name] = i
+		n.nodeIPs = append(n.nodeIPs, NodeIP(i))
 	}
 	return n
 }
@@ -379,34 +395,62 @@ func (n *Nodes) processNext(ctx context.Context) bool {
 	return true
 }
 
+// podIP returns the IP of pod key on node, handing out the lowest free
+// address of the node's /24 from .2 upwards (the last, .255, when all are
+// taken: the fake range is never checked for overflow).
 func (n *Nodes) podIP(node, key string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	m := n.ips[node]
-	if m == nil {
-		m = map[string]string{}
-		n.ips[node] = m
+	a := n.ips[node]
+	if a == nil {
+		a = &podAddrs{byKey: map[string]string{}}
+		n.ips[node] = a
 	}
-	if ip, ok := m[key]; ok {
+	if ip, ok := a.byKey[key]; ok {
 		return ip
 	}
-	prefix := netip.MustParsePrefix(PodCIDR(n.index[node]))
-	used := map[string]bool{}
-	for _, ip := range m {
-		used[ip] = true
+	host := 2
+	for host < 255 && a.used[host/64]&(1<<(host%64)) != 0 {
+		host++
 	}
-	addr := prefix.Addr().Next().Next() // .2 upwards
-	for used[addr.String()] && prefix.Contains(addr.Next()) {
-		addr = addr.Next()
-	}
-	m[key] = addr.String()
-	return m[key]
+	a.used[host/64] |= 1 << (host % 64)
+	i := n.index[node]
+	ip := fmt.Sprintf("10.%d.%d.%d", (i>>8)&255, i&255, host)
+	a.byKey[key] = ip
+	return ip
 }
 
 func (n *Nodes) releaseIP(node, key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.ips[node], key)
+	a := n.ips[node]
+	if a == nil {
+		return
+	}
+	if ip, ok := a.byKey[key]; ok {
+		delete(a.byKey, key)
+		if addr, err := netip.ParseAddr(ip); err == nil {
+			host := int(addr.As4()[3])
+			a.used[host/64] &^= 1 << (host % 64)
+		}
+	}
+}
+
+// putStatus writes pod's status (PUT pods/status, as the typed client's
+// UpdateStatus sends it), discarding the answer.
+func (n *Nodes) putStatus(ctx context.Context, pod *v1.Pod) error {
+	if n.rest == nil {
+		_, err := n.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		return err
+	}
+	return n.rest.Put().UseProtobufAsDefault().Namespace(pod.Namespace).Resource("pods").Name(pod.Name).
+		SubResource("status").Body(pod).Do(ctx).Error()
+}
+
+// withStatus returns pod with a copy of its status for the caller to
+// change; the rest is shared with pod (read-only: it is only encoded).
+func withStatus(pod *v1.Pod) *v1.Pod {
+	return &v1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: *pod.Status.DeepCopy()}
 }
 
 // SyncPod converges one pod (namespace/name): a pod bound to one of our
@@ -432,7 +476,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	pods := n.client.CoreV1().Pods(ns)
 	if pod.DeletionTimestamp != nil {
 		if !allTerminated(pod) {
-			st := pod.DeepCopy()
+			st := withStatus(pod)
 			now := metav1.NewTime(n.opts.Clock.Now())
 			// Killed, not completed: a Job must not count the pod a success.
 			st.Status.Phase = v1.PodFailed
@@ -441,7 +485,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 			}, false)
 			setCondition(st, v1.PodReady, v1.ConditionFalse, now)
 			setCondition(st, v1.ContainersReady, v1.ConditionFalse, now)
-			if _, err := pods.UpdateStatus(ctx, st, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			if err := n.putStatus(ctx, st); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("reporting pod %s terminated: %w", key, err)
 			}
 		}
@@ -456,10 +500,10 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	if pod.Status.Phase == v1.PodRunning || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
 		return nil
 	}
-	st := pod.DeepCopy()
+	st := withStatus(pod)
 	now := metav1.NewTime(n.opts.Clock.Now())
 	st.Status.Phase = v1.PodRunning
-	st.Status.HostIP = NodeIP(idx)
+	st.Status.HostIP = n.nodeIPs[idx]
 	st.Status.HostIPs = []v1.HostIP{{IP: st.Status.HostIP}}
 	st.Status.PodIP = n.podIP(pod.Spec.NodeName, key)
 	st.Status.PodIPs = []v1.PodIP{{IP: st.Status.PodIP}}
@@ -470,7 +514,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	st.Status.ContainerStatuses = containerStatuses(pod, func(c v1.Container) v1.ContainerState {
 		return v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: now}}
 	}, true)
-	if _, err := pods.UpdateStatus(ctx, st, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := n.putStatus(ctx, st); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reporting pod %s running: %w", key, err)
 	}
 	return nil

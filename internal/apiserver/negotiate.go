@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -38,10 +39,29 @@ type mediaChoice struct {
 type negotiator struct {
 	codecs serializer.CodecFactory
 	byType map[string]runtime.SerializerInfo
+
+	// outputs remembers negotiated Accept headers: clients send the same
+	// few, and parsing one (mime.ParseMediaType per part, a map each)
+	// cost more than the lookup. Bounded, as the headers are the
+	// clients' choice.
+	mu      sync.RWMutex
+	outputs map[outputKey]outputResult
 }
 
+type outputKey struct {
+	accept  string
+	allowed uint8 // bit k: outputKind k allowed
+}
+
+type outputResult struct {
+	mc  mediaChoice
+	err error
+}
+
+const maxCachedAccepts = 128
+
 func newNegotiator(codecs serializer.CodecFactory) *negotiator {
-	n := &negotiator{codecs: codecs, byType: map[string]runtime.SerializerInfo{}}
+	n := &negotiator{codecs: codecs, byType: map[string]runtime.SerializerInfo{}, outputs: map[outputKey]outputResult{}}
 	for _, info := range codecs.SupportedMediaTypes() {
 		n.byType[info.MediaType] = info
 	}
@@ -55,6 +75,27 @@ func (n *negotiator) output(r *http.Request, allowed ...outputKind) (mediaChoice
 	if accept == "" {
 		return mediaChoice{info: n.byType[mediaJSON]}, nil
 	}
+	k := outputKey{accept: accept}
+	for _, a := range allowed {
+		k.allowed |= 1 << a
+	}
+	n.mu.RLock()
+	res, ok := n.outputs[k]
+	n.mu.RUnlock()
+	if ok {
+		return res.mc, res.err
+	}
+	res.mc, res.err = n.negotiateOutput(accept, allowed)
+	n.mu.Lock()
+	if len(n.outputs) < maxCachedAccepts {
+		n.outputs[k] = res
+	}
+	n.mu.Unlock()
+	return res.mc, res.err
+}
+
+// negotiateOutput parses an Accept header: the first acceptable part wins.
+func (n *negotiator) negotiateOutput(accept string, allowed []outputKind) (mediaChoice, error) {
 	for _, part := range strings.Split(accept, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -116,6 +157,10 @@ func (n *negotiator) input(r *http.Request) (runtime.SerializerInfo, error) {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
 		return n.byType[mediaJSON], nil
+	}
+	if info, ok := n.byType[ct]; ok {
+		// A bare media type, as client-go sends: what parsing gives.
+		return info, nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {

@@ -231,7 +231,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > MaxRequestBodyBytes {
 		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", MaxRequestBodyBytes))
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1))
+	b, err := readAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1), r.ContentLength)
 	if err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("reading request body: %v", err))
 	}
@@ -239,6 +239,30 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", MaxRequestBodyBytes))
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll starting with room for a body of the declared
+// length and one more byte (to see the end without growing), instead of
+// growing from 512 bytes by copies.
+func readAll(r io.Reader, length int64) ([]byte, error) {
+	if length <= 0 || length > MaxRequestBodyBytes {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, length+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// Longer than declared: let append grow it.
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // writeStatusOK writes a success Status (deletes that return no object).

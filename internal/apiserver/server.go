@@ -10,6 +10,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -92,6 +93,8 @@ type Server struct {
 	discovery *discoveryCache
 	workers   *workerPool
 	handler   http.Handler
+	// createdJSON is createdStatus as JSON (writeCreatedStatus).
+	createdJSON []byte
 }
 
 type groupInfo struct {
@@ -117,6 +120,11 @@ func New(cfg Config) (*Server, error) {
 		stores: map[string]*generic.Store{},
 	}
 	s.neg = newNegotiator(s.codecs)
+	var created bytes.Buffer
+	if err := s.neg.byType[mediaJSON].Serializer.Encode(createdStatus(), &created); err != nil {
+		return nil, fmt.Errorf("apiserver: encoding the created Status: %w", err)
+	}
+	s.createdJSON = created.Bytes()
 	s.strictDec = map[string]runtime.Decoder{
 		mediaJSON: json.NewSerializerWithOptions(json.DefaultMetaFactory, cfg.Scheme, cfg.Scheme, json.SerializerOptions{Strict: true}),
 		mediaYAML: json.NewSerializerWithOptions(json.DefaultMetaFactory, cfg.Scheme, cfg.Scheme, json.SerializerOptions{Yaml: true, Strict: true}),

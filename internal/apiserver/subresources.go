@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -133,9 +134,24 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 		s.writeError(w, r, err)
 		return
 	}
-	st2 := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
-	st2.SetGroupVersionKind(statusGVK)
-	s.writeRaw(w, http.StatusCreated, mediaJSON, s.neg.byType[mediaJSON].Serializer, st2)
+	s.writeCreatedStatus(w)
+}
+
+// createdStatus is the success Status a binding or an eviction answers
+// (201, JSON), the same for every request.
+func createdStatus() *metav1.Status {
+	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
+	st.SetGroupVersionKind(statusGVK)
+	return st
+}
+
+// writeCreatedStatus writes createdStatus, encoded once in New.
+func (s *Server) writeCreatedStatus(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", mediaJSON)
+	h.Set("Content-Length", strconv.Itoa(len(s.createdJSON)))
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(s.createdJSON)
 }
 
 func (p *PodSubresources) now() time.Time {
@@ -191,9 +207,7 @@ func (p *PodSubresources) evict(w http.ResponseWriter, r *http.Request, ri *Requ
 		s.writeError(w, r, err)
 		return
 	}
-	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
-	st.SetGroupVersionKind(statusGVK)
-	s.writeRaw(w, http.StatusCreated, mediaJSON, s.neg.byType[mediaJSON].Serializer, st)
+	s.writeCreatedStatus(w)
 }
 
 // checkBudgets refuses an eviction that would take a matching

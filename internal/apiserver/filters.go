@@ -219,6 +219,8 @@ func writeJSON(w http.ResponseWriter, code int, v interface{}) {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	// ri is the request's info if serveAPI parsed it (nil otherwise).
+	ri *RequestInfo
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -250,7 +252,10 @@ func (s *Server) withMetrics(h http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
-		ri := parseRequestInfo(r)
+		ri := rec.ri
+		if ri == nil {
+			ri = parseRequestInfo(r)
+		}
 		verb, resource := metricsVerb(ri, r), ri.Resource
 		if !ri.IsResourceRequest {
 			verb, resource = r.Method, ""

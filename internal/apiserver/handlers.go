@@ -32,11 +32,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ri := parseRequestInfo(r)
+	if rec, ok := w.(*statusRecorder); ok {
+		// The metrics filter labels the request with it afterwards.
+		rec.ri = ri
+	}
 	if !ri.IsResourceRequest {
 		s.serveDiscovery(w, r)
 		return
 	}
-	r = r.WithContext(withRequestInfo(r.Context(), ri))
 	if s.cfg.Extra != nil && ri.Subresource != "" {
 		if s.cfg.Extra.Handle(w, r, ri, s) {
 			return
@@ -116,20 +119,6 @@ func hasString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-type ctxKey int
-
-const requestInfoKey ctxKey = 1
-
-func withRequestInfo(ctx context.Context, ri *RequestInfo) context.Context {
-	return context.WithValue(ctx, requestInfoKey, ri)
-}
-
-// RequestInfoFrom returns the parsed request info of a resource request.
-func RequestInfoFrom(ctx context.Context) *RequestInfo {
-	ri, _ := ctx.Value(requestInfoKey).(*RequestInfo)
-	return ri
 }
 
 // ---------------------------------------------------------------- reads

@@ -80,16 +80,13 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 	if flusher != nil {
 		flusher.Flush()
 	}
-	var streamEnc runtime.Encoder
-	var frameBuf bytes.Buffer
-	var frameWriter = mc.info.StreamSerializer
-	if protobuf && frameWriter != nil {
-		streamEnc = frameWriter.Serializer
-	}
+	f := watchFormat{mc: mc}
 	var fw = w.(interface{ Write([]byte) (int, error) })
-	if protobuf && frameWriter != nil {
-		fw = frameWriter.Framer.NewFrameWriter(w)
+	if sf := mc.info.StreamSerializer; protobuf && sf != nil {
+		f.streamEnc = sf.Serializer
+		fw = sf.Framer.NewFrameWriter(w)
 	}
+	var scratch bytes.Buffer
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	first := true
@@ -104,7 +101,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 			if !ok {
 				return
 			}
-			raw, err := s.encodeWatchObject(r, mc, st, ev, first)
+			b, err := s.encodeWatchEvent(r, &f, st, ev, first, &scratch)
 			if err != nil {
 				s.log.Error("encoding watch event", "err", err)
 				return
@@ -112,33 +109,63 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 			if ev.Type != watch.Bookmark && ev.Type != watch.Error {
 				first = false
 			}
-			if protobuf {
-				frameBuf.Reset()
-				we := &metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: raw}}
-				if err := streamEnc.Encode(we, &frameBuf); err != nil {
-					return
-				}
-				if _, err := fw.Write(frameBuf.Bytes()); err != nil {
-					return
-				}
-			} else {
-				buf := getBuf()
-				buf.WriteString(`{"type":"`)
-				buf.WriteString(string(ev.Type))
-				buf.WriteString(`","object":`)
-				buf.Write(bytes.TrimRight(raw, "\n"))
-				buf.WriteString("}\n")
-				_, err := w.Write(buf.Bytes())
-				putBuf(buf)
-				if err != nil {
-					return
-				}
+			if _, err := fw.Write(b); err != nil {
+				return
 			}
 			if len(ch) == 0 && flusher != nil {
 				flusher.Flush()
 			}
 		}
 	}
+}
+
+// watchFormat is how a watch stream encodes its events.
+type watchFormat struct {
+	mc mediaChoice
+	// streamEnc encodes a protobuf stream's metav1.WatchEvent (nil: the
+	// stream is JSON lines).
+	streamEnc runtime.Encoder
+}
+
+// encodeWatchEvent returns ev as the stream carries it: a protobuf
+// WatchEvent (for the length-prefix framer) or a JSON line. Object events
+// in a watcher-independent form (not Tables) are encoded once and shared
+// by every watcher (the result must not be modified); others are encoded
+// into scratch.
+func (s *Server) encodeWatchEvent(r *http.Request, f *watchFormat, st *generic.Store, ev watch.Event, first bool, scratch *bytes.Buffer) ([]byte, error) {
+	switch ev.Type {
+	case watch.Added, watch.Modified, watch.Deleted:
+		if f.mc.kind != outputTable {
+			k := encodeKey{obj: ev.Object, ct: f.mc.info.MediaType, kind: f.mc.kind, event: ev.Type}
+			return watchEncodeCache.encode(k, func(b *bytes.Buffer) error {
+				raw, err := s.encodeWatchObject(r, f.mc, st, ev, first)
+				if err != nil {
+					return err
+				}
+				return f.frame(b, ev.Type, raw)
+			})
+		}
+	}
+	raw, err := s.encodeWatchObject(r, f.mc, st, ev, first)
+	if err != nil {
+		return nil, err
+	}
+	scratch.Reset()
+	err = f.frame(scratch, ev.Type, raw)
+	return scratch.Bytes(), err
+}
+
+// frame writes the event of type t with the encoded object raw to b.
+func (f *watchFormat) frame(b *bytes.Buffer, t watch.EventType, raw []byte) error {
+	if f.streamEnc != nil {
+		return f.streamEnc.Encode(&metav1.WatchEvent{Type: string(t), Object: runtime.RawExtension{Raw: raw}}, b)
+	}
+	b.WriteString(`{"type":"`)
+	b.WriteString(string(t))
+	b.WriteString(`","object":`)
+	b.Write(bytes.TrimRight(raw, "\n"))
+	b.WriteString("}\n")
+	return nil
 }
 
 // encodeWatchObject encodes the event's object in the negotiated form,
@@ -178,7 +205,7 @@ func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.
 		err = mc.info.Serializer.Encode(t, &b)
 		return b.Bytes(), err
 	case outputPartialMetadata:
-		return watchEncodeCache.encode(obj, mc.info.MediaType+";partial", func(b *bytes.Buffer) error {
+		return watchEncodeCache.encode(encodeKey{obj: obj, ct: mc.info.MediaType, kind: outputPartialMetadata}, func(b *bytes.Buffer) error {
 			p, err := toPartial(obj)
 			if err != nil {
 				return err
@@ -186,7 +213,7 @@ func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.
 			return mc.info.Serializer.Encode(p, b)
 		})
 	}
-	return watchEncodeCache.encode(obj, mc.info.MediaType, func(b *bytes.Buffer) error {
+	return watchEncodeCache.encode(encodeKey{obj: obj, ct: mc.info.MediaType}, func(b *bytes.Buffer) error {
 		return mc.info.Serializer.Encode(obj, b)
 	})
 }
@@ -198,9 +225,12 @@ func objectRV(obj runtime.Object) string {
 	return ""
 }
 
-// encodeCache remembers the encoding of recently seen watch objects by
-// pointer identity: the watch cache hands the same object to every
-// watcher, so the first watcher encodes and the others copy.
+// encodeCache remembers the encoding of recently seen watch objects, and
+// of the events carrying them, by pointer identity: the watch cache hands
+// the same object to every watcher, so the first watcher encodes and the
+// others copy. An object has an entry of its own (shared by the events of
+// different types that carry it: a pod leaving one watcher's selector is
+// a DELETED there and a MODIFIED elsewhere) and one per event type.
 type encodeCache struct {
 	mu    sync.Mutex
 	m     map[encodeKey][]byte
@@ -209,18 +239,22 @@ type encodeCache struct {
 }
 
 type encodeKey struct {
-	obj runtime.Object
-	ct  string
+	obj  runtime.Object
+	ct   string     // media type
+	kind outputKind // outputObject or outputPartialMetadata
+	// event is the event type for an event's encoding, "" for the
+	// object's.
+	event watch.EventType
 }
 
-var watchEncodeCache = newEncodeCache(4096)
+// watchEncodeCache holds about 4096 objects with one event each.
+var watchEncodeCache = newEncodeCache(8192)
 
 func newEncodeCache(n int) *encodeCache {
 	return &encodeCache{m: make(map[encodeKey][]byte, n), order: make([]encodeKey, n)}
 }
 
-func (c *encodeCache) encode(obj runtime.Object, ct string, enc func(*bytes.Buffer) error) ([]byte, error) {
-	k := encodeKey{obj: obj, ct: ct}
+func (c *encodeCache) encode(k encodeKey, enc func(*bytes.Buffer) error) ([]byte, error) {
 	c.mu.Lock()
 	if b, ok := c.m[k]; ok {
 		c.mu.Unlock()

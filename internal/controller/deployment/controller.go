@@ -52,6 +52,7 @@ type Controller struct {
 	// annotations): a sync may update one ReplicaSet twice, and the
 	// next sync often comes before the informer has the first update.
 	rsWritten controller.LastWrites[*appsv1.ReplicaSet]
+	templates templateMemo
 }
 
 // New returns a Deployment controller fed by the given shared informers.
@@ -200,6 +201,7 @@ func (c *Controller) deleteRS(obj any) {
 		return
 	}
 	c.rsWritten.Forget(rs.Namespace + "/" + rs.Name)
+	c.templates.forget(rs.UID)
 	if d := c.resolve(rs.Namespace, metav1.GetControllerOf(rs)); d != nil {
 		c.enqueue(d)
 	}

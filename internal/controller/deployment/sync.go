@@ -218,7 +218,7 @@ func (c *Controller) allReplicaSets(ctx context.Context, d *appsv1.Deployment, r
 	// A sync calls this twice over one list (isScalingEvent first): the
 	// second call must see what the first one wrote.
 	rsList = c.newestRSs(rsList)
-	existing := findNewRS(d, rsList)
+	existing := findNewRS(d, rsList, c.templates.same)
 	var olds []*appsv1.ReplicaSet
 	for _, rs := range rsList {
 		if existing == nil || rs.UID != existing.UID {

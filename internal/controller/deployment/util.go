@@ -4,11 +4,13 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -118,18 +120,36 @@ func MaxUnavailable(d *appsv1.Deployment) int32 {
 	return min(unavailable, r)
 }
 
-// equalIgnoreHash compares templates ignoring the pod-template-hash label.
+// equalIgnoreHash compares templates ignoring the pod-template-hash label
+// (and, as apiequality.Semantic does, nil against empty). It runs for
+// every ReplicaSet on every sync, so it compares in place: no copies.
 func equalIgnoreHash(a, b *v1.PodTemplateSpec) bool {
-	a, b = a.DeepCopy(), b.DeepCopy()
-	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	if len(a.Labels) == 0 {
-		a.Labels = nil
+	if !labelsEqualIgnoreHash(a.Labels, b.Labels) {
+		return false
 	}
-	if len(b.Labels) == 0 {
-		b.Labels = nil
+	// Shallow copies share everything with a and b; DeepEqual only reads.
+	ac, bc := *a, *b
+	ac.Labels, bc.Labels = nil, nil
+	return apiequality.Semantic.DeepEqual(&ac, &bc)
+}
+
+func labelsEqualIgnoreHash(a, b map[string]string) bool {
+	const hash = appsv1.DefaultDeploymentUniqueLabelKey
+	n := 0
+	for k, v := range a {
+		if k == hash {
+			continue
+		}
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+		n++
 	}
-	return apiequality.Semantic.DeepEqual(a, b)
+	m := len(b)
+	if _, ok := b[hash]; ok {
+		m--
+	}
+	return n == m
 }
 
 // revision returns the revision annotation of obj (0 if absent or invalid).
@@ -220,15 +240,64 @@ func (s bySizeNewer) Less(i, j int) bool {
 }
 
 // findNewRS returns the oldest ReplicaSet whose template equals d's.
-func findNewRS(d *appsv1.Deployment, rss []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
+func findNewRS(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, same func(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool) *appsv1.ReplicaSet {
 	sorted := append([]*appsv1.ReplicaSet(nil), rss...)
 	sort.Sort(byCreation(sorted))
 	for _, rs := range sorted {
-		if equalIgnoreHash(&rs.Spec.Template, &d.Spec.Template) {
+		if same(d, rs) {
 			return rs
 		}
 	}
 	return nil
+}
+
+// sameTemplate is equalIgnoreHash(rs's template, d's template).
+func sameTemplate(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
+	return equalIgnoreHash(&rs.Spec.Template, &d.Spec.Template)
+}
+
+// templateMemo remembers sameTemplate per ReplicaSet for the generations
+// of the ReplicaSet and its Deployment it was computed at: a template
+// only changes with its object's spec, which bumps the generation. Every
+// sync compares d's template with every ReplicaSet's twice, and each
+// comparison (apiequality.Semantic over a PodSpec) costs tens of µs.
+type templateMemo struct {
+	mu sync.Mutex
+	m  map[types.UID]templateMatch // by ReplicaSet UID
+}
+
+type templateMatch struct {
+	d           types.UID
+	dGen, rsGen int64
+	same        bool
+}
+
+func (t *templateMemo) same(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
+	if d.UID == "" || rs.UID == "" || d.Generation == 0 || rs.Generation == 0 {
+		// Objects the API server did not write (unit tests' fakes
+		// keep generations as given): nothing to key on.
+		return sameTemplate(d, rs)
+	}
+	t.mu.Lock()
+	m, ok := t.m[rs.UID]
+	t.mu.Unlock()
+	if ok && m.d == d.UID && m.dGen == d.Generation && m.rsGen == rs.Generation {
+		return m.same
+	}
+	same := sameTemplate(d, rs)
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[types.UID]templateMatch{}
+	}
+	t.m[rs.UID] = templateMatch{d: d.UID, dGen: d.Generation, rsGen: rs.Generation, same: same}
+	t.mu.Unlock()
+	return same
+}
+
+func (t *templateMemo) forget(rs types.UID) {
+	t.mu.Lock()
+	delete(t.m, rs)
+	t.mu.Unlock()
 }
 
 func intAnnotation(rs *appsv1.ReplicaSet, key string) (int32, bool) {

@@ -264,8 +264,10 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 	if !ok1 || !ok2 || cur.ResourceVersion == oldPod.ResourceVersion && cur.ResourceVersion != "" {
 		return
 	}
-	c.tally.observe(cur)
 	labelsChanged := !sameLabels(cur.Labels, oldPod.Labels)
+	if labelsChanged || !sameTallyFacts(oldPod, cur) {
+		c.tally.observe(cur)
+	}
 	if cur.DeletionTimestamp != nil {
 		c.podGone(cur)
 		if labelsChanged {

@@ -122,6 +122,17 @@ func (t *podTally) observe(p *v1.Pod) {
 	t.where[ref] = key
 }
 
+// sameTallyFacts reports whether the tally would record the same facts
+// for cur as for old, labels aside (the caller compares those): most pod
+// updates (bound to a node, container states) change none of them, and
+// observing costs several map operations under the tally's lock.
+func sameTallyFacts(old, cur *v1.Pod) bool {
+	return old.Namespace == cur.Namespace && old.Name == cur.Name && ownerOf(old) == ownerOf(cur) &&
+		controller.IsPodActive(old) == controller.IsPodActive(cur) &&
+		controller.IsPodReady(old) == controller.IsPodReady(cur) &&
+		controller.ReadySince(old).Equal(controller.ReadySince(cur))
+}
+
 // forget removes p (a delete event; p may be a stale final state).
 func (t *podTally) forget(p *v1.Pod) {
 	ref := podRef{p.Namespace, p.Name}

@@ -83,7 +83,9 @@ type Config struct {
 	Prefix string
 	// NewFunc returns an empty object of the resource (for bookmarks).
 	NewFunc func() runtime.Object
-	// KeyFunc returns an object's storage key. Default: Prefix +
+	// KeyFunc returns an object's storage key: the key the store holds
+	// it under (a ForCache watch reports changes by that key, the list
+	// the cache starts from is keyed by KeyFunc). Default: Prefix +
 	// namespace + "/" + name, or Prefix + name for cluster-scoped objects.
 	KeyFunc func(obj runtime.Object) (string, error)
 	// EventBufferSize is the number of recent events kept for replay.

@@ -156,12 +156,15 @@ func (c *Cache) removeOrder(name string) {
 	}
 }
 
-func (c *Cache) addPodLocked(pod *v1.Pod) {
+func (c *Cache) addPodLocked(pod *v1.Pod) { c.addPodInfoLocked(framework.NewPodInfo(pod)) }
+
+func (c *Cache) addPodInfoLocked(pi *framework.PodInfo) {
+	pod := pi.Pod
 	it := c.touch(pod.Spec.NodeName)
 	if _, ok := c.nodes[pod.Spec.NodeName]; ok && it.info.Node() == nil && len(it.info.Pods) == 0 {
 		c.order = appendUnique(c.order, pod.Spec.NodeName)
 	}
-	it.info.AddPod(pod)
+	it.info.AddPodInfo(pi)
 }
 
 func appendUnique(s []string, v string) []string {
@@ -190,13 +193,18 @@ func (c *Cache) removePodLocked(pod *v1.Pod) error {
 }
 
 // AssumePod places pod (spec.nodeName set) before its binding is confirmed.
-func (c *Cache) AssumePod(pod *v1.Pod) error {
+func (c *Cache) AssumePod(pod *v1.Pod) error { return c.AssumePodInfo(framework.NewPodInfo(pod)) }
+
+// AssumePodInfo is AssumePod with the pod's PodInfo already computed
+// (pi.Pod is the assumed pod, spec.nodeName set).
+func (c *Cache) AssumePodInfo(pi *framework.PodInfo) error {
+	pod := pi.Pod
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.pods[pod.UID]; ok {
 		return fmt.Errorf("pod %s/%s is already in the cache", pod.Namespace, pod.Name)
 	}
-	c.addPodLocked(pod)
+	c.addPodInfoLocked(pi)
 	c.pods[pod.UID] = &podState{pod: pod}
 	c.assumed[pod.UID] = true
 	return nil

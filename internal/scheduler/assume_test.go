@@ -99,3 +99,16 @@ func BenchmarkAssume(b *testing.B) {
 		})
 	})
 }
+
+// TestSameLabelsIsDeepEqual: sameLabels answers as reflect.DeepEqual did
+// for the label maps of pod and node updates, nil versus empty included.
+func TestSameLabelsIsDeepEqual(t *testing.T) {
+	maps := []map[string]string{nil, {}, {"a": "1"}, {"a": "2"}, {"b": "1"}, {"a": "1", "b": "1"}, {"a": ""}}
+	for _, a := range maps {
+		for _, b := range maps {
+			if got, want := sameLabels(a, b), reflect.DeepEqual(a, b); got != want {
+				t.Errorf("sameLabels(%#v, %#v) = %v, DeepEqual %v", a, b, got, want)
+			}
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -482,6 +483,12 @@ var (
 	assignedPodDelete = framework.ClusterEvent{Resource: framework.KindAssignedPod, ActionType: framework.Delete}
 )
 
+// sameLabels is reflect.DeepEqual for two label maps (nil differs from
+// empty), without reflection: it runs for every update of a bound pod.
+func sameLabels(a, b map[string]string) bool {
+	return (a == nil) == (b == nil) && maps.Equal(a, b)
+}
+
 func (s *Scheduler) registerHandlers() error {
 	core := s.factory.Core().V1()
 	podInf := core.Pods().Informer()
@@ -525,7 +532,7 @@ func (s *Scheduler) registerHandlers() error {
 				if err := s.cache.UpdatePod(old, pod); err != nil {
 					s.log.Error("updating pod in cache", "pod", pod.Name, "err", err)
 				}
-				if !reflect.DeepEqual(old.Labels, pod.Labels) {
+				if !sameLabels(old.Labels, pod.Labels) {
 					s.queue.MoveAllToActiveOrBackoffQueue(assignedPodUpdate, nil)
 				}
 				return
@@ -644,7 +651,7 @@ func nodeChange(old, n *v1.Node) framework.ActionType {
 	if !reflect.DeepEqual(old.Status.Allocatable, n.Status.Allocatable) {
 		a |= framework.UpdateNodeAllocatable
 	}
-	if !reflect.DeepEqual(old.Labels, n.Labels) {
+	if !sameLabels(old.Labels, n.Labels) {
 		a |= framework.UpdateNodeLabel
 	}
 	if !reflect.DeepEqual(old.Spec.Taints, n.Spec.Taints) || old.Spec.Unschedulable != n.Spec.Unschedulable {

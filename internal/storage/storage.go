@@ -76,10 +76,10 @@ type Interface interface {
 
 // GuessingUpdater is implemented by stores whose GuaranteedUpdate can
 // start from a copy of the object a cache already holds instead of reading
-// it. guess is shared (never modified): its Object carries its
-// resourceVersion, and its Data, when not nil, is what the store holds at
-// that revision (saving an encode for the unchanged-bytes check); nil
-// means no guess. A stale guess costs a retry, never a lost write: the
+// it. guess is shared (never modified): its ResourceVersion (or, when 0,
+// its Object's resourceVersion) is the revision the Object is at, and its
+// Data, when not nil, is what the store holds at that revision (saving an
+// encode for the unchanged-bytes check); nil means no guess. A stale guess costs a retry, never a lost write: the
 // write is a compare-and-swap on the guess's revision, and every decision
 // that does not end in a write is re-taken on a fresh read, as for
 // GuaranteedUpdate.

@@ -103,6 +103,7 @@ type Config struct {
 type entry struct {
 	key string
 	obj runtime.Object
+	rv  int64 // obj's resourceVersion
 	// data is what the store holds for obj (nil when unknown: objects
 	// from the initial list), handed to updates starting from obj.
 	data []byte
@@ -284,7 +285,11 @@ func (c *Cacher) listAndWatch() error {
 		if err != nil {
 			return err
 		}
-		e := &entry{key: key, obj: obj}
+		rv, err := storage.ObjectResourceVersion(obj)
+		if err != nil {
+			return fmt.Errorf("reading the resourceVersion of %s: %w", key, err)
+		}
+		e := &entry{key: key, obj: obj, rv: rv}
 		tree.ReplaceOrInsert(e)
 		byKey[key] = e
 	}
@@ -429,7 +434,7 @@ func (c *Cacher) process(ev watch.Event) error {
 		if old != nil {
 			e.typ = watch.Modified
 		}
-		ne := &entry{key: key, obj: obj, data: data}
+		ne := &entry{key: key, obj: obj, rv: rv, data: data}
 		c.tree.ReplaceOrInsert(ne)
 		c.byKey[key] = ne
 	}
@@ -707,7 +712,7 @@ func (c *Cacher) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFoun
 	var guess *storage.Stored
 	c.mu.Lock()
 	if e, found := c.byKey[key]; found {
-		guess = &storage.Stored{Key: key, Object: e.obj, Data: e.data}
+		guess = &storage.Stored{Key: key, ResourceVersion: e.rv, Object: e.obj, Data: e.data}
 	}
 	c.mu.Unlock()
 	return gu.GuaranteedUpdateFrom(ctx, key, ignoreNotFound, tryUpdate, guess)

@@ -93,7 +93,7 @@ func TestCacheWatchMatchesStoreWatch(t *testing.T) {
 			}
 			for _, kv := range resp.Kvs {
 				ent := e.c.byKey[string(kv.Key)]
-				if ent == nil || rvOf(t, ent.obj) != kv.ModRevision {
+				if ent == nil || rvOf(t, ent.obj) != kv.ModRevision || ent.rv != kv.ModRevision {
 					t.Fatalf("cache entry for %s: %+v, etcd at %d", kv.Key, ent, kv.ModRevision)
 				}
 				if forCache && !bytes.Equal(ent.data, kv.Value) {

@@ -322,13 +322,20 @@ func (s *Store) useGuess(key string, guess *storage.Stored, cur *runtime.Object,
 	if guess == nil || guess.Object == nil {
 		return false
 	}
-	rev, err := storage.ObjectResourceVersion(guess.Object)
-	if err != nil || rev <= 0 {
+	rev := guess.ResourceVersion
+	if rev == 0 {
+		var err error
+		if rev, err = storage.ObjectResourceVersion(guess.Object); err != nil {
+			return false
+		}
+	}
+	if rev <= 0 {
 		return false
 	}
 	obj := guess.Object.DeepCopyObject()
 	data := guess.Data
 	if data == nil {
+		var err error
 		if data, err = s.encode(key, obj); err != nil { // clears obj's resourceVersion
 			return false
 		}

@@ -118,6 +118,8 @@ type Scheduler struct {
 	algo     *Algorithm
 	snapshot *framework.Snapshot
 	handle   *framework.BasicHandle
+	// binders run the binding cycles (see bindWorkers).
+	binders *bindWorkers
 
 	broadcaster events.EventBroadcaster
 	recorder    events.EventRecorder
@@ -146,7 +148,8 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{cfg: cfg, client: client, factory: factory, log: logger.With("component", "scheduler"),
-		cache: schedcache.New(cfg.Clock, cfg.AssumedPodTTL), snapshot: &framework.Snapshot{}}
+		cache: schedcache.New(cfg.Clock, cfg.AssumedPodTTL), snapshot: &framework.Snapshot{},
+		binders: &bindWorkers{maxIdle: defaultBindIdleWorkers, idleTimeout: defaultBindWorkerIdle}}
 	empty := map[string]labels.Set{}
 	s.namespaces.Store(&empty)
 
@@ -346,7 +349,8 @@ func (s *Scheduler) ScheduleOne(ctx context.Context) {
 	}
 	s.queue.Done(pod.UID)
 	s.queue.DeleteNominatedPodIfExists(pod)
-	go s.bind(ctx, state, qpi, assumed, result.SuggestedHost)
+	host := result.SuggestedHost
+	s.binders.Go(func() { s.bind(ctx, state, qpi, assumed, host) })
 }
 
 // assume returns the pod placed on host and its PodInfo. The assumed pod

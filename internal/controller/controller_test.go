@@ -106,6 +106,31 @@ func TestSlowStartBatch(t *testing.T) {
 	}
 }
 
+// TestSlowStartBatchParallel: a batch's calls overlap, at most
+// SlowStartParallel at a time, and every call of the batch is made.
+func TestSlowStartBatchParallel(t *testing.T) {
+	var in, peak, calls atomic.Int32
+	n, err := SlowStartBatch(127, 64, func() error {
+		calls.Add(1)
+		cur := in.Add(1)
+		for {
+			p := peak.Load()
+			if cur <= p || peak.CompareAndSwap(p, cur) {
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+		in.Add(-1)
+		return nil
+	})
+	if n != 127 || err != nil || calls.Load() != 127 {
+		t.Fatalf("got %d, %v after %d calls", n, err, calls.Load())
+	}
+	if p := peak.Load(); p < 2 || p > SlowStartParallel {
+		t.Fatalf("%d calls at once, want 2..%d", p, SlowStartParallel)
+	}
+}
+
 func TestComputeHash(t *testing.T) {
 	tpl := &v1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}}}
 	tpl.Spec.Containers = []v1.Container{{Name: "c", Image: "nginx:1"}}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -127,32 +128,46 @@ func (s ActivePods) Less(i, j int) bool {
 }
 
 // SlowStartBatch calls fn count times in batches of 1, 2, 4, ... (starting at
-// initialBatch), the calls of one batch in parallel. It stops after the
-// first batch with a failure, so a systematic error (quota, admission) costs
-// one call rather than count. It returns the number of successful calls and
-// the first error.
+// initialBatch), the calls of one batch in parallel (at most
+// SlowStartParallel at a time). It stops after the first batch with a
+// failure, so a systematic error (quota, admission) costs one call rather
+// than count. It returns the number of successful calls and the first
+// error.
 func SlowStartBatch(count, initialBatch int, fn func() error) (int, error) {
 	remaining := count
 	successes := 0
 	batch := min(remaining, max(initialBatch, 1))
 	for batch > 0 {
-		errs := make(chan error, batch)
+		var taken, failed atomic.Int64
+		var first error
+		var once sync.Once
 		var wg sync.WaitGroup
-		for i := 0; i < batch; i++ {
+		// A few goroutines take the batch's calls in turn instead of one
+		// goroutine per call: a pod creation grows a new goroutine's
+		// stack (protobuf sizing and encoding of the pod), and
+		// runtime.copystack was ~0.15 s of 0.9 s of CreatePod CPU per
+		// 10,000 pods with a goroutine per call.
+		for range min(batch, SlowStartParallel) {
 			wg.Go(func() {
-				if err := fn(); err != nil {
-					errs <- err
+				for taken.Add(1) <= int64(batch) {
+					if err := fn(); err != nil {
+						failed.Add(1)
+						once.Do(func() { first = err })
+					}
 				}
 			})
 		}
 		wg.Wait()
-		close(errs)
-		successes += batch - len(errs)
-		if len(errs) > 0 {
-			return successes, <-errs
+		successes += batch - int(failed.Load())
+		if first != nil {
+			return successes, first
 		}
 		remaining -= batch
 		batch = min(2*batch, remaining)
 	}
 	return successes, nil
 }
+
+// SlowStartParallel bounds the calls SlowStartBatch makes at once: more
+// in flight than this gains nothing on an API server with a few cores.
+const SlowStartParallel = 16

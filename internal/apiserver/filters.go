@@ -60,7 +60,10 @@ func (s *Server) buildHandler() http.Handler {
 }
 
 // withWorkers runs requests that end on their own on the worker pool
-// (workers.go), whose goroutines keep the stacks earlier requests grew.
+// (internal/gopool), whose goroutines keep the stacks earlier requests
+// grew; panics and runtime.Goexit reach this goroutine as if the handler
+// ran here (net/http's http.ErrAbortHandler handling and the recover
+// filter behave as without the pool).
 // Long-running ones (watches, exec, logs, proxies) stay on their own
 // goroutine: they would hold a worker for minutes.
 func (s *Server) withWorkers(h http.Handler) http.Handler {
@@ -69,7 +72,7 @@ func (s *Server) withWorkers(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		s.workers.serve(h, w, r)
+		s.workers.Do(func() { h.ServeHTTP(w, r) })
 	})
 }
 

@@ -32,8 +32,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 
 	"skiff.dev/skiff/internal/apiserver/authn"
+	"skiff.dev/skiff/internal/gopool"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/generic"
+)
+
+// The request worker pool keeps at most maxIdleWorkers idle workers (each
+// stack up to 64 KiB), each for at most workerIdle.
+const (
+	maxIdleWorkers = 64
+	workerIdle     = 10 * time.Second
 )
 
 // Config is everything the API server needs.
@@ -91,8 +99,9 @@ type Server struct {
 	inflight  atomic.Int64
 	metrics   *metrics
 	discovery *discoveryCache
-	workers   *workerPool
-	handler   http.Handler
+	// workers run requests that end on their own (withWorkers).
+	workers *gopool.Pool
+	handler http.Handler
 	// createdJSON is createdStatus as JSON (writeCreatedStatus).
 	createdJSON []byte
 }
@@ -154,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics()
 	s.discovery = newDiscoveryCache(s)
-	s.workers = newWorkerPool(defaultMaxIdleWorkers, defaultWorkerIdle)
+	s.workers = gopool.New(maxIdleWorkers, workerIdle)
 	s.handler = s.buildHandler()
 	return s, nil
 }

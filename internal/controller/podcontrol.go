@@ -58,21 +58,7 @@ func NewControllerRef(owner metav1.Object, gvk schema.GroupVersionKind) *metav1.
 // PodFromTemplate builds the pod a controller creates from template: labels,
 // annotations, finalizers and spec copied, generateName "<owner>-".
 func PodFromTemplate(template *v1.PodTemplateSpec, owner metav1.Object, ref *metav1.OwnerReference) *v1.Pod {
-	t := template.DeepCopy()
-	pod := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: owner.GetName() + "-",
-			Namespace:    owner.GetNamespace(),
-			Labels:       t.Labels,
-			Annotations:  t.Annotations,
-			Finalizers:   t.Finalizers,
-		},
-		Spec: t.Spec,
-	}
-	if ref != nil {
-		pod.OwnerReferences = []metav1.OwnerReference{*ref}
-	}
-	return pod
+	return podSharingTemplate(template.DeepCopy(), owner, ref)
 }
 
 // podSharingTemplate is PodFromTemplate without the copy: the pod's maps,

@@ -87,36 +87,20 @@ func requestCodes(ctx context.Context, client kubernetes.Interface) map[string]f
 // subresource ("create pods/binding"), to show how many API calls of each
 // kind a phase cost per pod.
 func requestsByKind(ctx context.Context, client kubernetes.Interface) map[string]float64 {
-	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	counts, err := framework.RequestCounts(ctx, client)
 	if err != nil {
 		return nil
 	}
-	label := func(line, name string) string {
-		i := strings.Index(line, name+`="`)
-		if i < 0 {
-			return ""
-		}
-		v := line[i+len(name)+2:]
-		return v[:strings.IndexByte(v, '"')]
-	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
+	for _, c := range counts {
+		k := c.Verb + " " + c.Resource
+		if c.Subresource != "" {
+			k += "/" + c.Subresource
 		}
-		j := strings.LastIndexByte(line, ' ')
-		if j < 0 {
-			continue
+		if c.Code != "" && c.Code[0] != '2' {
+			k += " (" + c.Code + ")" // failed requests shown apart
 		}
-		k := label(line, "verb") + " " + label(line, "resource")
-		if sub := label(line, "subresource"); sub != "" {
-			k += "/" + sub
-		}
-		if code := label(line, "code"); code != "" && code[0] != '2' {
-			k += " (" + code + ")" // failed requests shown apart
-		}
-		v, _ := strconv.ParseFloat(line[j+1:], 64)
-		out[k] += v
+		out[k] += c.Count
 	}
 	return out
 }

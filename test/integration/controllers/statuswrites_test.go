@@ -1,41 +1,27 @@
 package controllers
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff.dev/skiff/test/integration/framework"
 )
 
 // statusWrites reads the API server's apiserver_request_total for PUTs of
 // deployments/status and replicasets/status, by response code.
 func (e *env) statusWrites(t *testing.T) map[string]float64 {
 	t.Helper()
-	raw, err := e.client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(e.ctx)
+	counts, err := framework.RequestCounts(e.ctx, e.client)
 	if err != nil {
-		t.Fatalf("reading metrics: %v", err)
-	}
-	label := func(line, name string) string {
-		i := strings.Index(line, name+`="`)
-		if i < 0 {
-			return ""
-		}
-		v := line[i+len(name)+2:]
-		return v[:strings.IndexByte(v, '"')]
+		t.Fatal(err)
 	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") || label(line, "verb") != "PUT" || label(line, "subresource") != "status" {
-			continue
+	for _, c := range counts {
+		if c.Verb == "PUT" && c.Subresource == "status" && (c.Resource == "deployments" || c.Resource == "replicasets") {
+			out[c.Resource+" "+c.Code] += c.Count
 		}
-		res := label(line, "resource")
-		if res != "deployments" && res != "replicasets" {
-			continue
-		}
-		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		out[res+" "+label(line, "code")] += v
 	}
 	return out
 }

@@ -1,0 +1,4 @@
+package cli
+
+// Components exposes components to the external tests.
+var Components = components

@@ -23,9 +23,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -264,6 +267,14 @@ func (s *Server) Close() {
 // no gRPC framing, HTTP/2 or TCP on either side. The member keeps serving
 // its client URLs for other processes.
 func (s *Server) InProcessClient() *clientv3.Client { return v3client.New(s.etcd.Server) }
+
+// InProcessKV returns the member's KV API as InProcessClient's KV calls
+// it (v3client's adapter over the quota-checking KV server), for callers
+// that build their requests themselves (etcd3.Config.KV) instead of
+// through clientv3's Op and Cmp values.
+func (s *Server) InProcessKV() pb.KVClient {
+	return adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(s.etcd.Server))
+}
 
 // Err delivers fatal errors from the running server.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }

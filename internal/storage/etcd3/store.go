@@ -24,6 +24,10 @@
 //   - GuaranteedUpdateFrom takes the cache's object and, when it has
 //     them, its stored bytes, so an update from a current cache needs
 //     neither a read nor an encode of the old state.
+//   - Every write is one compare-and-swap transaction on the key's mod
+//     revision (casRequest). With Config.KV (a member in this process) the
+//     store hands etcd that request ready-built; otherwise clientv3 builds
+//     the same request from its Op and Cmp values.
 package etcd3
 
 import (
@@ -33,6 +37,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,11 +53,19 @@ type Config struct {
 	Codec runtime.Codec
 	// NewFunc returns an empty object of the resource.
 	NewFunc func() runtime.Object
+	// KV, when set, is the KV API of the etcd member Client talks to,
+	// running in this process (etcd.Server.InProcessKV): the API Client's
+	// KV calls underneath. Writes hand it their transaction request
+	// ready-built, skipping clientv3's per-call request building (it
+	// clones every compare twice by reflection and copies every value);
+	// reads and watches still go through Client.
+	KV pb.KVClient
 }
 
 // Store is the etcd-backed storage.Interface.
 type Store struct {
 	client  *clientv3.Client
+	kv      pb.KVClient // nil: transactions through client
 	codec   runtime.Codec
 	newFunc func() runtime.Object
 }
@@ -64,7 +77,7 @@ var (
 
 // New returns a Store.
 func New(cfg Config) *Store {
-	return &Store{client: cfg.Client, codec: cfg.Codec, newFunc: cfg.NewFunc}
+	return &Store{client: cfg.Client, kv: cfg.KV, codec: cfg.Codec, newFunc: cfg.NewFunc}
 }
 
 // maxPageFetch bounds how many keys one range request fetches while
@@ -145,16 +158,76 @@ func putOp(key string, data []byte) clientv3.Op {
 	return clientv3.OpPut(key, unsafe.String(&data[0], len(data)))
 }
 
+// casKind is what a compare-and-swap does when the key is at the revision.
+type casKind int
+
+const (
+	casPut    casKind = iota // put data
+	casDelete                // delete the key
+)
+
+// casRequest is the one transaction the store writes with: if key's mod
+// revision is rev (0: the key is absent), put data or delete the key;
+// otherwise, with elseGet, read the key. It is the request clientv3 builds
+// from Compare(ModRevision(key), "=", rev), OpPut(key, data) or
+// OpDelete(key), and OpGet(key) (TestCASRequestIsClientv3s holds it to
+// that), with data shared instead of copied.
+func casRequest(key string, rev int64, kind casKind, data []byte, elseGet bool) *pb.TxnRequest {
+	k := []byte(key)
+	then := &pb.RequestOp{}
+	switch kind {
+	case casPut:
+		if data == nil {
+			data = []byte{} // OpPut's value is never nil
+		}
+		then.Request = &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: data}}
+	case casDelete:
+		then.Request = &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: k}}
+	}
+	req := &pb.TxnRequest{
+		Compare: []*pb.Compare{{
+			Result:      pb.Compare_EQUAL,
+			Target:      pb.Compare_MOD,
+			Key:         k,
+			TargetUnion: &pb.Compare_ModRevision{ModRevision: rev},
+		}},
+		Success: []*pb.RequestOp{then},
+	}
+	if elseGet {
+		req.Failure = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: k}}}}
+	}
+	return req
+}
+
+// cas runs casRequest(key, rev, kind, data, elseGet): on Config.KV when
+// set (answering errors as clientv3 would: clientv3.ContextError), else
+// through the client.
+func (s *Store) cas(ctx context.Context, key string, rev int64, kind casKind, data []byte, elseGet bool) (*clientv3.TxnResponse, error) {
+	if s.kv != nil {
+		resp, err := s.kv.Txn(ctx, casRequest(key, rev, kind, data, elseGet))
+		if err != nil {
+			return nil, clientv3.ContextError(ctx, err)
+		}
+		return (*clientv3.TxnResponse)(resp), nil
+	}
+	then := clientv3.OpDelete(key)
+	if kind == casPut {
+		then = putOp(key, data)
+	}
+	t := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(then)
+	if elseGet {
+		t = t.Else(clientv3.OpGet(key))
+	}
+	return t.Commit()
+}
+
 // Create implements storage.Interface.
 func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 	data, err := s.encode(key, obj)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
-		Then(putOp(key, data)).
-		Commit()
+	resp, err := s.cas(ctx, key, 0, casPut, data, false)
 	if err != nil {
 		return nil, wrapEtcdError(key, 0, "creating", err)
 	}
@@ -292,11 +365,7 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 			}
 			return updated, nil
 		}
-		resp, err := s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", curRev)).
-			Then(putOp(key, data)).
-			Else(clientv3.OpGet(key)).
-			Commit()
+		resp, err := s.cas(ctx, key, curRev, casPut, data, true)
 		if err != nil {
 			return nil, wrapEtcdError(key, curRev, "updating", err)
 		}
@@ -372,11 +441,7 @@ func (s *Store) Delete(ctx context.Context, key string, check func(runtime.Objec
 				return nil, err
 			}
 		}
-		resp, err := s.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-			Then(clientv3.OpDelete(key)).
-			Else(clientv3.OpGet(key)).
-			Commit()
+		resp, err := s.cas(ctx, key, kv.ModRevision, casDelete, nil, true)
 		if err != nil {
 			return nil, wrapEtcdError(key, kv.ModRevision, "deleting", err)
 		}

@@ -25,6 +25,9 @@ const prefix = "/registry/pods/"
 
 func newStore(t testing.TB) (*Store, *clientv3.Client) {
 	t.Helper()
+	if inProcess {
+		return newInProcessStore(t)
+	}
 	c := storagetest.StartEtcd(t)
 	return New(Config{
 		Client:  c,

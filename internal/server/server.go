@@ -487,7 +487,11 @@ func (s *Server) buildAPI() error {
 			return fmt.Errorf("resource %s is stored as %s, which is not served", r.GroupResource(), gvr)
 		}
 		newFunc := owner.New
-		under := etcd3.New(etcd3.Config{Client: s.cli, Codec: codec, NewFunc: newFunc})
+		ec := etcd3.Config{Client: s.cli, Codec: codec, NewFunc: newFunc}
+		if s.etcd != nil {
+			ec.KV = s.etcd.InProcessKV() // writes skip clientv3's request building
+		}
+		under := etcd3.New(ec)
 		c, err := cacher.New(cacher.Config{Storage: under, Prefix: keyRoot(gvr) + "/", NewFunc: newFunc, Logger: s.log})
 		if err != nil {
 			return fmt.Errorf("starting watch cache for %s: %w", gvr, err)

@@ -241,8 +241,9 @@ func (f *FieldManagers) updateSkipping(fm *managedfields.FieldManager, r *regist
 // manager when the live object's managedFields are only the placeholder:
 // everything upstream's chain does for that case, without decoding,
 // identifier JSON, schema reconciliation and encoding of a list. The
-// comparison of tl and to (typed as upstream types them) gives the fields
-// that are new or changed; the placeholder owns nothing, so nothing is
+// comparison of tl and to (typed as upstream types them, or for the
+// common pod statuses its rules applied in Go: fastStatusFields) gives
+// the fields that are new or changed; the placeholder owns nothing, so nothing is
 // taken from anyone and there is no earlier entry to merge with; the
 // reset fields are filtered out and the metadata upstream never records
 // is stripped; the entry is stamped now. False when the field manager
@@ -252,32 +253,11 @@ func (f *FieldManagers) firstStatusEntry(r *registry.Resource, tl, to runtime.Ob
 	if om, err := meta.Accessor(to); err == nil {
 		om.SetManagedFields(nil) // as upstream's FieldManager.Update
 	}
-	lv, err := f.convertor.ConvertToVersion(tl, gv)
-	if err != nil {
-		return metav1.ManagedFieldsEntry{}, false
+	raw, handled := fastStatusFields(r, tl, to)
+	if !handled {
+		raw = f.compareStatusFields(r, tl, to)
 	}
-	nv, err := f.convertor.ConvertToVersion(to, gv)
-	if err != nil {
-		return metav1.ManagedFieldsEntry{}, false
-	}
-	nt, err := f.converter.ObjectToTyped(nv, typed.AllowDuplicates)
-	if err != nil {
-		return metav1.ManagedFieldsEntry{}, false
-	}
-	lt, err := f.converter.ObjectToTyped(lv, typed.AllowDuplicates)
-	if err != nil {
-		return metav1.ManagedFieldsEntry{}, false
-	}
-	cmp, err := lt.Compare(nt)
-	if err != nil {
-		return metav1.ManagedFieldsEntry{}, false
-	}
-	set := statusResetFilter.Filter(cmp.Modified.Union(cmp.Added)).Difference(strippedFields)
-	if set.Empty() {
-		return metav1.ManagedFieldsEntry{}, false
-	}
-	raw, err := set.ToJSON()
-	if err != nil {
+	if raw == nil {
 		return metav1.ManagedFieldsEntry{}, false
 	}
 	if manager == "" {
@@ -287,6 +267,44 @@ func (f *FieldManagers) firstStatusEntry(r *registry.Resource, tl, to runtime.Ob
 	fields.SetRawBytes(raw)
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: gv.String(),
 		Time: &metav1.Time{Time: time.Now().UTC()}, FieldsType: "FieldsV1", FieldsV1: fields, Subresource: "status"}, true
+}
+
+// compareStatusFields is the FieldsV1 of what the status field manager
+// records from tl to to for a manager with no earlier entry, by
+// structured-merge-diff's comparison: the fields that are new or changed,
+// without the reset fields and the metadata upstream never records. Nil
+// when that is nothing or the comparison fails.
+func (f *FieldManagers) compareStatusFields(r *registry.Resource, tl, to runtime.Object) []byte {
+	gv := r.GroupVersionKind().GroupVersion()
+	lv, err := f.convertor.ConvertToVersion(tl, gv)
+	if err != nil {
+		return nil
+	}
+	nv, err := f.convertor.ConvertToVersion(to, gv)
+	if err != nil {
+		return nil
+	}
+	nt, err := f.converter.ObjectToTyped(nv, typed.AllowDuplicates)
+	if err != nil {
+		return nil
+	}
+	lt, err := f.converter.ObjectToTyped(lv, typed.AllowDuplicates)
+	if err != nil {
+		return nil
+	}
+	cmp, err := lt.Compare(nt)
+	if err != nil {
+		return nil
+	}
+	set := statusResetFilter.Filter(cmp.Modified.Union(cmp.Added)).Difference(strippedFields)
+	if set.Empty() {
+		return nil
+	}
+	raw, err := set.ToJSON()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // skippableFields reports whether raw is an entry's FieldsV1 that a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/apitesting/fuzzer"
@@ -380,8 +381,17 @@ func TestStatusTrimSameManagedFields(t *testing.T) {
 	live.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
 
 	now := metav1.Now()
+	// The live entries' times lie in the past: the reference and the
+	// fast run may stamp the new entry in different seconds, and an
+	// entry of the same second as a live one is ordered by manager.
+	past := func(o *corev1.Pod) {
+		for i := range o.ManagedFields {
+			o.ManagedFields[i].Time = &metav1.Time{Time: now.Add(-time.Hour).Truncate(time.Second)}
+		}
+	}
 	step := func(what, manager string, mutate func(*corev1.Pod)) {
 		t.Helper()
+		past(live)
 		obj := live.DeepCopy()
 		mutate(obj)
 		if _, _, ok := trimForStatus(live, obj); !ok {
@@ -434,6 +444,7 @@ func TestStatusTrimSameManagedFields(t *testing.T) {
 	// An entry recorded in another version is compared on the whole
 	// objects: not trimmed, and still the same answer.
 	other := live.DeepCopy()
+	past(other)
 	other.ManagedFields = append(other.ManagedFields, metav1.ManagedFieldsEntry{Manager: "old", Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: "v1beta1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:message":{}}}`)}})
 	if sameVersionManagers(other, pods) {

@@ -311,7 +311,7 @@ func (s *Store) prepareCreateMeta(m metav1.Object) {
 }
 
 func (s *Store) validateCreate(obj runtime.Object, m metav1.Object) field.ErrorList {
-	errs := apimachineryvalidation.ValidateObjectMetaAccessor(m, s.R.Namespaced, NameValidator(s.R), field.NewPath("metadata"))
+	errs := validateObjectMeta(s.R, m)
 	if s.R.Validate != nil {
 		errs = append(errs, s.R.Validate(obj)...)
 	}
@@ -745,8 +745,7 @@ func (s *Store) prepareUpdate(ctx context.Context, ns, name string, obj, old run
 			return nil, false, err
 		}
 	}
-	errs := apimachineryvalidation.ValidateObjectMetaAccessorUpdate(m, om, field.NewPath("metadata"))
-	errs = append(errs, apimachineryvalidation.ValidateObjectMetaAccessor(m, s.R.Namespaced, NameValidator(s.R), field.NewPath("metadata"))...)
+	errs := validateObjectMetaUpdate(s.R, m, om)
 	switch opts.Subresource {
 	case "status":
 		if s.R.ValidateStatusUpdate != nil {

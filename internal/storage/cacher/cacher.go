@@ -118,6 +118,8 @@ type event struct {
 	obj  runtime.Object // new state; for DELETED the last state at the delete revision
 	prev runtime.Object // state before, nil if none
 	rv   int64
+	// indexed says obj is in the cacher's stored index.
+	indexed bool
 
 	leftOnce sync.Once
 	left     runtime.Object // prev at rv: what watchers whose selection obj left see
@@ -168,6 +170,9 @@ type Cacher struct {
 
 	progressMu   sync.Mutex
 	lastProgress time.Time
+
+	// stored maps handed-out objects to their stored bytes (StoredData).
+	stored storedIndex
 }
 
 var _ storage.Interface = (*Cacher)(nil)
@@ -297,6 +302,7 @@ func (c *Cacher) listAndWatch() error {
 	c.tree, c.byKey = tree, byKey
 	c.ringStart, c.ringLen = 0, 0
 	clear(c.ring)
+	c.stored.clear()
 	c.bufferStartRV = list.ResourceVersion
 	// Watchers may have missed events between the old state and this list.
 	c.terminateAllLocked()
@@ -408,6 +414,7 @@ func (c *Cacher) process(ev watch.Event) error {
 	old := c.byKey[key]
 	if old != nil {
 		e.prev = old.obj
+		c.unindexReplacedLocked(old)
 	}
 	if ev.Type == watch.Deleted {
 		if obj == nil {
@@ -419,6 +426,12 @@ func (c *Cacher) process(ev watch.Event) error {
 			obj = old.obj.DeepCopyObject()
 			if err := storage.SetResourceVersion(obj, rv); err != nil {
 				return fmt.Errorf("setting delete revision: %w", err)
+			}
+			// A copy of the stored state: the same bytes, another
+			// resourceVersion.
+			if old.data != nil {
+				c.stored.add(obj, old.data)
+				e.indexed = true
 			}
 		}
 		e.typ, e.obj = watch.Deleted, obj
@@ -437,10 +450,20 @@ func (c *Cacher) process(ev watch.Event) error {
 		ne := &entry{key: key, obj: obj, rv: rv, data: data}
 		c.tree.ReplaceOrInsert(ne)
 		c.byKey[key] = ne
+		if data != nil {
+			c.stored.add(obj, data)
+			e.indexed = true
+		}
 	}
 	n := len(c.ring)
 	if c.ringLen == n {
-		c.bufferStartRV = c.ring[c.ringStart].rv
+		evicted := c.ring[c.ringStart]
+		c.bufferStartRV = evicted.rv
+		if evicted.indexed {
+			if cur := c.byKey[evicted.key]; cur == nil || cur.obj != evicted.obj {
+				c.stored.remove(evicted.obj)
+			}
+		}
 		c.ring[c.ringStart] = e
 		c.ringStart = (c.ringStart + 1) % n
 	} else {
@@ -456,6 +479,15 @@ func (c *Cacher) process(ev watch.Event) error {
 		}
 	}
 	return nil
+}
+
+// unindexReplacedLocked drops old, an entry leaving the tree, from the
+// stored index unless the event that brought it is still in the ring
+// (every event newer than bufferStartRV is; its eviction drops it).
+func (c *Cacher) unindexReplacedLocked(old *entry) {
+	if old.data != nil && old.rv <= c.bufferStartRV {
+		c.stored.remove(old.obj)
+	}
 }
 
 // pushLocked queues e for w, terminating w if it cannot keep up.

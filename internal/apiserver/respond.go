@@ -84,10 +84,7 @@ func (s *Server) writeRaw(w http.ResponseWriter, code int, mediaType string, enc
 		http.Error(w, "encoding response: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", mediaType)
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
+	writeBytes(w, code, mediaType, buf.Bytes())
 }
 
 // writeObject negotiates and writes an API object (or list), turning it
@@ -98,12 +95,26 @@ func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, code int, r
 		s.writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, "", schema.GroupResource{}, "", err.Error(), 0, false))
 		return
 	}
+	if mc.kind == outputObject && mc.info.MediaType == mediaProtobuf && res != nil {
+		if b, ok := splicedProtobuf(s.stores[storeKey(res.GroupVersion, res.Resource)], mc.info.Serializer, obj); ok {
+			writeBytes(w, code, mc.info.MediaType, b)
+			return
+		}
+	}
 	out, err := s.transform(r, mc.kind, res, obj)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.writeRaw(w, code, mc.info.MediaType, mc.info.Serializer, out)
+}
+
+// writeBytes writes an encoded response.
+func writeBytes(w http.ResponseWriter, code int, mediaType string, b []byte) {
+	w.Header().Set("Content-Type", mediaType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
 }
 
 // transform converts obj to the requested output shape.

@@ -213,7 +213,18 @@ func (s *Server) encodeWatchObject(r *http.Request, mc mediaChoice, st *generic.
 			return mc.info.Serializer.Encode(p, b)
 		})
 	}
-	return watchEncodeCache.encode(encodeKey{obj: obj, ct: mc.info.MediaType}, func(b *bytes.Buffer) error {
+	k := encodeKey{obj: obj, ct: mc.info.MediaType}
+	if mc.info.MediaType == mediaProtobuf && ev.Type != watch.Bookmark {
+		return watchEncodeCache.encodeBytes(k, func() ([]byte, error) {
+			if b, ok := splicedProtobuf(st, mc.info.Serializer, obj); ok {
+				return b, nil
+			}
+			var b bytes.Buffer
+			err := mc.info.Serializer.Encode(obj, &b)
+			return b.Bytes(), err
+		})
+	}
+	return watchEncodeCache.encode(k, func(b *bytes.Buffer) error {
 		return mc.info.Serializer.Encode(obj, b)
 	})
 }
@@ -255,17 +266,26 @@ func newEncodeCache(n int) *encodeCache {
 }
 
 func (c *encodeCache) encode(k encodeKey, enc func(*bytes.Buffer) error) ([]byte, error) {
+	return c.encodeBytes(k, func() ([]byte, error) {
+		var buf bytes.Buffer
+		err := enc(&buf)
+		return buf.Bytes(), err
+	})
+}
+
+// encodeBytes is encode for an encoder that returns its own slice (kept
+// as it is: it must not be modified afterwards).
+func (c *encodeCache) encodeBytes(k encodeKey, enc func() ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	if b, ok := c.m[k]; ok {
 		c.mu.Unlock()
 		return b, nil
 	}
 	c.mu.Unlock()
-	var buf bytes.Buffer
-	if err := enc(&buf); err != nil {
+	b, err := enc()
+	if err != nil {
 		return nil, err
 	}
-	b := buf.Bytes()
 	c.mu.Lock()
 	if old := c.order[c.next]; old.obj != nil {
 		delete(c.m, old)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -311,6 +312,16 @@ func trimUnchanged(live, obj runtime.Object) (runtime.Object, runtime.Object, bo
 // entry is compared on converted objects, which a trimmed object would
 // change. TestStatusTrimSameManagedFields compares both ways.
 func trimForStatus(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
+	if lp, ok := live.(*corev1.Pod); ok && lp != nil {
+		if op, ok := obj.(*corev1.Pod); ok && op != nil {
+			return trimPodForStatus(lp, op)
+		}
+	}
+	return trimForStatusReflect(live, obj)
+}
+
+// trimForStatusReflect is trimForStatus for any struct kind.
+func trimForStatusReflect(live, obj runtime.Object) (runtime.Object, runtime.Object, bool) {
 	lv, ov, ok := structPair(live, obj)
 	if !ok {
 		return nil, nil, false

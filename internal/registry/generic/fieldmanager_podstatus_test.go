@@ -11,8 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/apitesting/fuzzer"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metafuzzer "k8s.io/apimachinery/pkg/apis/meta/fuzzer"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 
 	"skiff.dev/skiff/internal/registry"
 )
@@ -417,5 +420,50 @@ func mutatePodStatus(rng *rand.Rand, s *corev1.PodStatus) {
 		s.ContainerStatuses = randomContainerStatuses(rng)
 		s.InitContainerStatuses = randomContainerStatuses(rng)
 		s.EphemeralContainerStatuses = randomContainerStatuses(rng)
+	}
+}
+
+// TestTrimPodForStatusSameAsReflect compares the pods' trimForStatus with
+// the reflective one on random pods: fuzzed ones, and pairs whose status
+// is equal, differs or is empty.
+func TestTrimPodForStatusSameAsReflect(t *testing.T) {
+	var fields []string
+	typ := reflect.TypeOf(corev1.Pod{})
+	for i := range typ.NumField() {
+		fields = append(fields, typ.Field(i).Name)
+	}
+	if want := []string{"TypeMeta", "ObjectMeta", "Spec", "Status"}; !slices.Equal(fields, want) {
+		t.Fatalf("corev1.Pod has fields %v, trimPodForStatus knows %v", fields, want)
+	}
+	f := fuzzer.FuzzerFor(metafuzzer.Funcs, rand.NewSource(3), serializer.NewCodecFactory(registry.NewScheme()))
+	rng := rand.New(rand.NewSource(4))
+	differ := 0
+	for round := range 300 {
+		var live, obj corev1.Pod
+		f.Fill(&live)
+		switch round % 3 {
+		case 0:
+			f.Fill(&obj)
+		case 1:
+			obj = *live.DeepCopy()
+		default:
+			obj = *live.DeepCopy()
+			mutatePodStatus(rng, &obj.Status)
+			obj.Labels = map[string]string{"changed": "yes"}
+		}
+		if rng.Intn(5) == 0 {
+			live.Status = corev1.PodStatus{}
+		}
+		wl, wo, wok := trimForStatusReflect(&live, &obj)
+		gl, gn, gok := trimPodForStatus(&live, &obj)
+		if wok != gok || !reflect.DeepEqual(wl, gl) || !reflect.DeepEqual(wo, gn) {
+			t.Fatalf("round %d: trimmed pods differ\nreflect: %v %+v %+v\npods:    %v %+v %+v", round, wok, wl, wo, gok, gl, gn)
+		}
+		if !reflect.DeepEqual(gl.(*corev1.Pod).Status, corev1.PodStatus{}) {
+			differ++
+		}
+	}
+	if differ < 100 {
+		t.Fatalf("only %d pairs kept a status", differ)
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+
+	"skiff.dev/skiff/internal/controller"
 )
 
 // Config configures a ControllerManager; zero values get defaults.
@@ -236,7 +238,9 @@ func (m *ControllerManager) runControllers(ctx context.Context) error {
 		defer factory.Shutdown()
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.clients.Kube.CoreV1().Events("")})
+	// Sends what broadcaster.StartRecordingToSink would, deciding spam
+	// drops before building the repeat patch upstream builds for them.
+	controller.StartRecordingToSink(ctx, broadcaster, &typedcorev1.EventSinkImpl{Interface: m.clients.Kube.CoreV1().Events("")}, m.logger)
 	defer broadcaster.Shutdown()
 	cctx := Context{
 		Client:    m.clients.Kube,

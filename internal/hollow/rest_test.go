@@ -6,11 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -154,4 +156,76 @@ func TestPodIPs(t *testing.T) {
 	if ip := n.podIP("hollow-node-0", "last"); ip != "10.0.0.255" {
 		t.Fatalf("full range: %s", ip)
 	}
+}
+
+// TestPutStatusErrors: a failed status write through the REST client is
+// the API error the typed client returns (its Status decoded), so SyncPod
+// still tells a deleted pod (404) and a conflict (409) apart from other
+// failures; a success reads the whole answer.
+func TestPutStatusErrors(t *testing.T) {
+	for _, tc := range []struct {
+		code  int
+		body  string
+		check func(error) bool
+	}{
+		{http.StatusNotFound, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"pods \"p\" not found"}`, apierrors.IsNotFound},
+		{http.StatusConflict, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Conflict","code":409,"message":"conflict"}`, apierrors.IsConflict},
+		{http.StatusOK, `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"` + strings.Repeat("c", 100000) + `"}]}}`, func(err error) bool { return err == nil }},
+	} {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(tc.code)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		client, err := kubernetes.NewForConfig(&rest.Config{Host: hs.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := New(client, Options{Count: 1})
+		err = n.putStatus(context.Background(), &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}})
+		hs.Close()
+		if !tc.check(err) {
+			t.Errorf("answer %d: error %v", tc.code, err)
+		}
+	}
+}
+
+// BenchmarkPutStatus is one pod status write against a server answering
+// with a pod-sized body: Do (reads the answer into a new slice) against
+// putStatus (streams it into io.Discard). The server's own allocations
+// are in both. go test ./internal/hollow -run XXX -bench PutStatus -benchmem
+func BenchmarkPutStatus(b *testing.B) {
+	answer := []byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"` + strings.Repeat("c", 4000) + `"}]}}`)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	}))
+	defer hs.Close()
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: hs.URL, QPS: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := New(client, Options{Count: 1})
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", UID: "u1", ResourceVersion: "7", Labels: map[string]string{"app": "web"}},
+		Spec: v1.PodSpec{NodeName: "hollow-node-0", Containers: []v1.Container{{Name: "c", Image: "nginx"}}}}
+	ctx := context.Background()
+	b.Run("Do", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := n.rest.Put().UseProtobufAsDefault().Namespace(pod.Namespace).Resource("pods").Name(pod.Name).
+				SubResource("status").Body(pod).Do(ctx).Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("putStatus", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := n.putStatus(ctx, pod); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,13 +12,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"skiff.dev/skiff/internal/registry/generic"
+	"skiff.dev/skiff/internal/storage"
 )
 
 // TokenIssuer issues service-account tokens for serviceaccounts/token.
@@ -78,10 +82,15 @@ func (p *PodSubresources) decode(s *Server, r *http.Request, gvk schema.GroupVer
 }
 
 // bind assigns a pod to a node (the scheduler's pods/binding call). Like
-// upstream's, a binding writes the pod without recording managedFields
-// (spec.nodeName and the PodScheduled condition are owned by no manager),
-// which also spares every binding the field manager's comparison of the
-// whole pod, half of a binding's server CPU.
+// upstream's BindingREST, it is one compare-and-swap update of the stored
+// pod that sets spec.nodeName, the binding's annotations and the
+// PodScheduled condition, straight on the pods' storage: no defaulting,
+// no pod update admission or validation (the pod's spec and metadata are
+// not the client's to change here; the binding's annotations are
+// validated) and no managedFields (spec.nodeName and the condition are
+// owned by no manager). The generic store's update was about a third of a
+// binding's server CPU: a second deep copy of the pod, its defaulting,
+// metadata validation and a semantic comparison of old and new.
 func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
 	st := s.Store(corev1.SchemeGroupVersion, "pods")
 	b := &corev1.Binding{}
@@ -101,24 +110,28 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 		s.writeError(w, r, apierrors.NewBadRequest("target.name: Required value"))
 		return
 	}
+	if len(b.Annotations) > 0 {
+		if errs := apimachineryvalidation.ValidateAnnotations(b.Annotations, field.NewPath("metadata", "annotations")); len(errs) > 0 {
+			s.writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), ri.Name, errs))
+			return
+		}
+	}
 	dr, err := dryRun(queryOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	_, _, err = st.Update(r.Context(), ri.Namespace, ri.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
-		if cur == nil {
-			return nil, apierrors.NewNotFound(st.R.GroupResource(), ri.Name)
-		}
-		pod := cur.(*corev1.Pod)
+	gr := st.R.GroupResource()
+	now := metav1.NewTime(p.now())
+	assign := func(pod *corev1.Pod) error {
 		if pod.DeletionTimestamp != nil {
-			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", ri.Name))
+			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", ri.Name))
 		}
 		if pod.Spec.NodeName != "" {
-			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("pod %s is already assigned to node %q", ri.Name, pod.Spec.NodeName))
+			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is already assigned to node %q", ri.Name, pod.Spec.NodeName))
 		}
 		if b.UID != "" && b.UID != pod.UID {
-			return nil, apierrors.NewConflict(st.R.GroupResource(), ri.Name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", b.UID, pod.UID))
+			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", b.UID, pod.UID))
 		}
 		pod.Spec.NodeName = b.Target.Name
 		for k, v := range b.Annotations {
@@ -127,14 +140,57 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 			}
 			pod.Annotations[k] = v
 		}
-		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(p.now())})
+		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		return nil
+	}
+	key := st.KeyRoot + "/" + ri.Namespace + "/" + ri.Name
+	if dr {
+		cur, err := st.Storage.Get(r.Context(), key, storage.GetOptions{})
+		if err == nil {
+			err = assign(cur.DeepCopyObject().(*corev1.Pod))
+		}
+		if err != nil {
+			s.writeError(w, r, bindError(gr, ri.Name, err))
+			return
+		}
+		s.writeCreatedStatus(w)
+		return
+	}
+	// The store hands tryUpdate a private copy (storage.Interface).
+	if _, err := st.Storage.GuaranteedUpdate(r.Context(), key, false, func(cur runtime.Object) (runtime.Object, error) {
+		pod, ok := cur.(*corev1.Pod)
+		if !ok {
+			return nil, apierrors.NewInternalError(fmt.Errorf("stored pod %s is a %T", key, cur))
+		}
+		if err := assign(pod); err != nil {
+			return nil, err
+		}
 		return pod, nil
-	}, generic.UpdateOptions{DryRun: dr, Subresource: "binding", SkipFieldManager: true})
-	if err != nil {
-		s.writeError(w, r, err)
+	}); err != nil {
+		s.writeError(w, r, bindError(gr, ri.Name, err))
 		return
 	}
 	s.writeCreatedStatus(w)
+}
+
+// bindError answers a binding's failure: API errors (from the pod's
+// checks) as they are, storage errors as the registry answers them.
+func bindError(gr schema.GroupResource, name string, err error) error {
+	if _, ok := err.(apierrors.APIStatus); ok {
+		return err
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case storage.ErrCodeKeyNotFound:
+			return apierrors.NewNotFound(gr, name)
+		case storage.ErrCodeTooLarge:
+			return apierrors.NewRequestEntityTooLargeError("object exceeds the maximum size stored")
+		case storage.ErrCodeUnreachable:
+			return apierrors.NewServiceUnavailable(se.Msg)
+		}
+	}
+	return apierrors.NewInternalError(err)
 }
 
 // createdStatus is the success Status a binding or an eviction answers

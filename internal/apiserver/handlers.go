@@ -328,6 +328,8 @@ func fieldManagerName(r *http.Request) (string, error) {
 type writeParams struct {
 	dryRun       bool
 	fieldManager string
+	// body is the request body (read-only).
+	body []byte
 }
 
 // parseWrite reads the body and the common write parameters.
@@ -344,7 +346,7 @@ func parseWrite(r *http.Request) ([]byte, writeParams, error) {
 	if err != nil {
 		return nil, writeParams{}, err
 	}
-	return body, writeParams{dryRun: dr, fieldManager: fm}, nil
+	return body, writeParams{dryRun: dr, fieldManager: fm, body: body}, nil
 }
 
 // decodeWrite is parseWrite plus decoding the body into a new object of
@@ -364,8 +366,10 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, ri *Request
 		s.writeError(w, r, err)
 		return
 	}
-	dr, fm := wp.dryRun, wp.fieldManager
-	out, err := st.Create(r.Context(), ri.Namespace, obj, generic.CreateOptions{DryRun: dr, FieldManager: fm})
+	out, err := st.Create(r.Context(), ri.Namespace, obj, generic.CreateOptions{
+		DryRun: wp.dryRun, FieldManager: wp.fieldManager,
+		Body: wp.body, MediaType: r.Header.Get("Content-Type"),
+	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -80,11 +80,13 @@ type Store struct {
 	GenerateName func(prefix string) string
 
 	hasSpec, hasStatus bool
+	// creates remembers create managedFields entries (fieldmanager_create.go).
+	creates *createEntries
 }
 
 // NewStore builds a Store; keyRoot is the storage prefix.
 func NewStore(r *registry.Resource, s storage.Interface, keyRoot string) *Store {
-	st := &Store{R: r, Storage: s, KeyRoot: strings.TrimSuffix(keyRoot, "/"), Now: time.Now}
+	st := &Store{R: r, Storage: s, KeyRoot: strings.TrimSuffix(keyRoot, "/"), Now: time.Now, creates: newCreateEntries()}
 	t := reflect.TypeOf(r.New()).Elem()
 	_, st.hasSpec = t.FieldByName("Spec")
 	_, st.hasStatus = t.FieldByName("Status")
@@ -183,6 +185,11 @@ func tooLargeRV(se *storage.Error) error {
 type CreateOptions struct {
 	DryRun       bool
 	FieldManager string
+	// Body is the request body the object was decoded from, as sent with
+	// MediaType (the Content-Type header), or nil. Creates of the same
+	// body record the same managedFields entry (fieldmanager_create.go).
+	Body      []byte
+	MediaType string
 }
 
 // Create stores a new object. ns is the namespace from the URL ("" for
@@ -214,7 +221,7 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 	// Ownership is recorded for what the client sent (with defaults),
 	// before admission mutates the object, as upstream does.
 	if s.FieldManagers != nil {
-		obj = s.FieldManagers.Update(s.R, "", s.R.New(), obj, opts.FieldManager)
+		obj = s.createManagedFields(obj, opts)
 		m, _ = meta.Accessor(obj)
 	}
 	if s.Hooks.Admit != nil {

@@ -89,6 +89,12 @@ type Algorithm struct {
 	// runs on one goroutine); rejectedInSearch is its last reject count.
 	statusBuf        []*framework.Status
 	rejectedInSearch int
+	// feasibleBuf and scoreBuf are the feasible-node list and the score
+	// space, reused from cycle to cycle (no plugin keeps the node list
+	// past its call): together they were ~14 KB of allocation per pod at
+	// 1,000 nodes.
+	feasibleBuf []*framework.NodeInfo
+	scoreBuf    framework.ScoreBuffers
 }
 
 const (
@@ -166,7 +172,7 @@ func (a *Algorithm) Schedule(ctx context.Context, state *framework.CycleState, p
 	if st := fwk.RunPreScorePlugins(ctx, state, pi, feasible); !st.IsSuccess() {
 		return ScheduleResult{}, fmt.Errorf("running prescore plugins: %w", st.AsError())
 	}
-	scores, st := fwk.RunScorePlugins(ctx, state, pi, feasible)
+	scores, st := fwk.RunScorePluginsInto(ctx, state, pi, feasible, &a.scoreBuf)
 	if !st.IsSuccess() {
 		return ScheduleResult{}, fmt.Errorf("running score plugins: %w", st.AsError())
 	}
@@ -195,7 +201,11 @@ func (a *Algorithm) selectHost(scores []framework.NodeScore) string {
 func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleState, pi *framework.PodInfo, nodes []*framework.NodeInfo, diag *Diagnosis) ([]*framework.NodeInfo, error) {
 	n := len(nodes)
 	want := a.NumFeasibleNodesToFind(n)
-	feasible := make([]*framework.NodeInfo, want)
+	if cap(a.feasibleBuf) < want {
+		a.feasibleBuf = make([]*framework.NodeInfo, want)
+	}
+	feasible := a.feasibleBuf[:want]
+	clear(feasible)
 	// Rejections go into a slice indexed by search position (no lock, no
 	// map insert per node); the NodeToStatus map is only built when no
 	// node fits, the one case that reads it.

@@ -251,42 +251,62 @@ func (f *Framework) RunPreScorePlugins(ctx context.Context, state *CycleState, p
 	return nil
 }
 
-var scoreScratch sync.Pool // *[]NodeScore
+// ScoreBuffers is space RunScorePluginsInto reuses from one call to the
+// next: the totals it returns, the per-plugin score matrix and the
+// bookkeeping around it. At 1,000 nodes that is ~400 feasible nodes times
+// (plugins+1) NodeScores per pod, most of the scheduler's allocation per
+// cycle (a sync.Pool lost it at every GC). The zero value is ready; a
+// ScoreBuffers serves one caller at a time.
+type ScoreBuffers struct {
+	totals []NodeScore
+	matrix []NodeScore
+	rows   [][]NodeScore
+	active []ScorePlugin
+	errs   []atomic.Pointer[Status]
+}
 
 // RunScorePlugins scores nodes with every Score plugin, normalizes, applies
 // weights and returns the total per node (same order as nodes). All
 // plugins score a node in one parallel pass (one fan-out per cycle, not
 // one per plugin); normalization then runs per plugin, as upstream.
 func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo) ([]NodeScore, *Status) {
-	totals := make([]NodeScore, len(nodes))
+	return f.RunScorePluginsInto(ctx, state, pi, nodes, &ScoreBuffers{})
+}
+
+// RunScorePluginsInto is RunScorePlugins with its space taken from buf:
+// the totals it returns are valid until buf's next use.
+func (f *Framework) RunScorePluginsInto(ctx context.Context, state *CycleState, pi *PodInfo, nodes []*NodeInfo, buf *ScoreBuffers) ([]NodeScore, *Status) {
+	totals := grow(buf.totals, len(nodes))
+	buf.totals = totals
 	for i, n := range nodes {
 		// From the NodeInfo, not the (cache-cold) Node object.
-		totals[i].Name = n.Name()
+		totals[i] = NodeScore{Name: n.Name()}
 	}
-	active := make([]ScorePlugin, 0, len(f.score))
+	active := buf.active[:0]
 	for _, p := range f.score {
 		if !state.SkipScorePlugins[p.Name()] {
 			active = append(active, p)
 		}
 	}
+	buf.active = active
+	defer clear(buf.active) // no plugin kept alive by the buffer
 	if len(active) == 0 {
 		return totals, nil
 	}
-	// The per-plugin score matrix is scratch space (only totals escape):
-	// reuse it across cycles instead of allocating ~plugins*nodes entries.
-	need := len(active) * len(nodes)
-	bp, _ := scoreScratch.Get().(*[]NodeScore)
-	if bp == nil || cap(*bp) < need {
-		b := make([]NodeScore, need)
-		bp = &b
-	}
-	defer scoreScratch.Put(bp)
-	backing := (*bp)[:need]
-	scores := make([][]NodeScore, len(active))
+	// Every entry the matrix is read at is written below (a plugin that
+	// fails leaves its row stale, and the call then fails).
+	backing := grow(buf.matrix, len(active)*len(nodes))
+	buf.matrix = backing
+	scores := grow(buf.rows, len(active))
+	buf.rows = scores
 	for j := range active {
 		scores[j] = backing[j*len(nodes) : (j+1)*len(nodes)]
 	}
-	errs := make([]atomic.Pointer[Status], len(active))
+	errs := grow(buf.errs, len(active))
+	buf.errs = errs
+	for j := range errs {
+		errs[j].Store(nil)
+	}
 	f.par.Until(ctx, len(nodes), func(i int) {
 		for j, p := range active {
 			s, st := p.Score(ctx, state, pi, nodes[i])
@@ -316,6 +336,14 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pi *
 		}
 	}
 	return totals, nil
+}
+
+// grow returns s resized to n, reallocated only when too small.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // NumScorePlugins reports how many Score plugins would run.

@@ -68,6 +68,7 @@ type Store struct {
 	kv      pb.KVClient // nil: transactions through client
 	codec   runtime.Codec
 	newFunc func() runtime.Object
+	written func(obj runtime.Object, data []byte) // SetWriteObserver
 }
 
 var (
@@ -238,6 +239,7 @@ func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (run
 	if err := storage.SetResourceVersion(obj, rev); err != nil {
 		return nil, err
 	}
+	s.noteWritten(obj, data)
 	return obj, nil
 }
 
@@ -363,6 +365,7 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 			if err := storage.SetResourceVersion(updated, curRev); err != nil {
 				return nil, err
 			}
+			s.noteWritten(updated, curData)
 			return updated, nil
 		}
 		resp, err := s.cas(ctx, key, curRev, casPut, data, true)
@@ -373,6 +376,7 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 			if err := storage.SetResourceVersion(updated, resp.Header.Revision); err != nil {
 				return nil, err
 			}
+			s.noteWritten(updated, data)
 			return updated, nil
 		}
 		// The failed transaction read the current value linearizably.

@@ -112,6 +112,10 @@ func TestSplicedResponsesMatchEncoder(t *testing.T) {
 	}
 	defer w.Stop()
 
+	// Write responses: each is checked against the encoder as it is
+	// written (verify), and spliced.
+	spliceCounts.verify.Store(true)
+	mismatches, written := spliceCounts.mismatches.Load(), spliceCounts.spliced.Load()
 	const n = 20
 	for i := range n {
 		p, err := cs.CoreV1().Pods("ns").Create(ctx, testPod(i), metav1.CreateOptions{})
@@ -129,6 +133,21 @@ func TestSplicedResponsesMatchEncoder(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// A status update that changes nothing answers with the stored object.
+	p1, err := cs.CoreV1().Pods("ns").Get(ctx, "p1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("ns").UpdateStatus(ctx, p1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spliceCounts.verify.Store(false)
+	if m := spliceCounts.mismatches.Load() - mismatches; m != 0 {
+		t.Fatalf("%d spliced write responses differed from their encoding", m)
+	}
+	if got := spliceCounts.spliced.Load() - written; got < 2*n+2 {
+		t.Fatalf("only %d of %d write responses were spliced", got, 2*n+3)
 	}
 	if err := cs.CoreV1().Pods("ns").Delete(ctx, "p0", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

@@ -231,6 +231,9 @@ func New(cfg Config) (*Cacher, error) {
 		ring:     make([]*event, cfg.EventBufferSize),
 		watchers: map[int]*cacheWatcher{},
 	}
+	if wo, ok := cfg.Storage.(writeObservable); ok {
+		wo.SetWriteObserver(c.stored.addWritten)
+	}
 	go c.run()
 	go c.bookmarkLoop()
 	return c, nil

@@ -89,7 +89,8 @@ func TestStoredDataOfHandedOutObjects(t *testing.T) {
 			t.Fatalf("p%d: stored data %q, etcd %q", i, d, resp.Kvs[0].Value)
 		}
 	}
-	// No leak: every indexed object is in the tree or in the ring.
+	// No leak: every indexed object is in the tree, the ring or the
+	// recent writes.
 	e.c.mu.Lock()
 	defer e.c.mu.Unlock()
 	held := map[runtime.Object]bool{}
@@ -99,6 +100,13 @@ func TestStoredDataOfHandedOutObjects(t *testing.T) {
 	for i := 0; i < e.c.ringLen; i++ {
 		held[e.c.ring[(e.c.ringStart+i)%len(e.c.ring)].obj] = true
 	}
+	e.c.stored.wmu.Lock()
+	for _, obj := range e.c.stored.writes {
+		if obj != nil {
+			held[obj] = true
+		}
+	}
+	e.c.stored.wmu.Unlock()
 	n := 0
 	e.c.stored.m.Range(func(k, _ any) bool {
 		n++
@@ -109,5 +117,52 @@ func TestStoredDataOfHandedOutObjects(t *testing.T) {
 	})
 	if n > len(held) || n == 0 {
 		t.Errorf("index holds %d objects, tree and ring %d", n, len(held))
+	}
+}
+
+// The objects writes through the cache return map to the bytes etcd
+// holds for them, for the last recentWrites writes.
+func TestStoredDataOfWrites(t *testing.T) {
+	e := newEnv(t, Config{})
+	ctx := tctx(t)
+	e.c.stored.wmu.Lock()
+	e.c.stored.writes = make([]runtime.Object, 3) // a short memory
+	e.c.stored.wmu.Unlock()
+	check := func(obj runtime.Object, what string) {
+		t.Helper()
+		p := obj.(*corev1.Pod)
+		resp, err := e.client.Get(ctx, key(p.Namespace, p.Name), clientv3.WithRev(rvOf(t, p)))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("reading %s: %v", p.Name, err)
+		}
+		if d := e.c.StoredData(obj); !bytes.Equal(d, resp.Kvs[0].Value) {
+			t.Fatalf("%s of %s: stored data %q, etcd %q", what, p.Name, d, resp.Kvs[0].Value)
+		}
+	}
+	created, err := e.c.Create(ctx, key("ns", "w"), pod("ns", "w", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(created, "create")
+	update := func(labels map[string]string) runtime.Object {
+		out, err := e.c.GuaranteedUpdate(ctx, key("ns", "w"), false, func(cur runtime.Object) (runtime.Object, error) {
+			cur.(*corev1.Pod).Labels = labels
+			return cur, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	updated := update(map[string]string{"a": "1"})
+	check(updated, "update")
+	unchanged := update(map[string]string{"a": "1"})
+	check(unchanged, "unchanged update")
+	// Three more writes push the first out of the short memory.
+	for i := range 3 {
+		update(map[string]string{"a": fmt.Sprint(i + 2)})
+	}
+	if d := e.c.StoredData(created); d != nil {
+		t.Fatalf("the created object is still indexed after %d writes", 5)
 	}
 }

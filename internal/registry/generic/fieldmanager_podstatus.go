@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,8 +51,9 @@ var podGVK = corev1.SchemeGroupVersion.WithKind("Pod")
 
 // fastStatusFields is podStatusFieldsV1 of tl's and to's status when r is
 // core/v1 pods (whose conversion to the field manager's version is the
-// identity) and both are typed pods; false otherwise.
-func fastStatusFields(r *registry.Resource, tl, to runtime.Object) ([]byte, bool) {
+// identity) and both are typed pods, nil when nothing changed; false
+// otherwise.
+func fastStatusFields(r *registry.Resource, tl, to runtime.Object) (*metav1.FieldsV1, bool) {
 	if r.GroupVersionKind() != podGVK {
 		return nil, false
 	}
@@ -60,8 +62,25 @@ func fastStatusFields(r *registry.Resource, tl, to runtime.Object) ([]byte, bool
 	if !ok1 || !ok2 || lp == nil || np == nil {
 		return nil, false
 	}
-	return podStatusFieldsV1(&lp.Status, &np.Status)
+	scratch := fieldsScratch.Get().(*[]byte)
+	defer fieldsScratch.Put(scratch)
+	raw, ok := podStatusFieldsV1(&lp.Status, &np.Status, (*scratch)[:0])
+	if cap(raw) > cap(*scratch) && cap(raw) <= maxFieldsScratch {
+		*scratch = raw[:0]
+	}
+	if !ok || raw == nil {
+		return nil, ok
+	}
+	fields := &metav1.FieldsV1{}
+	fields.SetRawBytes(raw) // a copy of its own size
+	return fields, true
 }
+
+// fieldsScratch holds buffers podStatusFieldsV1 writes into, up to
+// maxFieldsScratch bytes.
+var fieldsScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxFieldsScratch = 16 << 10
 
 // trimPodForStatus is trimForStatus of two pods without reflection over
 // the Pod struct (whose fields TestTrimPodForStatusSameAsReflect checks):
@@ -75,15 +94,15 @@ func trimPodForStatus(live, obj *corev1.Pod) (runtime.Object, runtime.Object, bo
 	return tl, to, true
 }
 
-// podStatusFieldsV1 returns the FieldsV1 JSON of the status fields that
-// changed from l to r as the status field manager records them for a
-// manager with no earlier entry, nil when nothing changed, and false when
-// the comparison must decide.
-func podStatusFieldsV1(l, r *corev1.PodStatus) ([]byte, bool) {
+// podStatusFieldsV1 appends to buf the FieldsV1 JSON of the status fields
+// that changed from l to r as the status field manager records them for a
+// manager with no earlier entry and returns it; nil when nothing changed,
+// and false when the comparison must decide.
+func podStatusFieldsV1(l, r *corev1.PodStatus, buf []byte) ([]byte, bool) {
 	if !podStatusModelled(l) || !podStatusModelled(r) {
 		return nil, false
 	}
-	w := fieldsJSON{buf: make([]byte, 0, 640)}
+	w := fieldsJSON{buf: buf}
 	w.buf = append(w.buf, '{')
 	status := w.open("f:status", false)
 	// In field name order.

@@ -56,7 +56,7 @@ func TestPodStatusFieldsSameAsCompare(t *testing.T) {
 		}
 		lp, np := statusPod(pods, l), statusPod(pods, r)
 		want := p.ref.compareStatusFields(pods, lp.DeepCopy(), np.DeepCopy())
-		got, ok := podStatusFieldsV1(&lp.Status, &np.Status)
+		got, ok := podStatusFieldsV1(&lp.Status, &np.Status, nil)
 		if !ok {
 			continue
 		}
@@ -111,7 +111,7 @@ func TestPodStatusFirstWriteSameManagedFields(t *testing.T) {
 		for range 1 + rng.Intn(4) {
 			mutatePodStatus(rng, &obj.Status)
 		}
-		if _, ok := podStatusFieldsV1(&live.Status, &obj.Status); ok {
+		if _, ok := podStatusFieldsV1(&live.Status, &obj.Status, nil); ok {
 			fast++
 		}
 		manager := []string{"kubelet", "", "replicaset-controller"}[rng.Intn(3)]

@@ -253,18 +253,19 @@ func (f *FieldManagers) firstStatusEntry(r *registry.Resource, tl, to runtime.Ob
 	if om, err := meta.Accessor(to); err == nil {
 		om.SetManagedFields(nil) // as upstream's FieldManager.Update
 	}
-	raw, handled := fastStatusFields(r, tl, to)
+	fields, handled := fastStatusFields(r, tl, to)
 	if !handled {
-		raw = f.compareStatusFields(r, tl, to)
+		if raw := f.compareStatusFields(r, tl, to); raw != nil {
+			fields = &metav1.FieldsV1{}
+			fields.SetRawBytes(raw)
+		}
 	}
-	if raw == nil {
+	if fields == nil {
 		return metav1.ManagedFieldsEntry{}, false
 	}
 	if manager == "" {
 		manager = "unknown" // as upstream's buildManagerInfoManager
 	}
-	fields := &metav1.FieldsV1{}
-	fields.SetRawBytes(raw)
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: gv.String(),
 		Time: &metav1.Time{Time: time.Now().UTC()}, FieldsType: "FieldsV1", FieldsV1: fields, Subresource: "status"}, true
 }

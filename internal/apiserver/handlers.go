@@ -389,13 +389,21 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, ri *Request
 		s.serveFinalize(w, r, ri, st, obj, dr)
 		return
 	}
+	attempts := 0
 	out, created, err := st.Update(r.Context(), ri.Namespace, ri.Name, func(ctx context.Context, cur runtime.Object) (runtime.Object, error) {
-		// A fresh copy per attempt: preparing and encoding an attempt
-		// changes the object in place (its resourceVersion is cleared for
-		// storage), and a retried attempt must still carry the client's
-		// resourceVersion, or a stale update would overwrite the write it
-		// lost the compare-and-swap to.
-		return obj.DeepCopyObject(), nil
+		// Preparing and encoding an attempt changes the object in place
+		// (its resourceVersion is cleared for storage), and a retried
+		// attempt must still carry the client's resourceVersion, or a
+		// stale update would overwrite the write it lost the
+		// compare-and-swap to. The first attempt takes the decoded object
+		// itself; a retry (rare: a stale cached guess or a lost race)
+		// decodes the body again, instead of every attempt deep-copying
+		// the object in case it is retried.
+		attempts++
+		if attempts == 1 {
+			return obj, nil
+		}
+		return s.decodeBody(discardHeaders{}, r, st, wp.body, st.R.New())
 	}, generic.UpdateOptions{DryRun: dr, FieldManager: fm, Subresource: sub, AllowCreate: sub == "" && allowCreateOnUpdate(st), ReadOnlyCurrent: true})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -407,6 +415,14 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, ri *Request
 	}
 	s.writeObject(w, r, code, st.R, out)
 }
+
+// discardHeaders is a ResponseWriter for a second decode of a body, whose
+// warnings the first decode already sent.
+type discardHeaders struct{}
+
+func (discardHeaders) Header() http.Header         { return http.Header{} }
+func (discardHeaders) Write(b []byte) (int, error) { return len(b), nil }
+func (discardHeaders) WriteHeader(int)             {}
 
 // allowCreateOnUpdate lists the resources upstream lets PUT create.
 func allowCreateOnUpdate(st *generic.Store) bool {

@@ -119,8 +119,28 @@ func (s *Stored) DeepCopyObject() runtime.Object {
 }
 
 // UpdateFunc computes the new object from the current one. current is a
-// private copy (nil when creating through ignoreNotFound).
+// private copy (nil when creating through ignoreNotFound), unless the
+// update runs under WithSharedCurrent.
 type UpdateFunc func(current runtime.Object) (runtime.Object, error)
+
+type sharedCurrentKey struct{}
+
+// WithSharedCurrent marks the GuaranteedUpdate calls made with the
+// returned context as ones whose UpdateFunc never modifies current (not
+// even its maps and slices: it builds what it returns from shallow copies
+// and replaces what it changes). A store may then hand the UpdateFunc
+// an object it shares with others (the watch cache's, from a guess)
+// instead of a deep copy. Returning current itself is allowed (the store
+// copies it before touching it).
+func WithSharedCurrent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sharedCurrentKey{}, true)
+}
+
+// SharedCurrent reports whether ctx came from WithSharedCurrent.
+func SharedCurrent(ctx context.Context) bool {
+	v, _ := ctx.Value(sharedCurrentKey{}).(bool)
+	return v
+}
 
 // ErrNoChange may be returned (possibly wrapped) from an UpdateFunc to say
 // "leave the object as it is"; GuaranteedUpdate then returns the current

@@ -1,9 +1,11 @@
 package etcd3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +69,7 @@ func TestInProcessKV(t *testing.T) {
 		"WatchForCache":             TestWatchForCache,
 		"WatchPredicateTransitions": TestWatchPredicateTransitions,
 		"CanceledWrites":            TestCanceledWrites,
+		"SharedCurrent":             TestGuaranteedUpdateSharedCurrent,
 	} {
 		t.Run(name, f)
 	}
@@ -250,4 +253,98 @@ func BenchmarkCASRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Under storage.WithSharedCurrent an update from a guess with its stored
+// bytes gets the guess's own object (no copy) and the store never
+// modifies it: not when tryUpdate returns a changed shallow copy, not when
+// it returns current itself, not on a retry after a stale guess (which
+// runs on a private fresh object).
+func TestGuaranteedUpdateSharedCurrent(t *testing.T) {
+	s, client := newStore(t)
+	c := ctx(t)
+	k := key("ns", "shared")
+	created, err := s.Create(c, k, pod("ns", "shared", map[string]string{"v": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(obj runtime.Object) *storage.Stored {
+		rv := rvOf(t, obj)
+		resp, err := client.Get(c, k, clientv3.WithRev(rv))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("reading %s at %d: %v", k, rv, err)
+		}
+		return &storage.Stored{Key: k, ResourceVersion: rv, Object: obj, Data: resp.Kvs[0].Value}
+	}
+	guess := stored(created.DeepCopyObject())
+	pristine := guess.Object.DeepCopyObject()
+	pristineData := append([]byte(nil), guess.Data...)
+	shared := storage.WithSharedCurrent(c)
+	relabel := func(v string, calls *[]runtime.Object) storage.UpdateFunc {
+		return func(cur runtime.Object) (runtime.Object, error) {
+			*calls = append(*calls, cur)
+			p := *cur.(*corev1.Pod)
+			p.Labels = map[string]string{"v": v}
+			return &p, nil
+		}
+	}
+	var calls []runtime.Object
+	out, err := s.GuaranteedUpdateFrom(shared, k, false, relabel("1", &calls), guess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0] != guess.Object {
+		t.Fatalf("tryUpdate ran %d times, first on the guess's object: %v", len(calls), len(calls) > 0 && calls[0] == guess.Object)
+	}
+	if out.(*corev1.Pod).Labels["v"] != "1" || rvOf(t, out) <= guess.ResourceVersion {
+		t.Fatalf("result %v at %d", out.(*corev1.Pod).Labels, rvOf(t, out))
+	}
+	// current itself back: nothing written, the guess untouched.
+	cur := stored(out.DeepCopyObject())
+	rev, _ := s.CurrentRevision(c)
+	same, err := s.GuaranteedUpdateFrom(shared, k, false, func(o runtime.Object) (runtime.Object, error) { return o, nil }, cur)
+	if err != nil || rvOf(t, same) != cur.ResourceVersion {
+		t.Fatalf("returning current: %v at %v", err, same)
+	}
+	if now, _ := s.CurrentRevision(c); now != rev {
+		t.Fatalf("returning current wrote: revision %d -> %d", rev, now)
+	}
+	if rvOf(t, cur.Object) != cur.ResourceVersion {
+		t.Fatalf("the shared object's resourceVersion was changed to %d", rvOf(t, cur.Object))
+	}
+	// A stale guess: the retry runs on a private object.
+	calls = nil
+	if _, err := s.GuaranteedUpdateFrom(shared, k, false, relabel("2", &calls), guess); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || calls[0] != guess.Object || calls[1] == guess.Object {
+		t.Fatalf("stale shared guess: %d attempts", len(calls))
+	}
+	if !reflect.DeepEqual(guess.Object, pristine) || !bytes.Equal(guess.Data, pristineData) {
+		t.Fatalf("the shared guess was modified: %+v", guess.Object.(*corev1.Pod).ObjectMeta)
+	}
+	// Without stored bytes, or without the mark, the guess is copied.
+	for _, g := range []struct {
+		ctx   context.Context
+		guess *storage.Stored
+	}{
+		{shared, &storage.Stored{Key: k, Object: guess.Object}},
+		{c, stored(out.DeepCopyObject())},
+	} {
+		latest, err := s.Get(c, k, storage.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.guess.Object, g.guess.Data = latest, nil
+		if g.ctx == c {
+			g.guess = stored(latest)
+		}
+		calls = nil
+		if _, err := s.GuaranteedUpdateFrom(g.ctx, k, false, relabel("3", &calls), g.guess); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) == 0 || calls[0] == g.guess.Object {
+			t.Fatalf("guess handed over without a copy (shared=%v, data=%v)", storage.SharedCurrent(g.ctx), g.guess.Data != nil)
+		}
+	}
 }

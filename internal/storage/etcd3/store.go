@@ -24,6 +24,10 @@
 //   - GuaranteedUpdateFrom takes the cache's object and, when it has
 //     them, its stored bytes, so an update from a current cache needs
 //     neither a read nor an encode of the old state.
+//   - Under storage.WithSharedCurrent, GuaranteedUpdateFrom hands
+//     tryUpdate the guess's own object (when the guess has its stored
+//     bytes) instead of a deep copy; every later attempt gets a private
+//     decode, and a returned current is copied before it is encoded.
 //   - Every write is one compare-and-swap transaction on the key's mod
 //     revision (casRequest). With Config.KV (a member in this process) the
 //     store hands etcd that request ready-built; otherwise clientv3 builds
@@ -283,7 +287,9 @@ var _ storage.GuessingUpdater = (*Store)(nil)
 // watch cache's copy) replaces the first read and its decode with a deep
 // copy (and an encode for the unchanged-bytes check when the guess comes
 // without its stored bytes): the API server's updates start from the
-// object its clients saw, which the cache holds.
+// object its clients saw, which the cache holds. Under
+// storage.WithSharedCurrent a guess with its stored bytes is handed to
+// tryUpdate as it is, without the copy.
 func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotFound bool, tryUpdate storage.UpdateFunc, guess *storage.Stored) (runtime.Object, error) {
 	// The first read is serializable (no raft round trip) or the guess:
 	// the compare-and-swap below catches a stale read, and every decision
@@ -293,13 +299,16 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 	// concurrent writers (hundreds of scheduler bindings parked in it).
 	var (
 		fresh   bool
-		cur     runtime.Object // private; nil when absent
+		cur     runtime.Object // private unless curShared; nil when absent
 		curData []byte
 		curRev  int64
+		// curShared: cur is the guess's own object (WithSharedCurrent),
+		// which the store must never modify.
+		curShared bool
 	)
 	// use makes the read kvs the state tryUpdate is given next.
 	use := func(kvs []*mvccpb.KeyValue) error {
-		cur, curData, curRev = nil, nil, 0
+		cur, curData, curRev, curShared = nil, nil, 0, false
 		if len(kvs) == 0 {
 			return nil
 		}
@@ -316,7 +325,8 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 		fresh = true
 		return use(r.Kvs)
 	}
-	if !s.useGuess(key, guess, &cur, &curData, &curRev) {
+	var guessed bool
+	if guessed, curShared = s.useGuess(key, guess, storage.SharedCurrent(ctx), &cur, &curData, &curRev); !guessed {
 		getResp, err := s.client.Get(ctx, key, clientv3.WithSerializable())
 		if err != nil {
 			return nil, wrapEtcdError(key, 0, "getting", err)
@@ -339,6 +349,11 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 			return nil, storage.NewError(storage.ErrCodeKeyNotFound, key, 0, "not found")
 		}
 		updated, err := tryUpdate(cur)
+		if err == nil && curShared && updated == cur {
+			// Encoding clears the resourceVersion: never on the
+			// guess's own object.
+			updated = updated.DeepCopyObject()
+		}
 		if err != nil {
 			if !fresh {
 				if err := refresh(); err != nil {
@@ -387,37 +402,43 @@ func (s *Store) GuaranteedUpdateFrom(ctx context.Context, key string, ignoreNotF
 	}
 }
 
-// useGuess sets the first state to try from guess: a private copy, what
-// etcd holds at that revision (for the unchanged-bytes check: the guess's
-// stored bytes, or else its encoding) and its revision. False when there
-// is no usable guess.
-func (s *Store) useGuess(key string, guess *storage.Stored, cur *runtime.Object, curData *[]byte, curRev *int64) bool {
+// useGuess sets the first state to try from guess: a private copy (or,
+// when the caller shares current and the guess has its stored bytes, the
+// guess's object itself: shared reports that), what etcd holds at that
+// revision (for the unchanged-bytes check: the guess's stored bytes, or
+// else its encoding) and its revision. ok is false when there is no
+// usable guess.
+func (s *Store) useGuess(key string, guess *storage.Stored, share bool, cur *runtime.Object, curData *[]byte, curRev *int64) (ok, shared bool) {
 	if guess == nil || guess.Object == nil {
-		return false
+		return false, false
 	}
 	rev := guess.ResourceVersion
 	if rev == 0 {
 		var err error
 		if rev, err = storage.ObjectResourceVersion(guess.Object); err != nil {
-			return false
+			return false, false
 		}
 	}
 	if rev <= 0 {
-		return false
+		return false, false
+	}
+	if share && guess.Data != nil {
+		*cur, *curData, *curRev = guess.Object, guess.Data, rev
+		return true, true
 	}
 	obj := guess.Object.DeepCopyObject()
 	data := guess.Data
 	if data == nil {
 		var err error
 		if data, err = s.encode(key, obj); err != nil { // clears obj's resourceVersion
-			return false
+			return false, false
 		}
 		if err := storage.SetResourceVersion(obj, rev); err != nil {
-			return false
+			return false, false
 		}
 	}
 	*cur, *curData, *curRev = obj, data, rev
-	return true
+	return true, false
 }
 
 // Delete implements storage.Interface.

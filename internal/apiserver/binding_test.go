@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/core"
 	"skiff.dev/skiff/internal/registry/generic"
+	"skiff.dev/skiff/internal/storage"
 	"skiff.dev/skiff/internal/storage/cacher"
 	"skiff.dev/skiff/internal/storage/etcd3"
 	"skiff.dev/skiff/internal/storage/storagetest"
@@ -113,6 +115,22 @@ func (e *bindingEnv) stored(t *testing.T, name string) ([]byte, int64) {
 	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision
 }
 
+// cached returns the watch cache's own object for name once it is at rev.
+func (e *bindingEnv) cached(t *testing.T, name string, rev int64) runtime.Object {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		obj, err := e.pods.Storage.Get(context.Background(), "/registry/pods/ns/"+name, storage.GetOptions{ResourceVersion: "0"})
+		if err == nil && obj.(*corev1.Pod).ResourceVersion == fmt.Sprint(rev) {
+			return obj
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache did not reach %s at %d: %v", name, rev, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // referenceBind is pods/binding as it was before it wrote the pod's
 // storage directly: the same checks and changes as an update of the
 // generic store (defaulting, metadata validation, no managedFields).
@@ -167,9 +185,16 @@ func TestBindingMatchesGenericUpdate(t *testing.T) {
 	for _, ann := range []map[string]string{nil, {"scheduler.example/by": "test"}} {
 		fast, ref = e.create(t, "bind-fast-"+fmt.Sprint(len(ann))+"aaa"), e.create(t, "bind-refr-"+fmt.Sprint(len(ann))+"bbb")
 		_, beforeRev := e.stored(t, fast.Name)
+		// The binding starts from the watch cache's own object (no
+		// copy): it must leave that object as it was.
+		cached := e.cached(t, fast.Name, beforeRev)
+		pristine := cached.DeepCopyObject()
 		b, body := bindingJSON(fast.Name, string(fast.UID), "node-1", ann)
 		if w := e.do(t, "POST", "/api/v1/namespaces/ns/pods/"+fast.Name+"/binding", body); w.Code != http.StatusCreated {
 			t.Fatalf("binding: %d %s", w.Code, w.Body)
+		}
+		if !reflect.DeepEqual(cached, pristine) {
+			t.Errorf("the binding modified the cached pod:\n%+v\n%+v", cached, pristine)
 		}
 		rb := b.DeepCopy()
 		rb.Name, rb.UID = ref.Name, ref.UID

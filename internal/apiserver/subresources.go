@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -90,7 +92,10 @@ func (p *PodSubresources) decode(s *Server, r *http.Request, gvk schema.GroupVer
 // validated) and no managedFields (spec.nodeName and the condition are
 // owned by no manager). The generic store's update was about a third of a
 // binding's server CPU: a second deep copy of the pod, its defaulting,
-// metadata validation and a semantic comparison of old and new.
+// metadata validation and a semantic comparison of old and new. The
+// bound pod is built from shallow copies of the current one, so the
+// update runs under storage.WithSharedCurrent and starts from the watch
+// cache's object without any deep copy.
 func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
 	st := s.Store(corev1.SchemeGroupVersion, "pods")
 	b := &corev1.Binding{}
@@ -123,31 +128,35 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 	}
 	gr := st.R.GroupResource()
 	now := metav1.NewTime(p.now())
-	assign := func(pod *corev1.Pod) error {
-		if pod.DeletionTimestamp != nil {
-			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", ri.Name))
+	// bound returns cur bound to the node, built from shallow copies:
+	// cur (possibly the watch cache's own object) is never modified.
+	bound := func(cur *corev1.Pod) (*corev1.Pod, error) {
+		if cur.DeletionTimestamp != nil {
+			return nil, apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", ri.Name))
 		}
-		if pod.Spec.NodeName != "" {
-			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is already assigned to node %q", ri.Name, pod.Spec.NodeName))
+		if cur.Spec.NodeName != "" {
+			return nil, apierrors.NewConflict(gr, ri.Name, fmt.Errorf("pod %s is already assigned to node %q", ri.Name, cur.Spec.NodeName))
 		}
-		if b.UID != "" && b.UID != pod.UID {
-			return apierrors.NewConflict(gr, ri.Name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", b.UID, pod.UID))
+		if b.UID != "" && b.UID != cur.UID {
+			return nil, apierrors.NewConflict(gr, ri.Name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", b.UID, cur.UID))
 		}
+		pod := *cur
 		pod.Spec.NodeName = b.Target.Name
-		for k, v := range b.Annotations {
-			if pod.Annotations == nil {
-				pod.Annotations = map[string]string{}
-			}
-			pod.Annotations[k] = v
+		if len(b.Annotations) > 0 {
+			ann := make(map[string]string, len(cur.Annotations)+len(b.Annotations))
+			maps.Copy(ann, cur.Annotations)
+			maps.Copy(ann, b.Annotations)
+			pod.Annotations = ann
 		}
-		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
-		return nil
+		pod.Status.Conditions = slices.Clone(cur.Status.Conditions)
+		setPodCondition(&pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		return &pod, nil
 	}
 	key := st.KeyRoot + "/" + ri.Namespace + "/" + ri.Name
 	if dr {
 		cur, err := st.Storage.Get(r.Context(), key, storage.GetOptions{})
 		if err == nil {
-			err = assign(cur.DeepCopyObject().(*corev1.Pod))
+			_, err = bound(cur.(*corev1.Pod))
 		}
 		if err != nil {
 			s.writeError(w, r, bindError(gr, ri.Name, err))
@@ -156,16 +165,15 @@ func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *Reque
 		s.writeCreatedStatus(w)
 		return
 	}
-	// The store hands tryUpdate a private copy (storage.Interface).
-	if _, err := st.Storage.GuaranteedUpdate(r.Context(), key, false, func(cur runtime.Object) (runtime.Object, error) {
+	// bound never modifies the pod it is given, so the store may hand it
+	// the cache's object instead of a deep copy.
+	ctx := storage.WithSharedCurrent(r.Context())
+	if _, err := st.Storage.GuaranteedUpdate(ctx, key, false, func(cur runtime.Object) (runtime.Object, error) {
 		pod, ok := cur.(*corev1.Pod)
 		if !ok {
 			return nil, apierrors.NewInternalError(fmt.Errorf("stored pod %s is a %T", key, cur))
 		}
-		if err := assign(pod); err != nil {
-			return nil, err
-		}
-		return pod, nil
+		return bound(pod)
 	}); err != nil {
 		s.writeError(w, r, bindError(gr, ri.Name, err))
 		return

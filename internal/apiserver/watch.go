@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -158,7 +159,11 @@ func (s *Server) encodeWatchEvent(r *http.Request, f *watchFormat, st *generic.S
 // frame writes the event of type t with the encoded object raw to b.
 func (f *watchFormat) frame(b *bytes.Buffer, t watch.EventType, raw []byte) error {
 	if f.streamEnc != nil {
-		return f.streamEnc.Encode(&metav1.WatchEvent{Type: string(t), Object: runtime.RawExtension{Raw: raw}}, b)
+		if raw == nil {
+			return f.streamEnc.Encode(&metav1.WatchEvent{Type: string(t), Object: runtime.RawExtension{Raw: raw}}, b)
+		}
+		appendWatchEventProto(b, string(t), raw)
+		return nil
 	}
 	b.WriteString(`{"type":"`)
 	b.WriteString(string(t))
@@ -166,6 +171,34 @@ func (f *watchFormat) frame(b *bytes.Buffer, t watch.EventType, raw []byte) erro
 	b.Write(bytes.TrimRight(raw, "\n"))
 	b.WriteString("}\n")
 	return nil
+}
+
+// appendWatchEventProto writes the protobuf encoding of
+// metav1.WatchEvent{Type: t, Object: RawExtension{Raw: raw}} (raw not nil)
+// to b as its generated marshaller does (type, then the object's raw
+// bytes), in one exactly sized copy: the marshaller sizes and fills a
+// slice of its own that the buffer then copies again, for a message that
+// is all a copy of raw.
+func appendWatchEventProto(b *bytes.Buffer, t string, raw []byte) {
+	ext := 1 + uvarintLen(len(raw)) + len(raw) // RawExtension{Raw: raw}
+	b.Grow(1 + uvarintLen(len(t)) + len(t) + 1 + uvarintLen(ext) + ext)
+	var tmp [binary.MaxVarintLen64]byte
+	b.WriteByte(1<<3 | 2) // WatchEvent.type
+	b.Write(binary.AppendUvarint(tmp[:0], uint64(len(t))))
+	b.WriteString(t)
+	b.WriteByte(2<<3 | 2) // WatchEvent.object
+	b.Write(binary.AppendUvarint(tmp[:0], uint64(ext)))
+	b.WriteByte(1<<3 | 2) // RawExtension.raw
+	b.Write(binary.AppendUvarint(tmp[:0], uint64(len(raw))))
+	b.Write(raw)
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 // encodeWatchObject encodes the event's object in the negotiated form,

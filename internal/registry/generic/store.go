@@ -13,7 +13,9 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -465,19 +467,35 @@ func (s *Store) List(ctx context.Context, ns string, opts ListOptions) (runtime.
 		return nil, apierrors.NewInternalError(err)
 	}
 	lm, _ := meta.ListAccessor(list)
-	lm.SetResourceVersion(fmt.Sprint(res.ResourceVersion))
+	lm.SetResourceVersion(strconv.FormatInt(res.ResourceVersion, 10))
 	lm.SetContinue(res.Continue)
 	lm.SetRemainingItemCount(res.RemainingItemCount)
 	setListTypeMeta(list, s.R)
 	return list, nil
 }
 
+// itemsFields caches the index of each list type's Items field: an
+// admission plugin's list of (usually no) limit ranges, quotas or
+// priority classes on every pod create looked it up by name each time.
+var itemsFields sync.Map // reflect.Type -> []int (nil: none)
+
 // setListItems fills list.Items with typed values (Items is []T, not []*T).
 func setListItems(list runtime.Object, items []runtime.Object) error {
-	v := reflect.ValueOf(list).Elem().FieldByName("Items")
-	if !v.IsValid() {
+	lv := reflect.ValueOf(list).Elem()
+	idx, ok := itemsFields.Load(lv.Type())
+	if !ok {
+		f, found := lv.Type().FieldByName("Items")
+		var index []int
+		if found {
+			index = f.Index
+		}
+		itemsFields.Store(lv.Type(), index)
+		idx = index
+	}
+	if idx.([]int) == nil {
 		return fmt.Errorf("%T has no Items", list)
 	}
+	v := lv.FieldByIndex(idx.([]int))
 	slice := reflect.MakeSlice(v.Type(), len(items), len(items))
 	for i, it := range items {
 		slice.Index(i).Set(reflect.ValueOf(it).Elem())

@@ -185,32 +185,77 @@ func validatePodSecurityContext(sc *corev1.PodSecurityContext, fldPath *field.Pa
 
 func validateTolerations(ts []corev1.Toleration, fldPath *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for i, t := range ts {
-		p := fldPath.Index(i)
-		if t.Key != "" {
-			errs = append(errs, metav1validation.ValidateLabelName(t.Key, p.Child("key"))...)
+	for i := range ts {
+		if tolerationValid(&ts[i]) {
+			continue
 		}
-		if t.Key == "" && t.Operator != corev1.TolerationOpExists {
-			errs = append(errs, field.Invalid(p.Child("operator"), t.Operator, "operator must be Exists when `key` is empty, which means \"match all values and all keys\""))
-		}
-		if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
-			errs = append(errs, field.Invalid(p.Child("effect"), t.Effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
-		}
-		switch t.Operator {
-		case corev1.TolerationOpEqual, "":
-			errs = append(errs, invalidMsgs(p.Child("value"), t.Value, validation.IsValidLabelValue(t.Value))...)
-		case corev1.TolerationOpExists:
-			if t.Value != "" {
-				errs = append(errs, field.Invalid(p.Child("operator"), t, "value must be empty when `operator` is 'Exists'"))
-			}
-		default:
-			errs = append(errs, field.NotSupported(p.Child("operator"), t.Operator, []string{string(corev1.TolerationOpEqual), string(corev1.TolerationOpExists)}))
-		}
-		if t.Effect != "" {
-			errs = append(errs, oneOf(t.Effect, supportedTaintEffects, p.Child("effect"))...)
-		}
+		errs = append(errs, tolerationErrors(ts[i], fldPath.Index(i))...)
 	}
 	return errs
+}
+
+// tolerationErrors is every problem with the toleration t at p.
+func tolerationErrors(t corev1.Toleration, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if t.Key != "" {
+		errs = append(errs, metav1validation.ValidateLabelName(t.Key, p.Child("key"))...)
+	}
+	if t.Key == "" && t.Operator != corev1.TolerationOpExists {
+		errs = append(errs, field.Invalid(p.Child("operator"), t.Operator, "operator must be Exists when `key` is empty, which means \"match all values and all keys\""))
+	}
+	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+		errs = append(errs, field.Invalid(p.Child("effect"), t.Effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+	}
+	switch t.Operator {
+	case corev1.TolerationOpEqual, "":
+		errs = append(errs, invalidMsgs(p.Child("value"), t.Value, validation.IsValidLabelValue(t.Value))...)
+	case corev1.TolerationOpExists:
+		if t.Value != "" {
+			errs = append(errs, field.Invalid(p.Child("operator"), t, "value must be empty when `operator` is 'Exists'"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(p.Child("operator"), t.Operator, []string{string(corev1.TolerationOpEqual), string(corev1.TolerationOpExists)}))
+	}
+	if t.Effect != "" {
+		errs = append(errs, oneOf(t.Effect, supportedTaintEffects, p.Child("effect"))...)
+	}
+	return errs
+}
+
+// tolerationValid reports whether tolerationErrors finds nothing wrong
+// with t, without building field paths and with memos of the keys and
+// values it accepted: every pod carries at least the two default
+// tolerations, whose keys were checked by regular expression on every
+// create and spec update. false means "run the checks" (which report the
+// errors); TestTolerationValidMatchesChecks holds it to them.
+func tolerationValid(t *corev1.Toleration) bool {
+	if t.Key == "" {
+		if t.Operator != corev1.TolerationOpExists {
+			return false
+		}
+	} else if !validLabelKeys.valid(t.Key) {
+		return false
+	}
+	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+		return false
+	}
+	switch t.Operator {
+	case corev1.TolerationOpEqual, "":
+		if !validLabelValues.valid(t.Value) {
+			return false
+		}
+	case corev1.TolerationOpExists:
+		if t.Value != "" {
+			return false
+		}
+	default:
+		return false
+	}
+	switch t.Effect {
+	case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		return true
+	}
+	return false
 }
 
 func validateContainer(c *corev1.Container, volumes map[string]*corev1.Volume, names sets.Set[string], hostNetwork bool, p *field.Path) field.ErrorList {

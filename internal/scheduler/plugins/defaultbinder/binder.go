@@ -5,6 +5,7 @@ package defaultbinder
 import (
 	"context"
 	"fmt"
+	"io"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,7 +60,19 @@ func post(ctx context.Context, h framework.Handle, binding *v1.Binding) error {
 		} else {
 			r = r.Body(binding)
 		}
-		return r.Do(ctx).Error()
+		// Stream, not Do: the answer (a Status) is never looked at on
+		// success, so it is drained into io.Discard's pooled buffer rather
+		// than read into a new slice and its content type parsed; a
+		// failure's body becomes the same API error either way.
+		body, err := r.Stream(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, body)
+		if cerr := body.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
 	return core.Pods(binding.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
 }

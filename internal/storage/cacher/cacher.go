@@ -44,6 +44,11 @@
 //     delete revision (what etcd's previous value would have decoded to).
 //     A delete of a key the cache does not hold is an inconsistency and
 //     makes the cacher re-list.
+//   - StoredData maps an object the cache handed out (while its tree or
+//     event ring refers to it), or one of the last writes returned (the
+//     store reports them if it implements SetWriteObserver), to the bytes
+//     the store holds for it, by identity; nil otherwise. The HTTP layer
+//     builds protobuf answers from them (internal/storage/pbsplice).
 package cacher
 
 import (

@@ -81,11 +81,14 @@ func (c *createEntries) add(g createGroup, body []byte, e metav1.ManagedFieldsEn
 
 // createManagedFields sets obj's managedFields for a create by manager
 // (FieldManagers.Update from an empty object) and returns the object to
-// store. opts.Body, when set, is the request body obj was decoded from.
-func (s *Store) createManagedFields(obj runtime.Object, opts CreateOptions) runtime.Object {
+// store. opts.Body, when set, is the request body obj was decoded from;
+// generated says the store gave obj its name. Only those bodies are
+// remembered: a body that names its object (an event, a node, a lease)
+// cannot be created twice, so it would only take room.
+func (s *Store) createManagedFields(obj runtime.Object, opts CreateOptions, generated bool) runtime.Object {
 	manager := opts.FieldManager
 	m, err := meta.Accessor(obj)
-	if s.creates == nil || manager == "" || len(opts.Body) == 0 || len(opts.Body) > maxCreateBody || err != nil || len(m.GetManagedFields()) > 0 {
+	if s.creates == nil || !generated || manager == "" || len(opts.Body) == 0 || len(opts.Body) > maxCreateBody || err != nil || len(m.GetManagedFields()) > 0 {
 		return s.FieldManagers.Update(s.R, "", s.R.New(), obj, manager)
 	}
 	g := createGroup{manager: manager, mediaType: opts.MediaType}

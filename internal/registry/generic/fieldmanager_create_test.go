@@ -184,7 +184,7 @@ func BenchmarkCreateEntry(b *testing.B) {
 		name string
 		f    func(p *corev1.Pod) runtime.Object
 	}{
-		{"store", func(p *corev1.Pod) runtime.Object { return st.createManagedFields(p, opts) }},
+		{"store", func(p *corev1.Pod) runtime.Object { return st.createManagedFields(p, opts, true) }},
 		{"fieldmanager", func(p *corev1.Pod) runtime.Object {
 			return st.FieldManagers.Update(pods, "", pods.New(), p, "replicaset-controller")
 		}},

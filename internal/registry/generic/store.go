@@ -223,7 +223,7 @@ func (s *Store) Create(ctx context.Context, ns string, obj runtime.Object, opts 
 	// Ownership is recorded for what the client sent (with defaults),
 	// before admission mutates the object, as upstream does.
 	if s.FieldManagers != nil {
-		obj = s.createManagedFields(obj, opts)
+		obj = s.createManagedFields(obj, opts, generated)
 		m, _ = meta.Accessor(obj)
 	}
 	if s.Hooks.Admit != nil {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -89,15 +91,11 @@ func (c RealPodControl) event(obj runtime.Object, typ, reason, format string, ar
 
 // CreatePod implements PodControl.
 func (c RealPodControl) CreatePod(ctx context.Context, namespace string, template *v1.PodTemplateSpec, owner runtime.Object, ref *metav1.OwnerReference) error {
-	meta, ok := owner.(metav1.Object)
-	if !ok {
-		return fmt.Errorf("creating pod: owner %T has no object metadata", owner)
-	}
-	if len(template.Labels) == 0 {
-		return fmt.Errorf("creating pod: template of %s has no labels", meta.GetName())
+	meta, err := creationOwner(template, owner)
+	if err != nil {
+		return err
 	}
 	var name string
-	var err error
 	if rc := CoreREST(c.Client); rc != nil {
 		// The pod is only encoded: it may share the template's
 		// fields, which saves a deep copy of the spec per pod.
@@ -109,6 +107,24 @@ func (c RealPodControl) CreatePod(ctx context.Context, namespace string, templat
 			name = created.Name
 		}
 	}
+	return c.created(owner, namespace, meta, name, err)
+}
+
+// creationOwner checks that a pod can be created from template for owner
+// and returns the owner's metadata.
+func creationOwner(template *v1.PodTemplateSpec, owner runtime.Object) (metav1.Object, error) {
+	meta, ok := owner.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("creating pod: owner %T has no object metadata", owner)
+	}
+	if len(template.Labels) == 0 {
+		return nil, fmt.Errorf("creating pod: template of %s has no labels", meta.GetName())
+	}
+	return meta, nil
+}
+
+// created records the outcome of creating pod name for owner.
+func (c RealPodControl) created(owner runtime.Object, namespace string, meta metav1.Object, name string, err error) error {
 	if err != nil {
 		if !apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) {
 			c.event(owner, v1.EventTypeWarning, FailedCreatePodReason, "Error creating: %v", err)
@@ -117,6 +133,50 @@ func (c RealPodControl) CreatePod(ctx context.Context, namespace string, templat
 	}
 	c.event(owner, v1.EventTypeNormal, SuccessfulCreatePodReason, "Created pod: %v", name)
 	return nil
+}
+
+// PodCreator returns a function that, at each call, does what
+// pc.CreatePod(ctx, namespace, template, owner, ref) does, for a caller
+// creating many pods from one template in a row (a ReplicaSet scaling
+// up). The pods are all the same (the API server names them from
+// generateName), so with a RealPodControl that talks HTTP the request
+// body is encoded once rather than per pod. template must not change
+// while the function is in use.
+func PodCreator(pc PodControl, namespace string, template *v1.PodTemplateSpec, owner runtime.Object, ref *metav1.OwnerReference) func(context.Context) error {
+	c, ok := pc.(RealPodControl)
+	var rc *rest.RESTClient
+	if ok {
+		rc = CoreREST(c.Client)
+	}
+	if rc == nil {
+		return func(ctx context.Context) error { return pc.CreatePod(ctx, namespace, template, owner, ref) }
+	}
+	body := sync.OnceValues(func() (*encodedPod, error) {
+		meta, err := creationOwner(template, owner)
+		if err != nil {
+			return nil, err
+		}
+		return &encodedPod{meta: meta, body: encodePod(rc, namespace, podSharingTemplate(template, meta, ref))}, nil
+	})
+	return func(ctx context.Context) error {
+		enc, err := body()
+		if err != nil {
+			return err
+		}
+		if enc.body == nil {
+			// The REST client's encoding could not be captured:
+			// encode per pod.
+			return c.CreatePod(ctx, namespace, template, owner, ref)
+		}
+		name, err := createEncodedPod(ctx, rc, namespace, enc.body)
+		return c.created(owner, namespace, enc.meta, name, err)
+	}
+}
+
+// encodedPod is the request body of a pod creation.
+type encodedPod struct {
+	meta metav1.Object
+	body *requestBody
 }
 
 // DeletePod implements PodControl.

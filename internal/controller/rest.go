@@ -5,10 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"reflect"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -49,21 +50,61 @@ func createPod(ctx context.Context, rc *rest.RESTClient, namespace string, pod *
 	return objectName(raw)
 }
 
+// requestBody is a request's encoded body and its content type.
+type requestBody struct {
+	data        []byte
+	contentType string
+}
+
+// encodePod returns the body createPod would send for pod, encoded by the
+// REST client itself (so in its configured content type, byte for byte),
+// or nil if it cannot be read back from the request (a client-go whose
+// Request no longer holds it where this expects).
+func encodePod(rc *rest.RESTClient, namespace string, pod *v1.Pod) *requestBody {
+	req := rc.Post().UseProtobufAsDefault().Namespace(namespace).Resource("pods").Body(pod)
+	if req.Error() != nil {
+		return nil
+	}
+	// rest.Request keeps the encoded body and headers unexported; they
+	// are read, never written.
+	v := reflect.ValueOf(req).Elem()
+	data, headers := v.FieldByName("bodyBytes"), v.FieldByName("headers")
+	if !data.IsValid() || data.Type() != reflect.TypeFor[[]byte]() || data.Len() == 0 ||
+		!headers.IsValid() || headers.Type() != reflect.TypeFor[http.Header]() {
+		return nil
+	}
+	ct := headers.MapIndex(reflect.ValueOf("Content-Type"))
+	if !ct.IsValid() || ct.Len() != 1 {
+		return nil
+	}
+	return &requestBody{data: data.Bytes(), contentType: ct.Index(0).String()}
+}
+
+// createEncodedPod is createPod with the pod's body already encoded by
+// encodePod.
+func createEncodedPod(ctx context.Context, rc *rest.RESTClient, namespace string, body *requestBody) (string, error) {
+	res := rc.Post().UseProtobufAsDefault().Namespace(namespace).Resource("pods").
+		SetHeader("Content-Type", body.contentType).Body(body.data).Do(ctx)
+	if err := res.Error(); err != nil {
+		return "", err
+	}
+	raw, _ := res.Raw()
+	return objectName(raw)
+}
+
 // objectName reads metadata.name from an API server's answer, protobuf or
 // JSON, skipping the rest of the object.
 func objectName(raw []byte) (string, error) {
 	if rest, ok := bytes.CutPrefix(raw, protobufMagic); ok {
-		var unk runtime.Unknown
-		if err := unk.Unmarshal(rest); err != nil {
+		// runtime.Unknown's raw (field 2) is the object, whose
+		// metadata is field 1 (like PartialObjectMetadata's), whose
+		// name is field 1. Walking the wire format to it decodes
+		// nothing else (managed fields, labels) of the answer.
+		name, _, err := protobufString(rest, 2, 1, 1)
+		if err != nil {
 			return "", fmt.Errorf("decoding answer: %w", err)
 		}
-		// Every object's message has its ObjectMeta as field 1, like
-		// PartialObjectMetadata; the other fields are skipped.
-		var m metav1.PartialObjectMetadata
-		if err := m.Unmarshal(unk.Raw); err != nil {
-			return "", fmt.Errorf("decoding answer's metadata: %w", err)
-		}
-		return m.Name, nil
+		return name, nil
 	}
 	var m struct {
 		Metadata struct {
@@ -74,4 +115,43 @@ func objectName(raw []byte) (string, error) {
 		return "", fmt.Errorf("decoding answer: %w", err)
 	}
 	return m.Metadata.Name, nil
+}
+
+// protobufString returns the string at path (field numbers, the last a
+// string, the others embedded messages) in the protobuf message b, as a
+// decoder would see it: the last occurrence wins, occurrences of an
+// embedded message merge. It reports whether the field is present.
+func protobufString(b []byte, path ...protowire.Number) (string, bool, error) {
+	var value string
+	var found bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num != path[0] || typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return "", false, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return "", false, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if len(path) == 1 {
+			value, found = string(v), true
+			continue
+		}
+		if s, ok, err := protobufString(v, path[1:]...); err != nil {
+			return "", false, err
+		} else if ok {
+			value, found = s, true
+		}
+	}
+	return value, found, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -187,4 +188,196 @@ func TestObjectName(t *testing.T) {
 			t.Errorf("%s: a truncated answer decoded", mediaType)
 		}
 	}
+}
+
+// TestPodCreatorRequests: the pods a PodCreator creates are sent with the
+// body encoded once, and each request is byte for byte what
+// RealPodControl.CreatePod and the typed client send, in both content
+// types; events and errors are CreatePod's.
+func TestPodCreatorRequests(t *testing.T) {
+	rs, tpl := testTemplate()
+	ref := NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))
+	orig := tpl.DeepCopy()
+	for _, contentType := range []string{"", "application/json"} {
+		t.Run("config content type "+contentType, func(t *testing.T) {
+			srv := &podServer{}
+			hs := httptest.NewServer(srv)
+			defer hs.Close()
+			client, err := kubernetes.NewForConfig(&rest.Config{Host: hs.URL, ContentConfig: rest.ContentConfig{ContentType: contentType}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if encodePod(CoreREST(client), "ns", podSharingTemplate(tpl, rs, ref)) == nil {
+				t.Fatal("the REST client's encoding of the pod could not be read: PodCreator encodes per pod")
+			}
+			if _, err := client.CoreV1().Pods("ns").Create(context.Background(), PodFromTemplate(tpl, rs, ref), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			rec := record.NewFakeRecorder(10)
+			pc := RealPodControl{Client: client, Recorder: rec}
+			if err := pc.CreatePod(context.Background(), "ns", tpl, rs, ref); err != nil {
+				t.Fatal(err)
+			}
+			create := PodCreator(pc, "ns", tpl, rs, ref)
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Go(func() {
+					if err := create(context.Background()); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if len(srv.requests) != 5 {
+				t.Fatalf("%d requests, want 5", len(srv.requests))
+			}
+			for i := 1; i < 5; i++ {
+				if srv.requests[i] != srv.requests[0] {
+					t.Errorf("request %d %q, the typed client sends %q", i, srv.requests[i], srv.requests[0])
+				}
+				if !bytes.Equal(srv.bodies[i], srv.bodies[0]) {
+					t.Errorf("body %d %q, the typed client sends %q", i, srv.bodies[i], srv.bodies[0])
+				}
+			}
+			for range 4 {
+				if ev := <-rec.Events; ev != "Normal SuccessfulCreate Created pod: web-abc-x7k2q" {
+					t.Errorf("event %q", ev)
+				}
+			}
+
+			srv.fail = apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", nil)
+			err = create(context.Background())
+			if !apierrors.IsForbidden(err) {
+				t.Errorf("error %v, want the API's Forbidden", err)
+			}
+			if ev := <-rec.Events; !strings.HasPrefix(ev, "Warning FailedCreate Error creating: ") {
+				t.Errorf("event %q", ev)
+			}
+		})
+	}
+	if !apiequality.Semantic.DeepEqual(tpl, orig) {
+		t.Fatal("the template was modified")
+	}
+
+	// A fake clientset (which does not generate names, so one pod):
+	// CreatePod.
+	client := fake.NewClientset()
+	if err := PodCreator(RealPodControl{Client: client}, "ns", tpl, rs, ref)(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := client.CoreV1().Pods("ns").List(context.Background(), metav1.ListOptions{}); len(l.Items) != 1 || l.Items[0].GenerateName != "web-abc-" {
+		t.Fatalf("fake API holds %+v", l.Items)
+	}
+	noLabels := tpl.DeepCopy()
+	noLabels.Labels = nil
+	srv := httptest.NewServer(&podServer{})
+	defer srv.Close()
+	real, _ := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err := PodCreator(RealPodControl{Client: real}, "ns", noLabels, rs, ref)(context.Background()); err == nil || !strings.Contains(err.Error(), "no labels") {
+		t.Fatalf("error %v for a template without labels", err)
+	}
+}
+
+// TestObjectNameProtobufWire: the name is read as decoding the answer's
+// metadata would read it: a later metadata field overrides an earlier
+// one's name (gogo-encoded metadata always carries a name, empty or not),
+// no metadata is "".
+func TestObjectNameProtobufWire(t *testing.T) {
+	answer := func(metas ...*metav1.ObjectMeta) []byte {
+		var obj []byte
+		for _, m := range metas {
+			b, err := m.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj = protowire.AppendTag(obj, 1, protowire.BytesType)
+			obj = protowire.AppendBytes(obj, b)
+		}
+		obj = protowire.AppendTag(obj, 2, protowire.BytesType) // spec
+		obj = protowire.AppendBytes(obj, nil)
+		u := runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: "v1", Kind: "Pod"}, Raw: obj}
+		b, err := u.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte("k8s\x00"), b...)
+	}
+	for _, tc := range []struct {
+		metas []*metav1.ObjectMeta
+		want  string
+	}{
+		{nil, ""},
+		{[]*metav1.ObjectMeta{{Namespace: "ns"}}, ""},
+		{[]*metav1.ObjectMeta{{Name: "a", Labels: map[string]string{"x": "y"}}}, "a"},
+		{[]*metav1.ObjectMeta{{Name: "a"}, {Name: "b"}}, "b"},
+		{[]*metav1.ObjectMeta{{Name: "a"}, {Namespace: "ns"}}, ""},
+	} {
+		raw := answer(tc.metas...)
+		if got, err := objectName(raw); err != nil || got != tc.want {
+			t.Errorf("%v: %q, %v; want %q", tc.metas, got, err, tc.want)
+		}
+		// What decoding the metadata reads.
+		var u runtime.Unknown
+		var m metav1.PartialObjectMetadata
+		if err := u.Unmarshal(raw[4:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Unmarshal(u.Raw); err != nil || m.Name != tc.want {
+			t.Errorf("%v: decoding reads %q, %v; the test wants %q", tc.metas, m.Name, err, tc.want)
+		}
+	}
+}
+
+// cannedPodAnswer answers every request with one encoded pod, as an API
+// server would answer a create (with managed fields), in-process.
+type cannedPodAnswer struct{ body []byte }
+
+func (a cannedPodAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	return &http.Response{StatusCode: http.StatusCreated, Header: http.Header{"Content-Type": {"application/vnd.kubernetes.protobuf"}},
+		Body: io.NopCloser(bytes.NewReader(a.body)), Request: r}, nil
+}
+
+// BenchmarkCreatePods is the client side of a ReplicaSet's pod creations
+// (encoding, request, reading the answer's name, the event) per pod:
+// through CreatePod, and through one PodCreator.
+func BenchmarkCreatePods(b *testing.B) {
+	rs, tpl := testTemplate()
+	ref := NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))
+	answer := PodFromTemplate(tpl, rs, ref)
+	answer.Name, answer.UID, answer.ResourceVersion = "web-abc-x7k2q", "uid-1", "12"
+	answer.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
+		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:app":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"rs-uid\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}}}}`)}}}
+	info, _ := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), "application/vnd.kubernetes.protobuf")
+	body, err := runtime.Encode(scheme.Codecs.EncoderForVersion(info.Serializer, v1.SchemeGroupVersion), answer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "https://api.invalid", Transport: cannedPodAnswer{body}, QPS: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(b.Context()))
+	defer broadcaster.Shutdown()
+	pc := RealPodControl{Client: client, Recorder: broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "bench"})}
+	b.Run("CreatePod", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := pc.CreatePod(b.Context(), "ns", tpl, rs, ref); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("PodCreator", func(b *testing.B) {
+		b.ReportAllocs()
+		create := PodCreator(pc, "ns", tpl, rs, ref)
+		for b.Loop() {
+			if err := create(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -542,8 +542,10 @@ func (c *Controller) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, 
 		n := min(-diff, c.burst)
 		c.expectations.ExpectCreations(key, n)
 		cref := controller.NewControllerRef(rs, c.ad.kind())
+		// The n pods are the same request: encoded once.
+		create := controller.PodCreator(c.podControl, rs.Namespace, &rs.Spec.Template, owner, cref)
 		ok, err := controller.SlowStartBatch(n, 1, func() error {
-			err := c.podControl.CreatePod(ctx, rs.Namespace, &rs.Spec.Template, owner, cref)
+			err := create(ctx)
 			if err != nil && apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) {
 				return nil // nothing can be created in a dying namespace; do not retry
 			}

@@ -40,7 +40,7 @@ func components(cfg server.Config) []server.ComponentFactory {
 			if err != nil {
 				return nil, err
 			}
-			f, err := shared.take(ctx, rc, "controller-manager")
+			f, err := shared.take(ctx, s, rc, "controller-manager")
 			if err != nil {
 				return nil, err
 			}
@@ -67,7 +67,7 @@ func components(cfg server.Config) []server.ComponentFactory {
 			if err != nil {
 				return nil, err
 			}
-			f, err := shared.take(ctx, rc, "scheduler")
+			f, err := shared.take(ctx, s, rc, "scheduler")
 			if err != nil {
 				return nil, err
 			}

@@ -9,8 +9,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"skiff.dev/skiff/internal/server"
 )
 
 // A component's Start and Shutdown do not decide how long shared informers
@@ -18,7 +20,7 @@ import (
 func TestOwnedFactoryOutlivesComponents(t *testing.T) {
 	client := fake.NewClientset()
 	owner := make(chan struct{})
-	f := ownedFactory{informers.NewSharedInformerFactory(client, 0), owner}
+	f := ownedFactory{informers.NewSharedInformerFactory(client, 0), owner, nil}
 	inf := f.Core().V1().Pods().Informer()
 	component := make(chan struct{})
 	f.Start(component)
@@ -50,4 +52,10 @@ func TestOwnedFactoryOutlivesComponents(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TakeSharedInformers hands the external tests a fresh sharedInformers'
+// take.
+func TakeSharedInformers() func(ctx context.Context, srv *server.Server, rc *rest.Config, component string) (informers.SharedInformerFactory, error) {
+	return (&sharedInformers{}).take
 }

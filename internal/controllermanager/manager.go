@@ -251,7 +251,7 @@ func (m *ControllerManager) runControllers(ctx context.Context) error {
 		Logger:    m.logger,
 		Config:    m.cfg,
 		Recorder: func(component string) record.EventRecorder {
-			return broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: component})
+			return controller.NewEventRecorder(broadcaster, scheme.Scheme, v1.EventSource{Component: component}, m.logger)
 		},
 	}
 	type started struct {

@@ -401,7 +401,7 @@ func (s *Store) Predicate(lbl labels.Selector, fld fields.Selector) storage.Pred
 			if err != nil {
 				return false
 			}
-			return fld.Matches(s.FieldSet(o))
+			return fld.Matches(s.fieldView(o))
 		}
 		return true
 	}
@@ -420,6 +420,48 @@ func (s *Store) FieldSet(obj runtime.Object) fields.Set {
 		}
 	}
 	return set
+}
+
+// objectFields is FieldSet(obj) as a fields.Fields view, without merging
+// the resource's selectable fields into a new map: watch predicates
+// (every node agent selects its pods by spec.nodeName) evaluate it for
+// each event. Like FieldSet, the resource's fields win over the metadata
+// ones.
+type objectFields struct {
+	name, namespace string
+	namespaced      bool
+	extra           fields.Set
+}
+
+var _ fields.Fields = objectFields{}
+
+func (f objectFields) Has(field string) bool {
+	if _, ok := f.extra[field]; ok {
+		return true
+	}
+	return field == "metadata.name" || (f.namespaced && field == "metadata.namespace")
+}
+
+func (f objectFields) Get(field string) string {
+	if v, ok := f.extra[field]; ok {
+		return v
+	}
+	switch {
+	case field == "metadata.name":
+		return f.name
+	case f.namespaced && field == "metadata.namespace":
+		return f.namespace
+	}
+	return ""
+}
+
+func (s *Store) fieldView(obj runtime.Object) fields.Fields {
+	m, _ := meta.Accessor(obj)
+	f := objectFields{name: m.GetName(), namespace: m.GetNamespace(), namespaced: s.R.Namespaced}
+	if s.R.SelectableFields != nil {
+		f.extra = s.R.SelectableFields(obj)
+	}
+	return f
 }
 
 // ValidateFieldSelector checks that every field in sel is selectable.

@@ -32,6 +32,7 @@ func (e *env) statusWrites(t *testing.T) map[string]float64 {
 // Conflict, then a retry) nor answer each write's echo with another
 // write; and the status they leave is the truth.
 func TestScaleUpStatusWrites(t *testing.T) {
+	const maxRaceConflicts = 3
 	e := start(t, 20)
 	const replicas = 300
 	before := e.statusWrites(t)
@@ -65,8 +66,13 @@ func TestScaleUpStatusWrites(t *testing.T) {
 	}
 	t.Logf("status writes during the scale-up: %v", delta)
 	for _, res := range []string{"deployments", "replicasets"} {
-		if c := delta[res+" 409"]; c > 0 {
-			t.Errorf("%v PUT %s/status conflicted (all: %v)", c, res, delta)
+		// Working from stale copies conflicted on ~7% of pods (about 20
+		// here). A genuine race with another writer of the object (the
+		// Deployment controller updating the ReplicaSet between the
+		// ReplicaSet controller's read and write) still conflicts now
+		// and then under load, as it does upstream: allow a few.
+		if c := delta[res+" 409"]; c > maxRaceConflicts {
+			t.Errorf("%v PUT %s/status conflicted, more than %d races explain (all: %v)", c, res, maxRaceConflicts, delta)
 		}
 		// Each sync writes at most once, and pod events are batched
 		// (100 ms): a storm is a write per pod event.

@@ -212,7 +212,7 @@ func BenchmarkPutStatus(b *testing.B) {
 	// included (they go back in every status write).
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-5d8f7c9b4-x7k2p", Namespace: "default", UID: "0b3c1f0e-5f7a-4c1e-9d57-3b0f2f8f6c11",
 		ResourceVersion: "123457", Labels: map[string]string{"app": "web", "pod-template-hash": "5d8f7c9b4"},
-		GenerateName: "web-5d8f7c9b4-",
+		GenerateName:    "web-5d8f7c9b4-",
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7c9b4", UID: "5a1d2b7e-0c3f-4b8a-a1e2-77c9d0f1e2a3"}},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
 			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:app":{},"f:pod-template-hash":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"5a1d2b7e-0c3f-4b8a-a1e2-77c9d0f1e2a3\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}}`)}}}},

@@ -33,12 +33,12 @@ func benchPod() *corev1.Pod {
 		Spec: corev1.PodSpec{
 			NodeName: "hollow-node-17", SchedulerName: "default-scheduler", RestartPolicy: corev1.RestartPolicyAlways,
 			Containers: []corev1.Container{{Name: "app", Image: "localhost/skiff/testapp:v1",
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}},
+				Resources:              corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}},
 				TerminationMessagePath: "/dev/termination-log", ImagePullPolicy: corev1.PullIfNotPresent}},
 			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}},
 		},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.42.17.5", HostIP: "10.0.0.17",
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Ready: true, Image: "localhost/skiff/testapp:v1", ImageID: "sha256:abc"}}},
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"skiff.dev/skiff/internal/registry"
 )
 
 // ValidatePodTemplateSpec validates a pod template (labels, annotations and
@@ -233,7 +235,7 @@ func tolerationValid(t *corev1.Toleration) bool {
 		if t.Operator != corev1.TolerationOpExists {
 			return false
 		}
-	} else if !validLabelKeys.valid(t.Key) {
+	} else if !registry.LabelKeys.Valid(t.Key) {
 		return false
 	}
 	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
@@ -241,7 +243,7 @@ func tolerationValid(t *corev1.Toleration) bool {
 	}
 	switch t.Operator {
 	case corev1.TolerationOpEqual, "":
-		if !validLabelValues.valid(t.Value) {
+		if !registry.LabelValues.Valid(t.Value) {
 			return false
 		}
 	case corev1.TolerationOpExists:

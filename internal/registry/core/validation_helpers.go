@@ -5,45 +5,12 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-)
-
-// validMemo remembers strings a per-string check accepted, up to
-// maxValidMemo of them (a cluster's label keys and values, toleration
-// keys: few and repeated on every object).
-type validMemo struct {
-	check func(string) bool
-	m     sync.Map // string -> struct{}
-	n     atomic.Int64
-}
-
-const maxValidMemo = 8192
-
-func (v *validMemo) valid(s string) bool {
-	if _, ok := v.m.Load(s); ok {
-		return true
-	}
-	if !v.check(s) {
-		return false
-	}
-	if v.n.Load() < maxValidMemo {
-		if _, loaded := v.m.LoadOrStore(s, struct{}{}); !loaded {
-			v.n.Add(1)
-		}
-	}
-	return true
-}
-
-var (
-	validLabelKeys   = &validMemo{check: func(s string) bool { return len(validation.IsQualifiedName(s)) == 0 }}
-	validLabelValues = &validMemo{check: func(s string) bool { return len(validation.IsValidLabelValue(s)) == 0 }}
 )
 
 // dns1123Label reports each reason value is not a DNS-1123 label as an

@@ -2,8 +2,6 @@ package generic
 
 import (
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,57 +27,28 @@ import (
 // ever skip a validation that would have returned no errors.
 // TestMetaValidMatchesUpstream holds it to upstream's answer.
 
-// validMemo remembers strings a per-string validator accepted. It stops
-// learning at maxValidMemo entries (unique strings, e.g. names, should not
-// be memoized at all: they are checked without it).
-type validMemo struct {
-	check func(string) bool
-	m     sync.Map // string -> struct{}
-	n     atomic.Int64
-}
-
-const maxValidMemo = 8192
-
-func (v *validMemo) valid(s string) bool {
-	if _, ok := v.m.Load(s); ok {
-		return true
-	}
-	if !v.check(s) {
-		return false
-	}
-	if v.n.Load() < maxValidMemo {
-		if _, loaded := v.m.LoadOrStore(s, struct{}{}); !loaded {
-			v.n.Add(1)
-		}
-	}
-	return true
-}
-
 var (
-	labelKeys = &validMemo{check: func(s string) bool { return len(validation.IsQualifiedName(s)) == 0 }}
-	// label values are usually a few distinct strings (app names, template hashes)
-	labelValues    = &validMemo{check: func(s string) bool { return len(validation.IsValidLabelValue(s)) == 0 }}
-	annotationKeys = &validMemo{check: func(s string) bool { return len(validation.IsQualifiedName(strings.ToLower(s))) == 0 }}
-	namespaces     = &validMemo{check: func(s string) bool { return len(apimachineryvalidation.ValidateNamespaceName(s, false)) == 0 }}
-	finalizerNames = &validMemo{check: func(s string) bool {
+	annotationKeys = registry.NewValidMemo(func(s string) bool { return len(validation.IsQualifiedName(strings.ToLower(s))) == 0 })
+	namespaces     = registry.NewValidMemo(func(s string) bool { return len(apimachineryvalidation.ValidateNamespaceName(s, false)) == 0 })
+	finalizerNames = registry.NewValidMemo(func(s string) bool {
 		return len(apimachineryvalidation.ValidateFinalizerName(s, field.NewPath("f"))) == 0
-	}}
-	fieldManagers = &validMemo{check: func(s string) bool {
+	})
+	fieldManagers = registry.NewValidMemo(func(s string) bool {
 		return len(v1validation.ValidateFieldManager(s, field.NewPath("m"))) == 0
-	}}
+	})
 	// ownerKinds holds apiVersion + "\x00" + kind of owner references
 	// upstream accepts (a parseable group version that may own objects).
-	ownerKinds = &validMemo{check: func(s string) bool {
+	ownerKinds = registry.NewValidMemo(func(s string) bool {
 		av, kind, _ := strings.Cut(s, "\x00")
 		ref := metav1.OwnerReference{APIVersion: av, Kind: kind, Name: "n", UID: "u"}
 		return len(apimachineryvalidation.ValidateOwnerReferences([]metav1.OwnerReference{ref}, field.NewPath("o"))) == 0
-	}}
+	})
 	// generateNames is keyed by the name rule's kind (see nameRule) and
 	// the prefix.
-	generateNames = &validMemo{check: func(s string) bool {
+	generateNames = registry.NewValidMemo(func(s string) bool {
 		kind, prefix, _ := strings.Cut(s, "\x00")
 		return len(nameRuleFunc(kind)(prefix, true)) == 0
-	}}
+	})
 )
 
 // nameRule names the rule NameValidator gives r, without allocating.
@@ -160,14 +129,14 @@ func nameValid(kind, name string) bool {
 // known to be valid": run upstream's validator.
 func metaValid(r *registry.Resource, m metav1.Object) bool {
 	kind := nameRule(r)
-	if gn := m.GetGenerateName(); gn != "" && !generateNames.valid(kind+"\x00"+gn) {
+	if gn := m.GetGenerateName(); gn != "" && !generateNames.Valid(kind+"\x00"+gn) {
 		return false
 	}
 	if name := m.GetName(); name == "" || !nameValid(kind, name) {
 		return false
 	}
 	if ns := m.GetNamespace(); r.Namespaced {
-		if ns == "" || !namespaces.valid(ns) {
+		if ns == "" || !namespaces.Valid(ns) {
 			return false
 		}
 	} else if ns != "" {
@@ -185,13 +154,13 @@ func metaValid(r *registry.Resource, m metav1.Object) bool {
 // runs both).
 func metaCommonValid(m metav1.Object) bool {
 	for k, v := range m.GetLabels() {
-		if !labelKeys.valid(k) || !labelValues.valid(v) {
+		if !registry.LabelKeys.Valid(k) || !registry.LabelValues.Valid(v) {
 			return false
 		}
 	}
 	if ann := m.GetAnnotations(); len(ann) > 0 {
 		for k := range ann {
-			if !annotationKeys.valid(k) {
+			if !annotationKeys.Valid(k) {
 				return false
 			}
 		}
@@ -202,7 +171,7 @@ func metaCommonValid(m metav1.Object) bool {
 	controllers := 0
 	for _, ref := range m.GetOwnerReferences() {
 		if ref.Name == "" || ref.UID == "" || ref.Kind == "" || ref.APIVersion == "" ||
-			!ownerKinds.valid(ref.APIVersion+"\x00"+ref.Kind) {
+			!ownerKinds.Valid(ref.APIVersion+"\x00"+ref.Kind) {
 			return false
 		}
 		if ref.Controller != nil && *ref.Controller {
@@ -214,7 +183,7 @@ func metaCommonValid(m metav1.Object) bool {
 	}
 	orphan, foreground := false, false
 	for _, f := range m.GetFinalizers() {
-		if !finalizerNames.valid(f) {
+		if !finalizerNames.Valid(f) {
 			return false
 		}
 		orphan = orphan || f == metav1.FinalizerOrphanDependents
@@ -231,7 +200,7 @@ func metaCommonValid(m metav1.Object) bool {
 		if e.FieldsType != "" && e.FieldsType != "FieldsV1" {
 			return false
 		}
-		if len(e.Subresource) > v1validation.MaxSubresourceNameLength || !fieldManagers.valid(e.Manager) {
+		if len(e.Subresource) > v1validation.MaxSubresourceNameLength || !fieldManagers.Valid(e.Manager) {
 			return false
 		}
 	}

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/test/integration/framework"
 )
 
@@ -77,9 +77,9 @@ func waitIdle(b *testing.B) {
 	b.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		t0 := cpuTime()
+		t0 := cputime.Process()
 		time.Sleep(200 * time.Millisecond)
-		if cpuTime()-t0 < 20*time.Millisecond {
+		if cputime.Process()-t0 < 20*time.Millisecond {
 			return
 		}
 	}
@@ -106,12 +106,6 @@ func (hb *handlerBench) do(b *testing.B, method, path string, obj runtime.Object
 	return w.Body.Bytes()
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measure runs op(i) for i in [0, b.N) from 100 goroutines (on 2 cores,
 // like the create scenario's 100 clients) and reports CPU per op.
 func measure(b *testing.B, op func(i int)) {
@@ -120,14 +114,14 @@ func measure(b *testing.B, op func(i int)) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			op(int(next.Add(1) - 1))
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/op")
 }
 
 func benchPodObject(name string) *corev1.Pod {

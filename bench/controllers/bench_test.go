@@ -31,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +42,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/hollow"
 	"skiff.dev/skiff/test/integration/framework"
 )
@@ -127,14 +127,6 @@ func printRequests(before, after map[string]float64, pods int) {
 			fmt.Printf("  %-40s %8.0f %6.3f/pod\n", r.k, r.v, r.v/float64(pods))
 		}
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runDelay is how long the process's threads have waited on a CPU run
@@ -324,7 +316,7 @@ func run(b *testing.B) {
 		}
 	}
 	reqs0 := requestsByKind(ctx, client)
-	cpu0, wait0 := cpuTime(), runDelay()
+	cpu0, wait0 := cputime.Process(), runDelay()
 	start := time.Now()
 	b.ResetTimer()
 	if _, err := client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -343,7 +335,7 @@ func run(b *testing.B) {
 			}
 			tr.mu.Lock()
 			fmt.Printf("%s %6.1fs cpu %v runq-wait %v watch: created %d bound %d running %d", time.Now().Format("15:04:05.000"), time.Since(start).Seconds(),
-				(cpuTime() - cpu0).Round(100*time.Millisecond), (runDelay() - wait0).Round(100*time.Millisecond), len(tr.created), len(tr.bound), len(tr.running))
+				(cputime.Process() - cpu0).Round(100*time.Millisecond), (runDelay() - wait0).Round(100*time.Millisecond), len(tr.created), len(tr.bound), len(tr.running))
 			tr.mu.Unlock()
 			if *verifyList {
 				// A quorum list tells lost watch events from a stuck pipeline.
@@ -389,7 +381,7 @@ func run(b *testing.B) {
 		b.Fatalf("waiting for %d running pods: %v (created %d, bound %d, running %d)", total, err, created, bound, running)
 	}
 	upTime := lastRunning.Sub(start)
-	upCPU := cpuTime() - cpu0
+	upCPU := cputime.Process() - cpu0
 	upWait := runDelay() - wait0
 	if *upProfile != "" {
 		pprof.StopCPUProfile()
@@ -416,7 +408,7 @@ func run(b *testing.B) {
 
 	// Rolling update to v2, complete when the Deployment says so and no
 	// v1 pod is left.
-	cpu1 := cpuTime()
+	cpu1 := cputime.Process()
 	rollStart := time.Now()
 	for attempt := 0; ; attempt++ {
 		cur, err := client.AppsV1().Deployments("default").Get(ctx, "bench", metav1.GetOptions{})
@@ -449,7 +441,7 @@ func run(b *testing.B) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	rollTime := time.Since(rollStart)
-	rollCPU := cpuTime() - cpu1
+	rollCPU := cputime.Process() - cpu1
 	b.StopTimer()
 
 	b.ReportMetric(float64(total)/rollTime.Seconds(), "pods-rolled/s")

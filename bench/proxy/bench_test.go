@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/network/nettest"
 	"skiff.dev/skiff/internal/proxy"
 	"skiff.dev/skiff/internal/proxy/nftables"
@@ -93,7 +94,7 @@ func deleteTable(nft knftables.Interface) {
 
 func fullSync(b *testing.B, nft knftables.Interface, table string) {
 	r := rules()
-	start, cpu, self := time.Now(), childCPU(), selfCPU()
+	start, cpu, self := time.Now(), childCPU(), cputime.Process()
 	units := renderAll(r)
 	render := time.Since(start)
 	a := nftables.New(nft, knftables.IPv4Family, table)
@@ -106,7 +107,7 @@ func fullSync(b *testing.B, nft knftables.Interface, table string) {
 	b.ReportMetric(float64(total.Milliseconds()), "total-ms")
 	b.ReportMetric(float64(ops), "nft-ops")
 	b.ReportMetric(float64((childCPU() - cpu).Milliseconds()), "nft-cpu-ms")
-	b.ReportMetric(float64((selfCPU() - self).Milliseconds()), "self-cpu-ms")
+	b.ReportMetric(float64((cputime.Process() - self).Milliseconds()), "self-cpu-ms")
 }
 
 // BenchmarkFullSyncFake: rendering plus building the transaction, applied
@@ -147,17 +148,11 @@ func childCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// selfCPU is this process's CPU time (user+system, all threads): with
-// netlink the kernel's commit work is charged here rather than to an nft
-// child. It includes the benchmark's own fake API server and informers.
-func selfCPU() time.Duration {
-	var ru unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
+// reportSelfCPU reports this process's CPU per change: with netlink the
+// kernel's commit work is charged here rather than to an nft child; it
+// includes the benchmark's own fake API server and informers.
 func reportSelfCPU(b *testing.B, before time.Duration, changes int) {
-	b.ReportMetric(float64((selfCPU()-before)/time.Duration(changes))/1e6, "self-cpu-ms/change")
+	b.ReportMetric(float64((cputime.Process()-before)/time.Duration(changes))/1e6, "self-cpu-ms/change")
 }
 
 func reportCPU(b *testing.B, before time.Duration, changes int) {
@@ -196,7 +191,7 @@ func benchApplier(b *testing.B, netlink bool) {
 		}
 		for b.Loop() {
 			lat := make([]time.Duration, 0, numChanges)
-			cpu, self := childCPU(), selfCPU()
+			cpu, self := childCPU(), cputime.Process()
 			for c := 1; c <= numChanges; c++ {
 				i := (c * 7919) % numServices
 				start := time.Now()
@@ -231,7 +226,7 @@ func BenchmarkEndpointChangeProxierNFT(b *testing.B) {
 }
 
 func benchProxier(b *testing.B, shards int, netlink bool) {
-	cpu0, self0 := childCPU(), selfCPU()
+	cpu0, self0 := childCPU(), cputime.Process()
 	nettest.InFreshNetns(b, func() error {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -266,10 +261,10 @@ func benchProxier(b *testing.B, shards int, netlink bool) {
 				}
 				// Reported inside the loop: b.Loop's first call resets the
 				// timer, which drops metrics reported before it.
-				initial, initialCPU, initialSelf := time.Since(start), childCPU()-cpu0, selfCPU()-self0
+				initial, initialCPU, initialSelf := time.Since(start), childCPU()-cpu0, cputime.Process()-self0
 				for b.Loop() {
 					lat := make([]time.Duration, 0, numChanges)
-					cpu, self := childCPU(), selfCPU()
+					cpu, self := childCPU(), cputime.Process()
 					for c := 1; c <= numChanges; c++ {
 						i := (c * 7919) % numServices
 						sl := makeSlice(i, c)

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/internal/scheduler/framework"
 )
@@ -117,15 +117,6 @@ func run(tb testing.TB, sc scenario) (time.Duration, []time.Duration) {
 	return time.Since(start), lat
 }
 
-// cpuTime is this process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func p99(lat []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), lat...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -136,9 +127,9 @@ func BenchmarkScheduling(b *testing.B) {
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				total, lat := run(b, sc)
-				cpu := cpuTime() - cpu0
+				cpu := cputime.Process() - cpu0
 				b.ReportMetric(float64(numPods)/total.Seconds(), "pods/s")
 				// CPU time is less sensitive than wall time to other
 				// processes on a shared machine: pods per CPU-second.

@@ -18,6 +18,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/internal/scheduler/framework"
 	"skiff.dev/skiff/internal/scheduler/plugins/podtopologyspread"
@@ -99,7 +100,7 @@ func BenchmarkDefaultSpread(b *testing.B) {
 		}
 		ctx := context.Background()
 		b.StartTimer()
-		cpu0 := cpuTime()
+		cpu0 := cputime.Process()
 		for _, p := range pods {
 			res, err := algo.Schedule(ctx, framework.NewCycleState(), framework.NewPodInfo(p), snap)
 			if err != nil {
@@ -110,7 +111,7 @@ func BenchmarkDefaultSpread(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		cpu := cpuTime() - cpu0
+		cpu := cputime.Process() - cpu0
 		b.StopTimer()
 		b.ReportMetric(float64(cpu.Microseconds())/spreadPods, "cpu-µs/pod")
 		perNode := map[int]int{}

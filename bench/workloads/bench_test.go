@@ -44,6 +44,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/hollow"
 	"skiff.dev/skiff/test/integration/framework"
 )
@@ -58,14 +59,6 @@ var (
 	completers       = flag.Int("completers", 16, "workers marking Running Job pods Succeeded")
 	phaseTimeout     = flag.Duration("phase-timeout", 30*time.Minute, "give up on a phase after this long")
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func loadAvg() string {
 	var si syscall.Sysinfo_t
@@ -176,7 +169,7 @@ func runDaemonSet(b *testing.B) {
 		},
 	}
 	var rows []row
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	start := time.Now()
 	b.ResetTimer()
 	if _, err := dsClient.Create(ctx, ds, metav1.CreateOptions{}); err != nil {
@@ -197,11 +190,11 @@ func runDaemonSet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	upTime, upCPU := time.Since(start), cpuTime()-cpu0
+	upTime, upCPU := time.Since(start), cputime.Process()-cpu0
 	rows = append(rows, row{"all daemon pods created", scheduledAt, int(n), 0},
 		row{"desiredNumberScheduled = numberReady", upTime, int(n), upCPU})
 
-	cpu1 := cpuTime()
+	cpu1 := cputime.Process()
 	rollStart := time.Now()
 	for attempt := 0; ; attempt++ {
 		cur, err := dsClient.Get(ctx, "bench", metav1.GetOptions{})
@@ -227,7 +220,7 @@ func runDaemonSet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rollTime, rollCPU := time.Since(rollStart), cpuTime()-cpu1
+	rollTime, rollCPU := time.Since(rollStart), cputime.Process()-cpu1
 	b.StopTimer()
 	rows = append(rows, row{"rolling update (maxUnavailable " + *dsMaxUnavailable + ")", rollTime, int(n), rollCPU})
 	b.ReportMetric(upTime.Seconds(), "s-rollout")
@@ -337,7 +330,7 @@ func runJob(b *testing.B) {
 		},
 	}
 	jobs := client.BatchV1().Jobs("default")
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	start := time.Now()
 	b.ResetTimer()
 	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil {
@@ -371,7 +364,7 @@ func runJob(b *testing.B) {
 		printTable(fmt.Sprintf("Job of %d completions, parallelism %d, on %d hollow nodes (NOT complete)", nc, np, *jobNodes), rows)
 		b.Fatal(err)
 	}
-	d, cpu := time.Since(start), cpuTime()-cpu0
+	d, cpu := time.Since(start), cputime.Process()-cpu0
 	b.StopTimer()
 	cur, err := jobs.Get(ctx, "bench", metav1.GetOptions{})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/applyconfigurations"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/core"
 	"skiff.dev/skiff/internal/registry/generic"
@@ -100,12 +100,6 @@ func (hb *handlerBench) do(b *testing.B, method, path string, obj runtime.Object
 	return w.Body.Bytes()
 }
 
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measureHandler runs op(i) for i in [0, b.N) from 20 goroutines and
 // reports process CPU per op.
 func measureHandler(b *testing.B, op func(i int)) {
@@ -114,14 +108,14 @@ func measureHandler(b *testing.B, op func(i int)) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := benchCPU()
+	start := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			op(int(next.Add(1) - 1))
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64((benchCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/op")
 }
 
 func handlerBenchPod(name string) *corev1.Pod {

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"skiff.dev/skiff/internal/cputime"
 )
 
 // startTestServer runs a server until stop (or the test's end).
@@ -219,7 +220,7 @@ func BenchmarkClientTransport(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			start := processCPU()
+			start := cputime.Process()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				cm.Data["k"] = strconv.Itoa(i)
@@ -228,15 +229,9 @@ func BenchmarkClientTransport(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestInProcessAfterStop: once the server stopped, an in-process watch

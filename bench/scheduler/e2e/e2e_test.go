@@ -22,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/hollow"
 	"skiff.dev/skiff/internal/scheduler"
 	"skiff.dev/skiff/test/integration/framework"
@@ -55,14 +55,6 @@ var (
 	kubeconfig   = flag.String("kubeconfig", "", "use the cluster in this kubeconfig instead of an in-process skiff API server")
 	schedulerCmd = flag.String("scheduler-cmd", "", "with -kubeconfig: shell command that runs the scheduler under test (killed at the end)")
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func registerNodes(b *testing.B, client kubernetes.Interface) {
 	b.Helper()
@@ -211,7 +203,7 @@ func runOnce(b *testing.B) {
 		}
 		run = func() { go func() { _ = s.Run(ctx) }() }
 	}
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	start := time.Now()
 	b.ResetTimer()
 	run()
@@ -236,7 +228,7 @@ wait:
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Process() - cpu0
 	if ext != nil && ext.Process != nil {
 		cpu = processCPU(ext.Process.Pid)
 	}

@@ -3,12 +3,12 @@ package replicaset
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"skiff.dev/skiff/internal/cputime"
 )
 
 // BenchmarkSteadySync is one Sync of a 5,000-pod ReplicaSet that is
@@ -29,14 +29,14 @@ func BenchmarkSteadySync(b *testing.B) {
 	f.c.verifyTally = false
 	ctx := context.Background()
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if err := f.c.Sync(ctx, "default/a"); err != nil {
 			b.Fatal(err)
 		}
 	}
 	// CPU time, not wall time, is what a loaded machine does not distort.
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 	if got := f.actions(); len(got) != 0 {
 		b.Fatalf("a converged ReplicaSet's sync wrote %q", got)
 	}
@@ -69,7 +69,7 @@ func BenchmarkScaleUpSync(b *testing.B) {
 			rsStore := f.factory.Apps().V1().ReplicaSets().Informer().GetIndexer()
 			ctx := context.Background()
 			b.ReportAllocs()
-			cpu0 := processCPU()
+			cpu0 := cputime.Process()
 			for i := 0; b.Loop(); i++ {
 				// A stale status, as after each batch of pod updates.
 				cur := rs.DeepCopy()
@@ -81,7 +81,7 @@ func BenchmarkScaleUpSync(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 			if got := written.last; got.Replicas != n || got.ReadyReplicas != n/2 || written.n != b.N {
 				b.Fatalf("%d status writes, last %+v; want %d, with %d replicas, %d ready", written.n, got, b.N, n, n/2)
 			}
@@ -100,11 +100,4 @@ type discardStatus struct {
 func (d *discardStatus) updateStatus(_ context.Context, rs *appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
 	d.last, d.n = rs.Status, d.n+1
 	return rs, nil
-}
-
-// processCPU is the process's user+system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

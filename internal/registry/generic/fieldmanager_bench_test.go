@@ -1,25 +1,16 @@
 package generic_test
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/applyconfigurations"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/registry/generic"
 )
-
-// processCPU is the process's user+system CPU time so far: on a machine
-// shared with other work, CPU per operation is steadier than wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func benchPod(r *registry.Resource) *corev1.Pod {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", Labels: map[string]string{"app": "bench"},
@@ -43,14 +34,14 @@ func BenchmarkCreateManagedFields(b *testing.B) {
 	pod := benchPod(r)
 	fms.Update(r, "", r.New(), pod.DeepCopy(), "bench") // builds the field manager
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		out := fms.Update(r, "", r.New(), pod.DeepCopy(), "bench")
 		if len(out.(*corev1.Pod).ManagedFields) != 1 {
 			b.Fatal("no managedFields entry recorded")
 		}
 	}
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkStatusUpdateManagedFields is a node agent's first status
@@ -89,7 +80,7 @@ func BenchmarkStatusUpdateManagedFields(b *testing.B) {
 	// numbers are the field manager's alone.
 	sent := st.ManagedFields
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		st.ManagedFields = sent
 		out := fms.Update(r, "status", live, st, "hollow-node")
@@ -97,5 +88,5 @@ func BenchmarkStatusUpdateManagedFields(b *testing.B) {
 			b.Fatalf("managedFields entries: %d, want 2", len(out.(*corev1.Pod).ManagedFields))
 		}
 	}
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 }

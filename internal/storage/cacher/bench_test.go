@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/storage"
 	"skiff.dev/skiff/internal/storage/storagetest"
@@ -128,7 +127,7 @@ func BenchmarkUpdateThroughCache(b *testing.B) {
 			}
 			b.ReportAllocs()
 			i := 0
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				k := key("ns", fmt.Sprintf("p%04d", i%1000))
 				i++
@@ -144,15 +143,7 @@ func BenchmarkUpdateThroughCache(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

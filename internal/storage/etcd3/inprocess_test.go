@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/etcd"
 	"skiff.dev/skiff/internal/registry"
 	"skiff.dev/skiff/internal/storage"
@@ -193,7 +193,7 @@ func BenchmarkUpdate(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := processCPU()
+			start := cputime.Process()
 			for i := 0; b.Loop(); i++ {
 				rv := rvOf(b, out)
 				resp, err := c.Get(ctx, k)
@@ -209,18 +209,9 @@ func BenchmarkUpdate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((processCPU()-start).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64((cputime.Process()-start).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
 		})
 	}
-}
-
-// processCPU is the process's user and system CPU time: the store's and
-// the in-process member's work, which a loaded machine distorts far less
-// than wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkCASRequest is the client-side cost of one update transaction

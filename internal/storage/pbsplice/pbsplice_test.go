@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/runtime/serializer/versioning"
 
+	"skiff.dev/skiff/internal/cputime"
 	"skiff.dev/skiff/internal/registry"
 )
 
@@ -377,14 +377,8 @@ func BenchmarkPodSize(b *testing.B) {
 // reportCPU reports the process's CPU time per operation (user+system),
 // which a machine loaded by others distorts far less than wall time.
 func reportCPU(b *testing.B) func() {
-	start := cpuTime()
+	start := int64(cputime.Process())
 	return func() {
-		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(int64(cputime.Process())-start)/float64(b.N), "cpu-ns/op")
 	}
-}
-
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

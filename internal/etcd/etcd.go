@@ -27,8 +27,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
-	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -75,6 +73,11 @@ type Config struct {
 	// WatchProgressNotifyInterval is how often etcd sends progress
 	// notifications to idle watchers that asked for them (0 = etcd default).
 	WatchProgressNotifyInterval time.Duration
+	// BackendBatchInterval is the longest etcd holds applied writes in
+	// its backend transaction before committing it to the database file
+	// (0 = etcd's default, 100 ms). The WAL, not the backend commit,
+	// makes a write durable.
+	BackendBatchInterval time.Duration
 	// LogLevel of etcd's zap logger; default "error".
 	LogLevel string
 	// StartTimeout bounds the wait for readiness.
@@ -171,6 +174,9 @@ func embedConfig(cfg Config) (*embed.Config, *closingGate, error) {
 	}
 	if cfg.WatchProgressNotifyInterval != 0 {
 		ec.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
+	}
+	if cfg.BackendBatchInterval != 0 {
+		ec.BackendBatchInterval = cfg.BackendBatchInterval
 	}
 	// The API server's object size limit is 1.5 MiB of encoded object; allow
 	// a little room for the request envelope.
@@ -271,9 +277,11 @@ func (s *Server) InProcessClient() *clientv3.Client { return v3client.New(s.etcd
 // InProcessKV returns the member's KV API as InProcessClient's KV calls
 // it (v3client's adapter over the quota-checking KV server), for callers
 // that build their requests themselves (etcd3.Config.KV) instead of
-// through clientv3's Op and Cmp values.
+// through clientv3's Op and Cmp values. Its Txn hands a single-compare
+// transaction of at most one plain operation per branch (the storage
+// layer's compare-and-swap) to the member directly: see directTxnKV.
 func (s *Server) InProcessKV() pb.KVClient {
-	return adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(s.etcd.Server))
+	return newDirectTxnKV(s.etcd.Server)
 }
 
 // Err delivers fatal errors from the running server.

@@ -143,7 +143,8 @@ func (c *Controller) onPod(obj any, added, deleted bool) {
 	if !ok {
 		return
 	}
-	ref := metav1.GetControllerOf(p)
+	// In place: this runs for every event of every pod.
+	ref := metav1.GetControllerOfNoCopy(p)
 	if ref == nil || ref.Kind != "DaemonSet" {
 		return
 	}

@@ -356,3 +356,38 @@ func TestOnDeleteKeepsOldPods(t *testing.T) {
 		t.Fatalf("revisions = %d, want 2", len(revs.Items))
 	}
 }
+
+// TestPodHandlerOnlyForDaemonSetPods: the pod handler queues the
+// DaemonSet controlling a pod and nothing for other pods, without
+// allocating for them: it runs for every pod event in the cluster.
+func TestPodHandlerOnlyForDaemonSetPods(t *testing.T) {
+	f := newFixture(t)
+	q := f.c.queue
+	drain := func() []string {
+		var keys []string
+		for q.Len() > 0 {
+			k, _ := q.Get()
+			keys = append(keys, k)
+			q.Done(k)
+			q.Forget(k)
+		}
+		return keys
+	}
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p", ResourceVersion: "1",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds", UID: "ds-uid", Controller: ptr.To(true)}}}}
+	for _, added := range []bool{true, false} {
+		f.c.onPod(p, added, !added)
+		if got := drain(); !slices.Equal(got, []string{"default/ds"}) {
+			t.Fatalf("event (added %v) of the DaemonSet's pod queued %q", added, got)
+		}
+	}
+	other := p.DeepCopy()
+	other.OwnerReferences[0].Kind = "ReplicaSet"
+	f.c.onPod(other, false, false)
+	if got := drain(); len(got) != 0 {
+		t.Fatalf("a ReplicaSet's pod queued %q", got)
+	}
+	if n := testing.AllocsPerRun(50, func() { f.c.onPod(other, false, false) }); n != 0 {
+		t.Fatalf("%v allocations per event of another controller's pod", n)
+	}
+}

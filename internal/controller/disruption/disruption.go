@@ -76,14 +76,18 @@ type Controller struct {
 	clock  clock.Clock
 	logger *slog.Logger
 
-	pdbs   policylisters.PodDisruptionBudgetLister
-	pods   corelisters.PodLister
-	rss    appslisters.ReplicaSetLister
-	deps   appslisters.DeploymentLister
-	sets   appslisters.StatefulSetLister
-	rcs    corelisters.ReplicationControllerLister
-	synced []cache.InformerSynced
-	queue  workqueue.TypedRateLimitingInterface[string]
+	pdbs policylisters.PodDisruptionBudgetLister
+	// pdbStore is the budget informer's store, for the pod handlers:
+	// one namespace index look-up, no allocation, when no budget is in
+	// the pod's namespace (the common case, for every pod event).
+	pdbStore cache.Indexer
+	pods     corelisters.PodLister
+	rss      appslisters.ReplicaSetLister
+	deps     appslisters.DeploymentLister
+	sets     appslisters.StatefulSetLister
+	rcs      corelisters.ReplicationControllerLister
+	synced   []cache.InformerSynced
+	queue    workqueue.TypedRateLimitingInterface[string]
 }
 
 // New returns the controller, adding handlers to the factory's informers.
@@ -102,7 +106,7 @@ func New(cfg Config, client kubernetes.Interface, f informers.SharedInformerFact
 	rcInf := f.Core().V1().ReplicationControllers()
 	c := &Controller{
 		client: client, clock: cfg.Clock, logger: logger.With("controller", "disruption"),
-		pdbs: pdbInf.Lister(), pods: podInf.Lister(), rss: rsInf.Lister(), deps: depInf.Lister(),
+		pdbs: pdbInf.Lister(), pdbStore: pdbInf.Informer().GetIndexer(), pods: podInf.Lister(), rss: rsInf.Lister(), deps: depInf.Lister(),
 		sets: setInf.Lister(), rcs: rcInf.Lister(),
 		synced: []cache.InformerSynced{pdbInf.Informer().HasSynced, podInf.Informer().HasSynced, rsInf.Informer().HasSynced,
 			depInf.Informer().HasSynced, setInf.Informer().HasSynced, rcInf.Informer().HasSynced},
@@ -159,9 +163,7 @@ func (c *Controller) onPod(obj any) {
 	if !ok {
 		return
 	}
-	for _, pdb := range c.budgetsFor(pod) {
-		c.queue.Add(pdb.Namespace + "/" + pdb.Name)
-	}
+	c.budgetsFor(pod, func(pdb *policyv1.PodDisruptionBudget) { c.queue.Add(pdb.Namespace + "/" + pdb.Name) })
 }
 
 func (c *Controller) onScaler(obj any) {
@@ -181,20 +183,26 @@ func (c *Controller) onScaler(obj any) {
 	}
 }
 
-func (c *Controller) budgetsFor(pod *corev1.Pod) []*policyv1.PodDisruptionBudget {
-	list, err := c.pdbs.PodDisruptionBudgets(pod.Namespace).List(labels.Everything())
+// budgetsFor calls fn with each budget of pod's namespace whose selector
+// matches pod.
+func (c *Controller) budgetsFor(pod *corev1.Pod, fn func(*policyv1.PodDisruptionBudget)) {
+	objs, err := c.pdbStore.ByIndex(cache.NamespaceIndex, pod.Namespace)
 	if err != nil {
-		return nil
+		// A store without the namespace index: all of it, as the
+		// listers do then.
+		objs = c.pdbStore.List()
 	}
-	var out []*policyv1.PodDisruptionBudget
-	for _, pdb := range list {
+	for _, o := range objs {
+		pdb, ok := o.(*policyv1.PodDisruptionBudget)
+		if !ok || pdb.Namespace != pod.Namespace {
+			continue
+		}
 		sel, err := selectorOf(pdb)
 		if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
 			continue
 		}
-		out = append(out, pdb)
+		fn(pdb)
 	}
-	return out
 }
 
 // selectorOf follows policy/v1: a nil selector matches nothing, an empty

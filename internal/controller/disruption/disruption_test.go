@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -235,5 +237,49 @@ func TestNoWriteWhenUnchanged(t *testing.T) {
 	f2 := newFixture(t, pdb2, pod("a", true, nil))
 	if st2 := f2.syncStatus(t); st2 != nil {
 		t.Errorf("status rewritten although unchanged: %+v", st2)
+	}
+}
+
+// TestPodEventsQueueMatchingBudgets: a pod event queues the budgets of
+// the pod's namespace that select it (old labels too on a relabel), and
+// nothing (without allocating) in a namespace without budgets.
+func TestPodEventsQueueMatchingBudgets(t *testing.T) {
+	other := budget(nil, nil)
+	other.Name, other.Spec.Selector = "api", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}
+	none := budget(nil, nil)
+	none.Name, none.Spec.Selector = "none", nil
+	elsewhere := budget(nil, nil)
+	elsewhere.Namespace = "elsewhere"
+	f := newFixture(t, budget(nil, nil), other, none, elsewhere)
+	drain := func() []string {
+		var keys []string
+		for f.c.queue.Len() > 0 {
+			k, _ := f.c.queue.Get()
+			keys = append(keys, k)
+			f.c.queue.Done(k)
+			f.c.queue.Forget(k)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	p := pod("p", true, nil)
+	f.c.onPod(p)
+	if got := drain(); !slices.Equal(got, []string{"ns/b"}) {
+		t.Fatalf("pod event queued %q", got)
+	}
+	relabeled := p.DeepCopy()
+	relabeled.Labels = map[string]string{"app": "api"}
+	f.c.onPod(cache.DeletedFinalStateUnknown{Obj: relabeled})
+	if got := drain(); !slices.Equal(got, []string{"ns/api"}) {
+		t.Fatalf("tombstone queued %q", got)
+	}
+	lone := p.DeepCopy()
+	lone.Namespace = "quiet"
+	f.c.onPod(lone)
+	if got := drain(); len(got) != 0 {
+		t.Fatalf("pod of a namespace without budgets queued %q", got)
+	}
+	if n := testing.AllocsPerRun(50, func() { f.c.onPod(lone) }); n != 0 {
+		t.Fatalf("%v allocations per event of a pod no budget can select", n)
 	}
 }

@@ -74,7 +74,7 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	}); err != nil {
 		return nil, fmt.Errorf("adding service event handler: %w", err)
 	}
-	c.podHandlers = PodHandlers(c.svcLister, func(k string) { c.queue.Add(k) })
+	c.podHandlers = PodHandlers(svcs.Informer().GetIndexer(), func(k string) { c.queue.Add(k) })
 	if _, err := pods.Informer().AddEventHandler(c.podHandlers); err != nil {
 		return nil, fmt.Errorf("adding pod event handler: %w", err)
 	}

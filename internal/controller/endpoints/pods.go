@@ -6,10 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -95,25 +92,39 @@ func protocolOf(p corev1.Protocol) corev1.Protocol {
 	return p
 }
 
-// ServiceKeysForPod returns the namespace/name keys of the services in the
-// pod's namespace whose selector matches the pod's labels. The namespace index
-// of the service lister bounds the scan to the pod's namespace.
-func ServiceKeysForPod(lister corelisters.ServiceLister, pod *corev1.Pod) ([]string, error) {
-	svcs, err := lister.Services(pod.Namespace).List(labels.Everything())
+// ServicesOfPod calls fn with the namespace/name key of each service in
+// the pod's namespace whose selector matches the pod's labels. svcs is the
+// service informer's store: the namespace index bounds the scan, and it
+// runs for every event of every pod, most in namespaces where no service
+// selects anything, so it allocates nothing when no service is there.
+func ServicesOfPod(svcs cache.Indexer, pod *corev1.Pod, fn func(key string)) {
+	objs, err := svcs.ByIndex(cache.NamespaceIndex, pod.Namespace)
 	if err != nil {
-		return nil, fmt.Errorf("listing services in %s: %w", pod.Namespace, err)
+		// A store without the namespace index: all of it, as the
+		// listers do then.
+		objs = svcs.List()
 	}
-	var keys []string
-	set := labels.Set(pod.Labels)
-	for _, s := range svcs {
-		if s.Spec.Selector == nil {
+	for _, o := range objs {
+		s, ok := o.(*corev1.Service)
+		if !ok || s.Namespace != pod.Namespace || s.Spec.Selector == nil {
 			continue // services without a selector manage their own endpoints
 		}
-		if labels.SelectorFromValidatedSet(s.Spec.Selector).Matches(set) {
-			keys = append(keys, s.Namespace+"/"+s.Name)
+		if selects(s.Spec.Selector, pod.Labels) {
+			fn(s.Namespace + "/" + s.Name)
 		}
 	}
-	return keys, nil
+}
+
+// selects is labels.SelectorFromValidatedSet(selector).Matches(podLabels)
+// without building the selector: every selector label is on the pod with
+// the same value (an empty selector selects every pod).
+func selects(selector, podLabels map[string]string) bool {
+	for k, v := range selector {
+		if w, ok := podLabels[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // PodFromObj unwraps informer delete tombstones.
@@ -125,20 +136,12 @@ func PodFromObj(obj any) (*corev1.Pod, bool) {
 	return p, ok
 }
 
-// PodHandlers are the pod event handlers of both endpoint controllers:
+// PodHandlers are the pod event handlers of both endpoint controllers
+// (svcs is the service informer's store):
 // every service selecting the pod, before and after a label change, is
 // enqueued; resyncs (same resourceVersion) are ignored.
-func PodHandlers(lister corelisters.ServiceLister, enqueue func(key string)) cache.ResourceEventHandlerFuncs {
-	forPod := func(pod *corev1.Pod) {
-		keys, err := ServiceKeysForPod(lister, pod)
-		if err != nil {
-			utilruntime.HandleError(err)
-			return
-		}
-		for _, k := range keys {
-			enqueue(k)
-		}
-	}
+func PodHandlers(svcs cache.Indexer, enqueue func(key string)) cache.ResourceEventHandlerFuncs {
+	forPod := func(pod *corev1.Pod) { ServicesOfPod(svcs, pod, enqueue) }
 	onPod := func(obj any) {
 		if pod, ok := PodFromObj(obj); ok {
 			forPod(pod)

@@ -318,12 +318,28 @@ func asMetadata(obj any) *metav1.PartialObjectMetadata {
 	return nil
 }
 
+// objectMeta returns the metadata of an informer object in place (shared,
+// never modified), or nil.
+func objectMeta(obj any) *metav1.ObjectMeta {
+	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		return &o.ObjectMeta
+	case metav1.ObjectMetaAccessor:
+		if m, ok := o.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			return m
+		}
+	}
+	return nil
+}
+
 // graphInputsChanged reports whether an update can change the graph or
 // start work: owners, deletion, finalizers (or identity). Most updates
 // (status) change none, and the graph then has nothing to do, as
 // upstream's collector, which acts on owner changes and on transitions.
 func graphInputsChanged(oldObj, obj any) bool {
-	o, n := asMetadata(oldObj), asMetadata(obj)
+	// objectMeta, not asMetadata: this runs on every update of every
+	// watched object, and asMetadata copies a typed object's metadata.
+	o, n := objectMeta(oldObj), objectMeta(obj)
 	if o == nil || n == nil {
 		return true
 	}

@@ -460,4 +460,14 @@ func TestGraphInputsChanged(t *testing.T) {
 			}
 		})
 	}
+	if got := graphInputsChanged(base, "not an object"); !got {
+		t.Fatal("an object without metadata is not reported as a change")
+	}
+	// It runs on every update of every watched object: it reads the
+	// metadata in place.
+	cur := base.DeepCopy()
+	cur.Status.Phase = corev1.PodRunning
+	if n := testing.AllocsPerRun(100, func() { graphInputsChanged(base, cur) }); n != 0 {
+		t.Fatalf("%v allocations per update", n)
+	}
 }

@@ -134,10 +134,15 @@ func podFrom(obj any) (*v1.Pod, bool) {
 	return p, ok
 }
 
-// jobKeyOf returns the key of the Job controlling p, or "".
+// jobAPIVersion is the apiVersion of a Job's controller references.
+var jobAPIVersion = batchv1.SchemeGroupVersion.String()
+
+// jobKeyOf returns the key of the Job controlling p, or "". It runs for
+// every event of every pod, most of them not a Job's: it reads the
+// reference in place.
 func (c *Controller) jobKeyOf(p *v1.Pod) string {
-	ref := metav1.GetControllerOf(p)
-	if ref == nil || ref.Kind != "Job" || ref.APIVersion != batchv1.SchemeGroupVersion.String() {
+	ref := metav1.GetControllerOfNoCopy(p)
+	if ref == nil || ref.Kind != "Job" || ref.APIVersion != jobAPIVersion {
 		return ""
 	}
 	j, err := c.jobLister.Jobs(p.Namespace).Get(ref.Name)

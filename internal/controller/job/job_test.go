@@ -727,3 +727,64 @@ func TestSurplusSucceededPodNotCounted(t *testing.T) {
 		t.Fatalf("succeeded = %d after resync", s)
 	}
 }
+
+// TestPodHandlersOnlyForJobPods: the pod handlers queue the Job that
+// controls a pod (by kind, apiVersion and UID), for the changes a sync
+// acts on, and nothing for other pods (a ReplicaSet's, an orphan, a
+// reference to a Job of another apiVersion or UID), without allocating
+// for them: they run for every pod event in the cluster.
+func TestPodHandlersOnlyForJobPods(t *testing.T) {
+	f := newFixture(t, newJob(3, 3))
+	q := f.c.queue
+	drain := func() []string {
+		var keys []string
+		for q.Len() > 0 {
+			k, _ := q.Get()
+			keys = append(keys, k)
+			q.Done(k)
+			q.Forget(k)
+		}
+		return keys
+	}
+	p := jobPod("p1", v1.PodPending, -1, time.Time{})
+	f.c.addPod(p)
+	if got := drain(); !slices.Equal(got, []string{"default/j"}) {
+		t.Fatalf("add of the Job's pod queued %q", got)
+	}
+	running := p.DeepCopy()
+	running.ResourceVersion, running.Status.Phase = "2", v1.PodRunning
+	f.c.updatePod(p, running)
+	if got := drain(); !slices.Equal(got, []string{"default/j"}) {
+		t.Fatalf("status change of the Job's pod queued %q", got)
+	}
+	f.c.deletePod(running)
+	if got := drain(); !slices.Equal(got, []string{"default/j"}) {
+		t.Fatalf("delete of the Job's pod queued %q", got)
+	}
+
+	others := map[string]func(*v1.Pod){
+		"replicaset pod": func(p *v1.Pod) { p.OwnerReferences[0].APIVersion, p.OwnerReferences[0].Kind = "apps/v1", "ReplicaSet" },
+		"orphan":         func(p *v1.Pod) { p.OwnerReferences = nil },
+		"other version":  func(p *v1.Pod) { p.OwnerReferences[0].APIVersion = "batch/v2" },
+		"other uid":      func(p *v1.Pod) { p.OwnerReferences[0].UID = "old-job" },
+		"not controller": func(p *v1.Pod) { p.OwnerReferences[0].Controller = nil },
+	}
+	for name, mutate := range others {
+		old := p.DeepCopy()
+		mutate(old)
+		cur := old.DeepCopy()
+		cur.ResourceVersion, cur.Status.Phase = "2", v1.PodRunning
+		f.c.addPod(old)
+		f.c.updatePod(old, cur)
+		f.c.deletePod(cur)
+		if got := drain(); len(got) != 0 {
+			t.Errorf("%s: queued %q", name, got)
+		}
+		if name == "other uid" {
+			continue // it takes a look-up of the Job to rule out
+		}
+		if n := testing.AllocsPerRun(50, func() { f.c.updatePod(old, cur) }); n != 0 {
+			t.Errorf("%s: %v allocations per update", name, n)
+		}
+	}
+}

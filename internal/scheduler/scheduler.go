@@ -132,7 +132,11 @@ type Scheduler struct {
 	// scheduledEvents admits "Scheduled" events; nil admits all.
 	scheduledEvents flowcontrol.RateLimiter
 	namespaces      atomic.Pointer[map[string]labels.Set]
-	synced          []cache.InformerSynced
+	// spreadOwners counts events of Services, ReplicationControllers,
+	// ReplicaSets and StatefulSets: PodTopologySpread reuses a default
+	// selector until it moves (podtopologyspread.Listers.Generation).
+	spreadOwners atomic.Uint64
+	synced       []cache.InformerSynced
 }
 
 // New builds a scheduler and registers its informer handlers.
@@ -187,6 +191,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 			ReplicationControllers: core.ReplicationControllers().Lister(),
 			ReplicaSets:            factory.Apps().V1().ReplicaSets().Lister(),
 			StatefulSets:           factory.Apps().V1().StatefulSets().Lister(),
+			Generation:             s.spreadOwners.Load,
 		},
 		DefaultConstraints: cfg.DefaultConstraints,
 		DisablePreemption:  cfg.DisablePreemption,
@@ -643,11 +648,27 @@ func (s *Scheduler) registerHandlers() error {
 	if _, err := scInf.AddEventHandler(move(framework.KindStorageClass)); err != nil {
 		return err
 	}
-	others := []cache.SharedIndexInformer{
+	// Any change to a Service, ReplicationController, ReplicaSet or
+	// StatefulSet may change a pod's default spreading selector. Handlers
+	// run after the informer's store has the change: a selector built
+	// before it is served at most until this handler runs (the informer's
+	// delivery lag, the same order of staleness as the listers' own).
+	bump := func() { s.spreadOwners.Add(1) }
+	owners := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { bump() },
+		UpdateFunc: func(any, any) { bump() },
+		DeleteFunc: func(any) { bump() },
+	}
+	ownerInfs := []cache.SharedIndexInformer{
 		core.Services().Informer(), core.ReplicationControllers().Informer(),
 		s.factory.Apps().V1().ReplicaSets().Informer(), s.factory.Apps().V1().StatefulSets().Informer(),
-		s.factory.Policy().V1().PodDisruptionBudgets().Informer(), scInf,
 	}
+	for _, inf := range ownerInfs {
+		if _, err := inf.AddEventHandler(owners); err != nil {
+			return err
+		}
+	}
+	others := append(ownerInfs, s.factory.Policy().V1().PodDisruptionBudgets().Informer(), scInf)
 	for _, inf := range append([]cache.SharedIndexInformer{podInf, nodeInf, nsInf, pvInf, pvcInf}, others...) {
 		s.synced = append(s.synced, inf.HasSynced)
 	}

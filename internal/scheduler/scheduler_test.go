@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,5 +202,62 @@ func TestScheduledEventsLimited(t *testing.T) {
 				t.Fatalf("%d Scheduled events, want %d", n, tc.wantEvents)
 			}
 		})
+	}
+}
+
+// TestSpreadOwnerEventsMoveGeneration: every event of the four kinds the
+// default spreading selector is built from moves the generation
+// PodTopologySpread's selector reuse follows (a missed kind would leave a
+// stale selector in place), and pod events do not.
+func TestSpreadOwnerEventsMoveGeneration(t *testing.T) {
+	client, s, _ := startScheduler(t, testNode("n1", "2"))
+	ctx := context.Background()
+	waitFor(t, "informers to sync", func() bool {
+		for _, synced := range s.synced {
+			if !synced() {
+				return false
+			}
+		}
+		return true
+	})
+	meta := metav1.ObjectMeta{Name: "x", Namespace: "default"}
+	moved := func(what string, do func() error) {
+		t.Helper()
+		before := s.spreadOwners.Load()
+		if err := do(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		waitFor(t, what+" to move the generation", func() bool { return s.spreadOwners.Load() > before })
+	}
+	moved("service add", func() error {
+		_, err := client.CoreV1().Services("default").Create(ctx, &v1.Service{ObjectMeta: meta}, metav1.CreateOptions{})
+		return err
+	})
+	moved("service update", func() error {
+		_, err := client.CoreV1().Services("default").Update(ctx, &v1.Service{ObjectMeta: meta, Spec: v1.ServiceSpec{Selector: map[string]string{"a": "b"}}}, metav1.UpdateOptions{})
+		return err
+	})
+	moved("replicationcontroller add", func() error {
+		_, err := client.CoreV1().ReplicationControllers("default").Create(ctx, &v1.ReplicationController{ObjectMeta: meta}, metav1.CreateOptions{})
+		return err
+	})
+	moved("replicaset add", func() error {
+		_, err := client.AppsV1().ReplicaSets("default").Create(ctx, &appsv1.ReplicaSet{ObjectMeta: meta}, metav1.CreateOptions{})
+		return err
+	})
+	moved("statefulset add", func() error {
+		_, err := client.AppsV1().StatefulSets("default").Create(ctx, &appsv1.StatefulSet{ObjectMeta: meta}, metav1.CreateOptions{})
+		return err
+	})
+	moved("replicaset delete", func() error {
+		return client.AppsV1().ReplicaSets("default").Delete(ctx, "x", metav1.DeleteOptions{})
+	})
+	before := s.spreadOwners.Load()
+	if _, err := client.CoreV1().Pods("default").Create(ctx, testPod("p", "1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pod to be bound", func() bool { return bindings(client)["p"] == "n1" })
+	if after := s.spreadOwners.Load(); after != before {
+		t.Fatalf("a pod moved the generation %d -> %d", before, after)
 	}
 }

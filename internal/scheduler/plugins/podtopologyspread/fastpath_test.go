@@ -277,3 +277,125 @@ func TestDefaultSelectorCompiledOnce(t *testing.T) {
 		t.Fatalf("pod b with rs1 and rc: got %q", s)
 	}
 }
+
+// TestDefaultSelectorForFollowsGeneration: with Listers.Generation the
+// default selector (and its counter key) is remembered per namespace and
+// labels and equals the uncached one while the generation holds, for
+// pods whose label maps are distinct objects; a change to the listers is
+// seen once the generation moves, and not before (the reuse is real).
+func TestDefaultSelectorForFollowsGeneration(t *testing.T) {
+	idx := func() cache.Indexer {
+		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	rsIdx, svcIdx := idx(), idx()
+	var gen uint64
+	l := Listers{ReplicaSets: appslisters.NewReplicaSetLister(rsIdx), Services: corelisters.NewServiceLister(svcIdx)}
+	uncached := New(nil, Args{}, l)
+	l.Generation = func() uint64 { return gen }
+	cached := New(nil, Args{}, l)
+	podIn := func(ns, name string, lbls map[string]string) *v1.Pod {
+		p := schedtest.Pod(name, "", "", maps.Clone(lbls))
+		p.Namespace = ns
+		return p
+	}
+	web := map[string]string{"app": "web", "pod-template-hash": "1"}
+	pods := []*v1.Pod{
+		podIn("default", "w1", web), podIn("default", "w2", web), podIn("other", "w3", web),
+		podIn("default", "d1", map[string]string{"app": "db"}), podIn("default", "n1", nil), podIn("default", "n2", map[string]string{}),
+		podIn("default", "x1", map[string]string{"app": "web"}), podIn("default", "x2", map[string]string{"pod-template-hash": "1", "app": "web", "x": ""}),
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, pod := range pods {
+			for i := 0; i < 2; i++ {
+				wantSel, wantKey := uncached.defaultSelectorFor(pod)
+				gotSel, gotKey := cached.defaultSelectorFor(pod)
+				if gotSel.String() != wantSel.String() || gotKey != wantKey {
+					t.Fatalf("%s, pod %s/%s: cached %q (%q), uncached %q (%q)", step, pod.Namespace, pod.Name, gotSel, gotKey, wantSel, wantKey)
+				}
+			}
+		}
+	}
+	check("empty")
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default"},
+		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: web}}}
+	if err := rsIdx.Add(rs); err != nil {
+		t.Fatal(err)
+	}
+	// Not counted yet: the remembered (empty) selector is still served.
+	if s, _ := cached.defaultSelectorFor(pods[0]); !s.Empty() {
+		t.Fatalf("selector changed without a generation change: %q", s)
+	}
+	gen++
+	check("replicaset added")
+	if s, k := cached.defaultSelectorFor(pods[1]); s.String() != "app=web,pod-template-hash=1" || k != "tsc|default|app=web,pod-template-hash=1" {
+		t.Fatalf("pod w2: %q, key %q", s, k)
+	}
+	if s, _ := cached.defaultSelectorFor(pods[2]); !s.Empty() {
+		t.Fatalf("pod in another namespace got %q", s)
+	}
+	if err := svcIdx.Add(&v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default"}, Spec: v1.ServiceSpec{Selector: map[string]string{"app": "db"}}}); err != nil {
+		t.Fatal(err)
+	}
+	gen++
+	check("service added")
+	if err := rsIdx.Delete(rs); err != nil {
+		t.Fatal(err)
+	}
+	gen++
+	check("replicaset deleted")
+	if s, _ := cached.defaultSelectorFor(pods[0]); !s.Empty() {
+		t.Fatalf("after the replicaset's deletion pod w1 got %q", s)
+	}
+}
+
+// BenchmarkPreScoreDefaults is PodTopologySpread's PreScore for a
+// ReplicaSet's pod under the system defaults at 1,000 zoneless nodes, each
+// pod with its own label map, with and without Listers.Generation.
+//
+//	go test ./internal/scheduler/plugins/podtopologyspread -run XXX -bench PreScoreDefaults -benchmem -count 5
+func BenchmarkPreScoreDefaults(b *testing.B) {
+	idx := func(objs ...any) cache.Indexer {
+		i := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		for _, o := range objs {
+			if err := i.Add(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return i
+	}
+	web := map[string]string{"app": "bench", "pod-template-hash": "5d8f7c9b4"}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "bench-5d8f7c9b4", Namespace: "default"},
+		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: web}}}
+	svc := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}}
+	nodes := make([]*v1.Node, 1000)
+	for i := range nodes {
+		nodes[i] = schedtest.Node(fmt.Sprintf("n%04d", i), "32", "256Gi", nil)
+	}
+	pods := make([]*v1.Pod, 1000)
+	for i := range pods {
+		pods[i] = schedtest.Pod(fmt.Sprintf("p%04d", i), "", "", maps.Clone(web))
+	}
+	for _, withGen := range []bool{false, true} {
+		b.Run(fmt.Sprintf("generation=%v", withGen), func(b *testing.B) {
+			l := Listers{Services: corelisters.NewServiceLister(idx(svc)), ReplicationControllers: corelisters.NewReplicationControllerLister(idx()),
+				ReplicaSets: appslisters.NewReplicaSetLister(idx(rs)), StatefulSets: appslisters.NewStatefulSetLister(idx())}
+			if withGen {
+				l.Generation = func() uint64 { return 1 }
+			}
+			snap := framework.NewSnapshot(nil, nodes)
+			h := schedtest.Handle(snap, nil)
+			p := New(h, Args{}, l)
+			all := snap.List()
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pi := framework.NewPodInfo(pods[i%len(pods)])
+				if st := p.PreScore(ctx, framework.NewCycleState(), pi, all); !st.IsSuccess() {
+					b.Fatal(st.AsError())
+				}
+			}
+		})
+	}
+}

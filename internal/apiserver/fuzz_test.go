@@ -75,7 +75,7 @@ func (m *memStorage) List(_ context.Context, prefix string, opts storage.ListOpt
 	return out, nil
 }
 
-func (m *memStorage) GuaranteedUpdate(_ context.Context, key string, ignoreNotFound bool, fn storage.UpdateFunc) (runtime.Object, error) {
+func (m *memStorage) GuaranteedUpdate(ctx context.Context, key string, ignoreNotFound bool, fn storage.UpdateFunc) (runtime.Object, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.objs[key]
@@ -84,7 +84,12 @@ func (m *memStorage) GuaranteedUpdate(_ context.Context, key string, ignoreNotFo
 	}
 	var in runtime.Object
 	if ok {
-		in = cur.DeepCopyObject()
+		// As the etcd store with a cached guess: no copy when the
+		// update promises not to modify it.
+		in = cur
+		if !storage.SharedCurrent(ctx) {
+			in = cur.DeepCopyObject()
+		}
 	}
 	out, err := fn(in)
 	if errors.Is(err, storage.ErrNoChange) {

@@ -65,6 +65,15 @@ type Resource struct {
 	// keep everything but status (and some metadata) from old. When nil
 	// the generic code copies everything but Status from old.
 	PrepareForStatusUpdate func(obj, old runtime.Object)
+	// StatusUpdateSharesCurrent declares that a status subresource write
+	// never modifies the stored object it starts from, not even through
+	// the maps and slices the new object takes over from it: Default runs
+	// on the client's object before PrepareForStatusUpdate, which only
+	// assigns old's fields to the new object, and ValidateStatusUpdate
+	// only reads. The generic store then lets the update start from the
+	// watch cache's own object (storage.WithSharedCurrent) instead of a
+	// deep copy.
+	StatusUpdateSharesCurrent bool
 
 	// Validate checks a new object (after defaulting). Errors use the
 	// upstream field paths and messages (field.Required, field.Invalid,

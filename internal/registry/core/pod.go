@@ -39,6 +39,12 @@ func podResource() *registry.Resource {
 		ValidateStatusUpdate: func(obj, old runtime.Object) field.ErrorList {
 			return validatePodStatusUpdate(obj.(*corev1.Pod), old.(*corev1.Pod))
 		},
+		// A kubelet's status write is the most frequent write of all; the
+		// pod is shared with the watch cache rather than deep-copied
+		// (TestPodStatusUpdateSharesCurrent checks the cache's pod is left
+		// as it was).
+		StatusUpdateSharesCurrent: true,
+
 		Subresources:     []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"},
 		TableColumns:     podColumns,
 		TableRow:         func(obj runtime.Object) []interface{} { return podRow(obj.(*corev1.Pod)) },

@@ -614,7 +614,17 @@ type UpdateOptions struct {
 	// ReadOnlyCurrent: the UpdateFunc does not modify the object it is
 	// given, which is then the store's own rather than a private deep copy
 	// (a PUT, which only returns the client's object, spares one copy).
+	// With Subresource "status" on a resource whose
+	// StatusUpdateSharesCurrent is set, the storage may hand the update
+	// the watch cache's own object (storage.WithSharedCurrent).
 	ReadOnlyCurrent bool
+}
+
+// sharesCurrent reports whether an update with opts never modifies the
+// stored object it starts from, so the storage need not copy it.
+func (s *Store) sharesCurrent(opts UpdateOptions) bool {
+	return opts.ReadOnlyCurrent && opts.Subresource == "status" && s.R.StatusUpdateSharesCurrent &&
+		!opts.SkipFieldManager && !opts.AllowCreate
 }
 
 // Update applies fn to the stored object with optimistic concurrency: if the
@@ -683,7 +693,11 @@ func (s *Store) Update(ctx context.Context, ns, name string, fn UpdateFunc, opts
 		setTypeMeta(result, s.R)
 		return result, created, nil
 	}
-	out, err := s.Storage.GuaranteedUpdate(ctx, key, opts.AllowCreate, tryUpdate)
+	sctx := ctx
+	if s.sharesCurrent(opts) {
+		sctx = storage.WithSharedCurrent(ctx)
+	}
+	out, err := s.Storage.GuaranteedUpdate(sctx, key, opts.AllowCreate, tryUpdate)
 	if err != nil {
 		if storage.IsNotFound(err) {
 			return nil, false, s.notFound(name)

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -9,6 +10,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
 	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.etcd.io/etcd/server/v3/storage"
+	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"google.golang.org/grpc"
 )
 
@@ -98,4 +100,14 @@ func isPlainCAS(r *pb.TxnRequest) bool {
 		}
 	}
 	return true
+}
+
+// NewWatchStream returns a watch stream on the member's store: with
+// ProgressNotifyInterval, what etcd3.LocalWatchable asks for.
+func (k *directTxnKV) NewWatchStream() mvcc.WatchStream { return k.srv.KV().NewWatchStream() }
+
+// ProgressNotifyInterval is the member's progress report interval
+// (Config.WatchProgressNotifyInterval, else etcd's default).
+func (k *directTxnKV) ProgressNotifyInterval() time.Duration {
+	return v3rpc.GetProgressReportInterval()
 }

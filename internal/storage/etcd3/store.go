@@ -15,6 +15,10 @@
 //     page fails with ErrCodeResourceExpired.
 //   - Watch with AllowBookmarks asks etcd for progress notifications and
 //     turns them into BOOKMARK events; RequestWatchProgress asks for one now.
+//   - With a Config.KV that implements LocalWatchable (a member in this
+//     process), ForCache watches read the member's watch streams
+//     directly instead of through clientv3 (same events, compaction and
+//     progress behaviour: TestLocalWatchMatchesClientv3).
 //   - A watch whose start revision is compacted ends with an ERROR event
 //     carrying a 410 metav1.Status (reason Expired) and the channel closes.
 //   - A watch with ForCache (the watch cache's) asks etcd for no previous
@@ -62,7 +66,8 @@ type Config struct {
 	// KV calls underneath. Writes hand it their transaction request
 	// ready-built, skipping clientv3's per-call request building (it
 	// clones every compare twice by reflection and copies every value);
-	// reads and watches still go through Client.
+	// reads and watches still go through Client, but for the watch
+	// cache's watches when KV implements LocalWatchable.
 	KV pb.KVClient
 }
 
@@ -73,6 +78,8 @@ type Store struct {
 	codec   runtime.Codec
 	newFunc func() runtime.Object
 	written func(obj runtime.Object, data []byte) // SetWriteObserver
+	local   LocalWatchable                        // nil: every watch through client
+	locals  localWatches                          // watches on local's streams
 }
 
 var (
@@ -82,7 +89,11 @@ var (
 
 // New returns a Store.
 func New(cfg Config) *Store {
-	return &Store{client: cfg.Client, kv: cfg.KV, codec: cfg.Codec, newFunc: cfg.NewFunc}
+	s := &Store{client: cfg.Client, kv: cfg.KV, codec: cfg.Codec, newFunc: cfg.NewFunc}
+	if lw, ok := cfg.KV.(LocalWatchable); ok {
+		s.local = lw
+	}
+	return s
 }
 
 // maxPageFetch bounds how many keys one range request fetches while
@@ -499,6 +510,7 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 // RequestWatchProgress implements storage.WatchProgressRequester: every
 // synced watch opened with AllowBookmarks receives a bookmark soon.
 func (s *Store) RequestWatchProgress(ctx context.Context) error {
+	s.locals.requestProgress()
 	if err := s.client.RequestProgress(watchContext(ctx)); err != nil {
 		return fmt.Errorf("requesting watch progress: %w", err)
 	}

@@ -130,10 +130,13 @@ func (w *watcher) run() {
 	if w.opts.AllowBookmarks {
 		ops = append(ops, clientv3.WithProgressNotify())
 	}
+	if w.opts.ForCache && w.s.local != nil {
+		w.runLocal(startRev)
+		return
+	}
 	for resp := range w.s.client.Watch(w.ctx, w.prefix, ops...) {
 		if resp.CompactRevision != 0 {
-			w.sendError(storage.NewError(storage.ErrCodeResourceExpired, w.prefix, startRev-1,
-				fmt.Sprintf("too old resource version: %d (%d)", startRev-1, resp.CompactRevision)))
+			w.sendCompacted(startRev, resp.CompactRevision)
 			return
 		}
 		if err := resp.Err(); err != nil {
@@ -146,17 +149,35 @@ func (w *watcher) run() {
 			}
 			continue
 		}
-		for _, ev := range resp.Events {
-			out, ok, err := w.convert(ev)
-			if err != nil {
-				w.sendError(err)
-				return
-			}
-			if ok && !w.send(out) {
-				return
-			}
+		if !w.sendEvents(resp.Events) {
+			return
 		}
 	}
+}
+
+func (w *watcher) sendCompacted(startRev, compactRev int64) {
+	w.sendError(storage.NewError(storage.ErrCodeResourceExpired, w.prefix, startRev-1,
+		fmt.Sprintf("too old resource version: %d (%d)", startRev-1, compactRev)))
+}
+
+// sendEvents converts and sends events; false when the watch ends.
+func (w *watcher) sendEvents(events []*clientv3.Event) bool {
+	for _, ev := range events {
+		if !w.sendEvent(ev) {
+			return false
+		}
+	}
+	return true
+}
+
+// sendEvent converts and sends one event; false when the watch ends.
+func (w *watcher) sendEvent(ev *clientv3.Event) bool {
+	out, ok, err := w.convert(ev)
+	if err != nil {
+		w.sendError(err)
+		return false
+	}
+	return !ok || w.send(out)
 }
 
 // sendInitial sends the current state as ADDED events and returns the

@@ -83,6 +83,31 @@ func (p *PodSubresources) decode(s *Server, r *http.Request, gvk schema.GroupVer
 	return nil
 }
 
+// decodeBinding decodes a pods/binding body: a JSON one of the plain
+// shape schedulers send directly (plainBindingJSON), any other with the
+// negotiated serializer.
+func (p *PodSubresources) decodeBinding(s *Server, r *http.Request) (*corev1.Binding, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.neg.input(r)
+	if err != nil {
+		return nil, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schema.GroupResource{}, "", err.Error(), 0, false)
+	}
+	if info.MediaType == mediaJSON {
+		if b, ok := plainBindingJSON(body); ok {
+			return b, nil
+		}
+	}
+	b := &corev1.Binding{}
+	gvk := corev1.SchemeGroupVersion.WithKind("Binding")
+	if _, _, err := info.Serializer.Decode(body, &gvk, b); err != nil {
+		return nil, decodeError(err)
+	}
+	return b, nil
+}
+
 // bind assigns a pod to a node (the scheduler's pods/binding call). Like
 // upstream's BindingREST, it is one compare-and-swap update of the stored
 // pod that sets spec.nodeName, the binding's annotations and the
@@ -98,8 +123,8 @@ func (p *PodSubresources) decode(s *Server, r *http.Request, gvk schema.GroupVer
 // cache's object without any deep copy.
 func (p *PodSubresources) bind(w http.ResponseWriter, r *http.Request, ri *RequestInfo, s *Server) {
 	st := s.Store(corev1.SchemeGroupVersion, "pods")
-	b := &corev1.Binding{}
-	if err := p.decode(s, r, corev1.SchemeGroupVersion.WithKind("Binding"), b); err != nil {
+	b, err := p.decodeBinding(s, r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

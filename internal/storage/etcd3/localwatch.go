@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 // LocalWatchable is implemented by a Config.KV whose member runs in this
@@ -95,10 +96,36 @@ func (w *watcher) runLocal(startRev int64) {
 	}
 	quiet := true // no events since the last tick
 	ch := ws.Chan()
+	// queue holds converted events the consumer has not taken yet. The
+	// member's channel is drained meanwhile, as clientv3's watch client
+	// (which buffers without bound) drains v3rpc's: a watcher whose
+	// channel is full becomes a victim, and its events are then read
+	// back from the backend.
+	var queue []watch.Event
+	// finish sends what is queued, then the error (if any): the watch ends.
+	finish := func(err error) {
+		for _, ev := range queue {
+			if !w.send(ev) {
+				return
+			}
+		}
+		if err != nil {
+			w.sendError(err)
+		}
+	}
 	for {
+		var out chan<- watch.Event
+		var head watch.Event
+		if len(queue) > 0 {
+			out, head = w.result, queue[0]
+		}
 		var resp mvcc.WatchResponse
 		var ok bool
 		select {
+		case out <- head:
+			queue[0] = watch.Event{}
+			queue = queue[1:]
+			continue
 		case resp, ok = <-ch:
 		case <-tick:
 			if quiet {
@@ -110,25 +137,37 @@ func (w *watcher) runLocal(startRev int64) {
 			return
 		}
 		if !ok {
+			finish(nil)
 			return
 		}
 		if resp.CompactRevision != 0 {
+			finish(nil)
 			w.sendCompacted(startRev, resp.CompactRevision)
 			return
 		}
 		if len(resp.Events) == 0 {
 			// A progress notification: the watch has seen every
 			// change up to resp.Revision.
-			if w.opts.AllowBookmarks && !w.bookmark(resp.Revision, false) {
-				return
+			if w.opts.AllowBookmarks {
+				ev, err := w.bookmarkEvent(resp.Revision, false)
+				if err != nil {
+					finish(err)
+					return
+				}
+				queue = append(queue, ev)
 			}
 			continue
 		}
 		quiet = false
 		for _, ev := range resp.Events {
 			// clientv3.Event is mvccpb.Event.
-			if !w.sendEvent((*clientv3.Event)(ev)) {
+			out, ok, err := w.convert((*clientv3.Event)(ev))
+			if err != nil {
+				finish(err)
 				return
+			}
+			if ok {
+				queue = append(queue, out)
 			}
 		}
 	}

@@ -220,3 +220,36 @@ func TestLocalWatchPeriodicProgress(t *testing.T) {
 	case <-time.After(400 * time.Millisecond):
 	}
 }
+
+// A consumer that takes nothing while hundreds of changes happen (more
+// than the member's and the result channel's buffers hold) then gets
+// them all, in order, the same as through clientv3.
+func TestLocalWatchSlowConsumer(t *testing.T) {
+	local, viaClient := localAndClient(t)
+	c := ctx(t)
+	start, err := local.CurrentRevision(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws [2]watch.Interface
+	for i, s := range []*Store{local, viaClient} {
+		if ws[i], err = s.Watch(c, prefix, storage.WatchOptions{Recursive: true, ResourceVersion: fmt.Sprint(start), ForCache: true}); err != nil {
+			t.Fatal(err)
+		}
+		defer ws[i].Stop()
+	}
+	const n = 400
+	for i := range n {
+		name := fmt.Sprintf("p%d", i)
+		if _, err := local.Create(c, key("ns", name), pod("ns", name, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		a, b := next(t, ws[0]), next(t, ws[1])
+		sameEvent(t, i, a, b)
+		if st := a.Object.(*storage.Stored); st.ResourceVersion != start+int64(i)+1 {
+			t.Fatalf("event %d at revision %d, want %d", i, st.ResourceVersion, start+int64(i)+1)
+		}
+	}
+}

@@ -83,17 +83,25 @@ func (w *watcher) matches(obj runtime.Object) bool {
 }
 
 func (w *watcher) bookmark(rv int64, initialEnd bool) bool {
-	obj := w.s.newFunc()
-	if err := storage.SetResourceVersion(obj, rv); err != nil {
+	ev, err := w.bookmarkEvent(rv, initialEnd)
+	if err != nil {
 		w.sendError(err)
 		return false
+	}
+	return w.send(ev)
+}
+
+func (w *watcher) bookmarkEvent(rv int64, initialEnd bool) (watch.Event, error) {
+	obj := w.s.newFunc()
+	if err := storage.SetResourceVersion(obj, rv); err != nil {
+		return watch.Event{}, err
 	}
 	if initialEnd {
 		if m, err := meta.Accessor(obj); err == nil {
 			m.SetAnnotations(map[string]string{InitialEventsAnnotation: "true"})
 		}
 	}
-	return w.send(watch.Event{Type: watch.Bookmark, Object: obj})
+	return watch.Event{Type: watch.Bookmark, Object: obj}, nil
 }
 
 func (w *watcher) run() {

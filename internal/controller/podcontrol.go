@@ -156,7 +156,11 @@ func PodCreator(pc PodControl, namespace string, template *v1.PodTemplateSpec, o
 		if err != nil {
 			return nil, err
 		}
-		return &encodedPod{meta: meta, body: encodePod(rc, namespace, podSharingTemplate(template, meta, ref))}, nil
+		enc := &encodedPod{meta: meta, body: encodePod(rc, namespace, podSharingTemplate(template, meta, ref))}
+		if enc.body != nil {
+			enc.direct = newDirectPost(rc, namespace, enc.body)
+		}
+		return enc, nil
 	})
 	return func(ctx context.Context) error {
 		enc, err := body()
@@ -168,7 +172,12 @@ func PodCreator(pc PodControl, namespace string, template *v1.PodTemplateSpec, o
 			// encode per pod.
 			return c.CreatePod(ctx, namespace, template, owner, ref)
 		}
-		name, err := createEncodedPod(ctx, rc, namespace, enc.body)
+		var name string
+		if enc.direct != nil {
+			name, err = enc.direct.create(ctx)
+		} else {
+			name, err = createEncodedPod(ctx, rc, namespace, enc.body)
+		}
 		return c.created(owner, namespace, enc.meta, name, err)
 	}
 }
@@ -177,6 +186,9 @@ func PodCreator(pc PodControl, namespace string, template *v1.PodTemplateSpec, o
 type encodedPod struct {
 	meta metav1.Object
 	body *requestBody
+	// direct sends body without a rest.Request (nil: it could not be
+	// made to send the same request).
+	direct *directPost
 }
 
 // DeletePod implements PodControl.

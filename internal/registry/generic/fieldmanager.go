@@ -33,6 +33,9 @@ type FieldManagers struct {
 
 	mu  sync.Mutex
 	fms map[string]*managedfields.FieldManager
+	// byResource is fms by resource pointer and subresource, read
+	// without the lock or building the string key on every write.
+	byResource sync.Map // fmKey -> *managedfields.FieldManager
 
 	// creates caches the managedFields entry of creates by content (see
 	// createKey): identical objects (the pods of one ReplicaSet) skip
@@ -141,8 +144,27 @@ func (d defaulter) Default(obj runtime.Object) {
 	}
 }
 
+// fmKey names a field manager by the resource's own pointer.
+type fmKey struct {
+	r   *registry.Resource
+	sub string
+}
+
 // Get returns the field manager for r and subresource ("" or "status").
 func (f *FieldManagers) Get(r *registry.Resource, subresource string) (*managedfields.FieldManager, error) {
+	if fm, ok := f.byResource.Load(fmKey{r, subresource}); ok {
+		return fm.(*managedfields.FieldManager), nil
+	}
+	fm, err := f.get(r, subresource)
+	if err == nil {
+		f.byResource.Store(fmKey{r, subresource}, fm)
+	}
+	return fm, err
+}
+
+// get returns the field manager for r and subresource, building it the
+// first time a resource of that group, version and name asks.
+func (f *FieldManagers) get(r *registry.Resource, subresource string) (*managedfields.FieldManager, error) {
 	key := r.GroupVersion.String() + "/" + r.Resource + "/" + subresource
 	f.mu.Lock()
 	defer f.mu.Unlock()

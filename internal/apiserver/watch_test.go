@@ -2,14 +2,25 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"skiff.dev/skiff/internal/registry"
+	"skiff.dev/skiff/internal/registry/core"
+	"skiff.dev/skiff/internal/registry/generic"
+	"skiff.dev/skiff/internal/storage"
 )
 
 // Watch events encoded once and shared are, byte for byte, what
@@ -129,4 +140,124 @@ func BenchmarkWatchEventFanout(b *testing.B) {
 			}
 		})
 	})
+}
+
+// watchStorage is memStorage whose watches are w, fed by the test.
+type watchStorage struct {
+	*memStorage
+	w *watch.FakeWatcher
+}
+
+func (m watchStorage) Watch(context.Context, string, storage.WatchOptions) (watch.Interface, error) {
+	return m.w, nil
+}
+
+// countingWriter counts the writes and flushes a handler makes.
+type countingWriter struct {
+	*httptest.ResponseRecorder
+	writes, flushes int
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	c.writes++
+	return c.ResponseRecorder.Write(b)
+}
+
+func (c *countingWriter) Flush() {
+	c.flushes++
+	c.ResponseRecorder.Flush()
+}
+
+// A watch stream writes the events that are waiting when it wakes up as
+// one batch (one write, one flush), and the stream is byte for byte the
+// events encoded one by one, in order, in JSON and in framed protobuf;
+// a batch stops growing at maxWatchBatch bytes.
+func TestServeWatchBatchesWaitingEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name, accept string
+		events       int
+		padding      int // bytes of annotation per pod
+		maxWrites    int // batches written, at most
+	}{
+		{"json", "application/json", 40, 0, 1},
+		{"protobuf", mediaProtobuf + ";stream=watch", 40, 0, 1},
+		{"json/large", "application/json", 40, 8 << 10, 40 * (8 << 10) / maxWatchBatch * 2},
+		{"protobuf/large", mediaProtobuf + ";stream=watch", 40, 8 << 10, 40 * (8 << 10) / maxWatchBatch * 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fw := watch.NewFakeWithChanSize(tc.events, false)
+			sch := registry.NewScheme()
+			var stores []*generic.Store
+			for _, r := range core.Resources() {
+				gvr := r.StorageGVR()
+				var si storage.Interface = newMemStorage()
+				if gvr.Resource == "pods" {
+					si = watchStorage{newMemStorage(), fw}
+				}
+				stores = append(stores, generic.NewStore(r, si, "/registry/"+gvr.Group+"/"+gvr.Resource))
+			}
+			s, err := New(Config{Scheme: sch, Stores: stores, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			types := []watch.EventType{watch.Added, watch.Modified, watch.Deleted}
+			var evs []watch.Event
+			for i := range tc.events {
+				pod := &corev1.Pod{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%d", i), Namespace: "ns", ResourceVersion: fmt.Sprint(10 + i)},
+					Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+				}
+				if tc.padding > 0 {
+					pod.Annotations = map[string]string{"pad": strings.Repeat("x", tc.padding)}
+				}
+				ev := watch.Event{Type: types[i%len(types)], Object: pod}
+				if i == tc.events/2 {
+					bm := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: metav1.ObjectMeta{ResourceVersion: fmt.Sprint(10 + i)}}
+					ev = watch.Event{Type: watch.Bookmark, Object: bm}
+				}
+				evs = append(evs, ev)
+				fw.Action(ev.Type, ev.Object)
+			}
+			fw.Stop() // the stream ends after the events waiting
+			r := httptest.NewRequest("GET", "/api/v1/namespaces/ns/pods?watch=true&allowWatchBookmarks=true", nil)
+			r.Header.Set("Accept", tc.accept)
+			rec := &countingWriter{ResponseRecorder: httptest.NewRecorder()}
+			s.Handler().ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("watch: %d %s", rec.Code, rec.Body.String())
+			}
+			f := watchFormat{mc: mediaChoice{info: s.neg.byType[mediaJSON]}}
+			if strings.HasPrefix(tc.accept, mediaProtobuf) {
+				info := s.neg.byType[mediaProtobuf]
+				f = watchFormat{mc: mediaChoice{info: info}, streamEnc: info.StreamSerializer.Serializer}
+			}
+			var want bytes.Buffer
+			for _, ev := range evs {
+				raw := slowWatchEvent(t, f, ev.Type, ev.Object)
+				if f.streamEnc != nil {
+					var n [4]byte
+					binary.BigEndian.PutUint32(n[:], uint32(len(raw)))
+					want.Write(n[:])
+				}
+				want.Write(raw)
+			}
+			if got := rec.Body.Bytes(); !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("stream differs from the events encoded one by one:\n got %d bytes %q\nwant %d bytes %q", len(got), trunc(got), want.Len(), trunc(want.Bytes()))
+			}
+			if rec.writes > tc.maxWrites {
+				t.Errorf("%d events (%d bytes) written in %d writes, want at most %d", len(evs), want.Len(), rec.writes, tc.maxWrites)
+			}
+			if rec.flushes > rec.writes+1 { // +1: the headers
+				t.Errorf("%d flushes for %d writes", rec.flushes, rec.writes)
+			}
+		})
+	}
+}
+
+func trunc(b []byte) []byte {
+	if len(b) > 300 {
+		return b[:300]
+	}
+	return b
 }

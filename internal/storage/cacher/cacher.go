@@ -162,9 +162,12 @@ type Cacher struct {
 	// byKey indexes tree's entries for point reads: every event and every
 	// update looks its key up, and a string-keyed B-tree search costs
 	// about twenty key comparisons, each a pointer chase.
-	byKey         map[string]*entry
-	rv            int64
-	rvCh          chan struct{} // closed and replaced whenever rv advances
+	byKey map[string]*entry
+	rv    int64
+	// rvCh is closed when rv advances, made by the first waiter after
+	// that (nil while nobody waits: most events find no waiter, and
+	// closing and making a channel for each showed in profiles).
+	rvCh          chan struct{}
 	ring          []*event
 	ringStart     int
 	ringLen       int
@@ -232,7 +235,6 @@ func New(cfg Config) (*Cacher, error) {
 		readyCh:  make(chan struct{}),
 		tree:     btree.NewG(32, lessEntry),
 		byKey:    map[string]*entry{},
-		rvCh:     make(chan struct{}),
 		ring:     make([]*event, cfg.EventBufferSize),
 		watchers: map[int]*cacheWatcher{},
 	}
@@ -390,8 +392,10 @@ func (c *Cacher) watchFrom(rv int64) error {
 
 func (c *Cacher) setRVLocked(rv int64) {
 	c.rv = rv
-	close(c.rvCh)
-	c.rvCh = make(chan struct{})
+	if c.rvCh != nil {
+		close(c.rvCh)
+		c.rvCh = nil
+	}
 }
 
 // process applies one underlying event to the store, the ring buffer and
@@ -565,7 +569,11 @@ func (c *Cacher) waitForRV(ctx context.Context, rv int64) error {
 	var deadline <-chan time.Time
 	for {
 		c.mu.Lock()
-		cur, ch := c.rv, c.rvCh
+		cur := c.rv
+		if c.rvCh == nil && cur < rv {
+			c.rvCh = make(chan struct{})
+		}
+		ch := c.rvCh
 		c.mu.Unlock()
 		if cur >= rv {
 			return nil

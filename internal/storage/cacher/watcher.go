@@ -81,7 +81,7 @@ func (c *Cacher) Watch(ctx context.Context, prefix string, opts storage.WatchOpt
 		c: c, prefix: prefix, recursive: opts.Recursive, pred: opts.Predicate,
 		allowBookmarks: opts.AllowBookmarks, ctx: ctx,
 		in:     make(chan *event, c.cfg.WatcherBufferSize),
-		result: make(chan watch.Event),
+		result: make(chan watch.Event, resultBufferSize),
 		stopCh: make(chan struct{}),
 	}
 	c.mu.Lock()
@@ -120,6 +120,13 @@ func (c *Cacher) Watch(ctx context.Context, prefix string, opts storage.WatchOpt
 	go w.run()
 	return w, nil
 }
+
+// resultBufferSize is how many events a watcher's goroutine may deliver
+// ahead of its consumer. A consumer that finds several waiting can
+// handle them together (the HTTP layer writes and flushes them as one
+// batch); with an unbuffered channel it never finds more than one, since
+// the watcher's goroutine only runs again after the consumer blocks.
+const resultBufferSize = 32
 
 func (w *cacheWatcher) interested(key string) bool {
 	if w.recursive {

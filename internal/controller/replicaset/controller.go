@@ -265,7 +265,8 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 		return
 	}
 	labelsChanged := !sameLabels(cur.Labels, oldPod.Labels)
-	if labelsChanged || !sameTallyFacts(oldPod, cur) {
+	factsChanged := labelsChanged || !sameTallyFacts(oldPod, cur)
+	if factsChanged {
 		c.tally.observe(cur)
 	}
 	if cur.DeletionTimestamp != nil {
@@ -277,6 +278,14 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 	}
 	curRef, oldRef := metav1.GetControllerOfNoCopy(cur), metav1.GetControllerOfNoCopy(oldPod)
 	refChanged := !sameRef(curRef, oldRef)
+	if !factsChanged && !refChanged {
+		// Nothing a sync reads of the pod changed (its labels, owner,
+		// whether it is active, ready and since when): the binding to a
+		// node, container states. A sync now would write what the last
+		// one did; a later sync (a scale-down choosing victims by node
+		// and restarts) reads the pod as it is then.
+		return
+	}
 	if refChanged && oldRef != nil {
 		if rs := c.resolve(oldPod.Namespace, oldRef); rs != nil {
 			c.queue.Add(rsKey(rs))

@@ -527,3 +527,44 @@ func TestFullyLabeledReplicas(t *testing.T) {
 		})
 	}
 }
+
+// TestPodUpdatesThatChangeNothingSynced: an update that changes nothing a
+// sync reads of the pod (bound to a node, a container restarted while
+// still ready) queues no sync; becoming ready, losing readiness, a
+// label or owner change still do.
+func TestPodUpdatesThatChangeNothingSynced(t *testing.T) {
+	rs := newRS("web", 1)
+	p := newPod("web-0", rs.Spec.Template.Labels, now, ownedBy(rs))
+	p.ResourceVersion = "1"
+	f := newFixture(t, false, rs, p)
+	f.c.updateBatch = -1 // every sync at once
+	queued := func() int {
+		n := 0
+		for f.c.queue.Len() > 0 {
+			k, _ := f.c.queue.Get()
+			f.c.queue.Done(k)
+			f.c.queue.Forget(k)
+			n++
+		}
+		return n
+	}
+	step := func(name string, from *v1.Pod, mutate func(*v1.Pod), want int) *v1.Pod {
+		t.Helper()
+		cur := from.DeepCopy()
+		cur.ResourceVersion += "1"
+		mutate(cur)
+		f.c.updatePod(from, cur)
+		if got := queued(); got != want {
+			t.Fatalf("%s: %d syncs queued, want %d", name, got, want)
+		}
+		return cur
+	}
+	bound := step("bound", p, func(p *v1.Pod) { p.Spec.NodeName = "n1" }, 0)
+	ready := step("ready", bound, running("n1", now), 1)
+	restarted := step("restarted, still ready", ready, func(p *v1.Pod) {
+		p.Status.ContainerStatuses = []v1.ContainerStatus{{Name: "c", RestartCount: 1, Ready: true}}
+	}, 0)
+	notReady := step("not ready", restarted, func(p *v1.Pod) { p.Status.Conditions[0].Status = v1.ConditionFalse }, 1)
+	relabeled := step("relabeled", notReady, func(p *v1.Pod) { p.Labels = map[string]string{"app": "other"} }, 1)
+	step("orphaned", relabeled, func(p *v1.Pod) { p.OwnerReferences = nil }, 1)
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,20 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	// series caches the counter and histogram of each label set
+	// (seriesKey -> *series): looking them up in the vectors hashed
+	// six label strings and built the code's string on every request.
+	series sync.Map
+}
+
+type seriesKey struct {
+	verb, group, version, resource, subresource string
+	code                                        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer // nil for watches
 }
 
 func newMetrics() *metrics {
@@ -44,11 +59,26 @@ func (m *metrics) handler() http.Handler {
 }
 
 func (m *metrics) observe(verb, group, version, resource, subresource string, code int, d time.Duration) {
-	verb = strings.ToUpper(verb)
-	m.requests.WithLabelValues(verb, group, version, resource, subresource, strconv.Itoa(code)).Inc()
-	if verb != "WATCH" {
-		m.latency.WithLabelValues(verb, group, version, resource, subresource).Observe(d.Seconds())
+	key := seriesKey{verb, group, version, resource, subresource, code}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, m.newSeries(key))
 	}
+	se := v.(*series)
+	se.requests.Inc()
+	if se.latency != nil {
+		se.latency.Observe(d.Seconds())
+	}
+}
+
+// newSeries looks up the series of one label set in the vectors.
+func (m *metrics) newSeries(k seriesKey) *series {
+	verb := strings.ToUpper(k.verb)
+	se := &series{requests: m.requests.WithLabelValues(verb, k.group, k.version, k.resource, k.subresource, strconv.Itoa(k.code))}
+	if verb != "WATCH" {
+		se.latency = m.latency.WithLabelValues(verb, k.group, k.version, k.resource, k.subresource)
+	}
+	return se
 }
 
 // MetricsRegistry exposes the registry so in-process components register

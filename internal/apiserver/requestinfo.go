@@ -22,6 +22,10 @@ type RequestInfo struct {
 	Name        string
 	// Parts is the path after the group version.
 	Parts []string
+
+	// parts holds the path's segments for paths of up to its length,
+	// saving a slice allocation per request.
+	parts [10]string
 }
 
 var namespaceSubresources = map[string]bool{"status": true, "finalize": true}
@@ -29,8 +33,8 @@ var namespaceSubresources = map[string]bool{"status": true, "finalize": true}
 // parseRequestInfo splits a Kubernetes API path. Non-resource paths
 // (/healthz, /api, /apis/apps) come back with IsResourceRequest false.
 func parseRequestInfo(r *http.Request) *RequestInfo {
-	ri := &RequestInfo{Path: r.URL.Path, Verb: strings.ToLower(r.Method)}
-	parts := splitPath(r.URL.Path)
+	ri := &RequestInfo{Path: r.URL.Path, Verb: lowerMethod(r.Method)}
+	parts := splitPathInto(ri.parts[:0], r.URL.Path)
 	if len(parts) < 3 {
 		return ri
 	}
@@ -111,12 +115,45 @@ func parseRequestInfo(r *http.Request) *RequestInfo {
 	return ri
 }
 
-func splitPath(p string) []string {
+func splitPath(p string) []string { return splitPathInto(nil, p) }
+
+// splitPathInto is strings.Split of p without its leading and trailing
+// slashes, appended to dst (nil for an empty path).
+func splitPathInto(dst []string, p string) []string {
 	p = strings.Trim(p, "/")
 	if p == "" {
 		return nil
 	}
-	return strings.Split(p, "/")
+	for {
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			return append(dst, p)
+		}
+		dst = append(dst, p[:i])
+		p = p[i+1:]
+	}
+}
+
+// lowerMethod is strings.ToLower(m) without allocating for the methods
+// clients send.
+func lowerMethod(m string) string {
+	switch m {
+	case http.MethodGet:
+		return "get"
+	case http.MethodPost:
+		return "post"
+	case http.MethodPut:
+		return "put"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	case http.MethodHead:
+		return "head"
+	case http.MethodOptions:
+		return "options"
+	}
+	return strings.ToLower(m)
 }
 
 // queryOf is r.URL.Query() without parsing (and allocating a map for) an

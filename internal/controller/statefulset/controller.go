@@ -75,7 +75,8 @@ func New(cfg Config, client kubernetes.Interface, sets appsinformers.StatefulSet
 		if !ok {
 			return
 		}
-		if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "StatefulSet" {
+		// In place: this runs for every event of every pod.
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "StatefulSet" {
 			c.queue.Add(p.Namespace + "/" + ref.Name)
 		}
 	}

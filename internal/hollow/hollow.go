@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -63,7 +64,9 @@ type Nodes struct {
 	names  []string
 	index  map[string]int
 	queue  workqueue.TypedRateLimitingInterface[string]
-	pods   corelisters.PodLister
+	// pods is the pod informer's store: *storedPod (or *v1.Pod, which
+	// tests put there) by namespace/name.
+	pods cache.Indexer
 	// nodeLister (set by Run) lets the lease loop see nodes marked NotReady.
 	nodeLister corelisters.NodeLister
 
@@ -336,16 +339,48 @@ func (n *Nodes) ensureReady(ctx context.Context, i int) error {
 	return nil
 }
 
+// podInformer watches the pods bound to some node. It sends the requests
+// the typed pod informer (all namespaces, spec.nodeName!=) sends; with a
+// real clientset its watch decodes pods with decodeStoredPod (see
+// storedPod), and objects from a list or a fake clientset are kept whole.
+func (n *Nodes) podInformer() cache.SharedIndexInformer {
+	sel := fields.OneTermNotEqualSelector("spec.nodeName", "").String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			l, err := n.client.CoreV1().Pods("").List(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return storedList(l), nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			if n.rest != nil {
+				return WatchPods(ctx, n.rest, "", o, decodeStoredPod)
+			}
+			w, err := n.client.CoreV1().Pods("").Watch(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+				if p, ok := e.Object.(*v1.Pod); ok {
+					e.Object = &storedPod{Pod: p}
+				}
+				return e, true
+			}), nil
+		},
+	}
+	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, n.client), &storedPod{}, 0, cache.Indexers{})
+}
+
 // Run registers the nodes, then heartbeats and runs pods until ctx ends.
 func (n *Nodes) Run(ctx context.Context) error {
 	if err := n.Register(ctx); err != nil {
 		return err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(n.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
-	}))
-	podInf := factory.Core().V1().Pods()
-	n.pods = podInf.Lister()
+	podInf := n.podInformer()
+	n.pods = podInf.GetIndexer()
 	n.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer n.queue.ShutDown()
 	enqueue := func(obj any) {
@@ -353,7 +388,7 @@ func (n *Nodes) Run(ctx context.Context) error {
 			n.queue.Add(key)
 		}
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
 	}); err != nil {
 		return fmt.Errorf("adding pod handler: %w", err)
@@ -362,9 +397,9 @@ func (n *Nodes) Run(ctx context.Context) error {
 	nodeInf := nodeFactory.Core().V1().Nodes()
 	n.nodeLister = nodeInf.Lister()
 	nodeInf.Informer() // registers the informer before Start
-	factory.Start(ctx.Done())
+	go podInf.RunWithContext(ctx)
 	nodeFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced, nodeInf.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, nodeInf.Informer().HasSynced) {
 		return fmt.Errorf("waiting for pod informer: %w", ctx.Err())
 	}
 	var wg sync.WaitGroup
@@ -469,17 +504,30 @@ func (w *lastWrite) Write(p []byte) (int, error) { w.b = p; return len(p), nil }
 // the pool only after a successful answer was read to its end: the
 // server had then read the whole body; after a failure the transport may
 // still hold it.
-func (n *Nodes) putStatus(ctx context.Context, pod *v1.Pod) error {
+//
+// With metaSpec (the pod's metadata and spec as the API server sent them,
+// see storedPod) the body is those bytes and the encoded status in the
+// serializer's envelope: byte for byte what encoding the whole pod writes.
+func (n *Nodes) putStatus(ctx context.Context, pod *v1.Pod, metaSpec []byte) error {
 	if n.rest == nil {
 		_, err := n.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 		return err
 	}
-	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	alloc := statusBufs.Get().(*runtime.Allocator)
 	var enc lastWrite
-	if err := podProtobuf.EncodeWithAllocator(pod, &enc, alloc); err != nil {
-		statusBufs.Put(alloc)
-		return fmt.Errorf("encoding pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	if metaSpec != nil {
+		b, err := encodeWithStatus(alloc.Allocate(0), metaSpec, &pod.Status)
+		if err != nil {
+			statusBufs.Put(alloc)
+			return fmt.Errorf("encoding pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		enc.b = b
+	} else {
+		pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+		if err := podProtobuf.EncodeWithAllocator(pod, &enc, alloc); err != nil {
+			statusBufs.Put(alloc)
+			return fmt.Errorf("encoding pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
 	}
 	body, err := n.rest.Put().UseProtobufAsDefault().Namespace(pod.Namespace).Resource("pods").Name(pod.Name).
 		SubResource("status").SetHeader("Content-Type", runtime.ContentTypeProtobuf).Body(enc.b).Stream(ctx)
@@ -512,12 +560,22 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	if err != nil {
 		return nil
 	}
-	pod, err := n.pods.Pods(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
+	obj, exists, err := n.pods.GetByKey(key)
 	if err != nil {
 		return fmt.Errorf("getting pod %s: %w", key, err)
+	}
+	if !exists {
+		return nil
+	}
+	var pod *v1.Pod
+	var metaSpec []byte
+	switch o := obj.(type) {
+	case *storedPod:
+		pod, metaSpec = o.Pod, o.metaSpec
+	case *v1.Pod:
+		pod = o
+	default:
+		return fmt.Errorf("pod %s: unexpected %T in the cache", key, obj)
 	}
 	idx, ours := n.index[pod.Spec.NodeName]
 	if !ours {
@@ -535,7 +593,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 			}, false)
 			setCondition(st, v1.PodReady, v1.ConditionFalse, now)
 			setCondition(st, v1.ContainersReady, v1.ConditionFalse, now)
-			if err := n.putStatus(ctx, st); err != nil && !apierrors.IsNotFound(err) {
+			if err := n.putStatus(ctx, st, metaSpec); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("reporting pod %s terminated: %w", key, err)
 			}
 		}
@@ -564,7 +622,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 	st.Status.ContainerStatuses = containerStatuses(pod, func(c v1.Container) v1.ContainerState {
 		return v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: now}}
 	}, true)
-	if err := n.putStatus(ctx, st); err != nil && !apierrors.IsNotFound(err) {
+	if err := n.putStatus(ctx, st, metaSpec); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reporting pod %s running: %w", key, err)
 	}
 	return nil

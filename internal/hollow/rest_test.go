@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -67,7 +66,7 @@ func TestStatusThroughRESTClient(t *testing.T) {
 	}
 	newNodes := func() *Nodes {
 		n := New(client, Options{Count: 4, Clock: clocktesting.NewFakeClock(time.Unix(1000, 0))})
-		n.pods = corelisters.NewPodLister(idx)
+		n.pods = idx
 		return n
 	}
 	lean := newNodes()
@@ -183,7 +182,7 @@ func TestPutStatusErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := New(client, Options{Count: 1})
-		err = n.putStatus(context.Background(), &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}})
+		err = n.putStatus(context.Background(), &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}, nil)
 		hs.Close()
 		if !tc.check(err) {
 			t.Errorf("answer %d: error %v", tc.code, err)
@@ -236,7 +235,7 @@ func BenchmarkPutStatus(b *testing.B) {
 	b.Run("putStatus", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if err := n.putStatus(ctx, pod); err != nil {
+			if err := n.putStatus(ctx, pod, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -374,9 +374,11 @@ func (s *Scheduler) ScheduleOne(ctx context.Context) {
 func assume(pi *framework.PodInfo, host string) (*v1.Pod, *framework.PodInfo) {
 	pod := *pi.Pod
 	pod.Spec.NodeName = host
-	api := *pi
+	// An identity of its own: if this binding fails, the pod's next
+	// assumed copy is a different cache entry (see PodInfo.ident).
+	api := pi.WithNewIdentity()
 	api.Pod = &pod
-	return &pod, &api
+	return &pod, api
 }
 
 // podLog is the logger for messages about one pod (built when needed:

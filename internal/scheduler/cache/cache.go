@@ -252,6 +252,10 @@ func (c *Cache) AddPod(pod *v1.Pod) error {
 		if !c.assumed[pod.UID] {
 			return fmt.Errorf("pod %s/%s was already added", pod.Namespace, pod.Name)
 		}
+		if c.replacePodLocked(ps.pod, pod) {
+			delete(c.assumed, pod.UID)
+			return nil
+		}
 		if err := c.removePodLocked(ps.pod); err != nil {
 			return err
 		}
@@ -260,6 +264,25 @@ func (c *Cache) AddPod(pod *v1.Pod) error {
 	c.addPodLocked(pod)
 	c.pods[pod.UID] = &podState{pod: pod}
 	return nil
+}
+
+// replacePodLocked swaps the cached pod cur for pod, its new version on
+// the same node, in place when their PodInfos are Equivalent (same
+// labels, requests, ports, no affinity terms: a status write, a binding
+// confirmed where it was assumed), and reports whether it did. The node
+// still moves to the next generation, so the snapshot gets the new pod
+// object, but nothing is re-accounted.
+func (c *Cache) replacePodLocked(cur, pod *v1.Pod) bool {
+	if cur.Spec.NodeName != pod.Spec.NodeName {
+		return false
+	}
+	it, ok := c.nodes[pod.Spec.NodeName]
+	if !ok || !it.info.ReplacePodInfo(framework.NewPodInfo(pod)) {
+		return false
+	}
+	c.touch(pod.Spec.NodeName)
+	c.pods[pod.UID] = &podState{pod: pod}
+	return true
 }
 
 // UpdatePod replaces an assigned pod.
@@ -274,6 +297,9 @@ func (c *Cache) UpdatePod(old, pod *v1.Pod) error {
 			delete(c.assumed, old.UID)
 		}
 		c.pods[pod.UID] = &podState{pod: pod}
+		return nil
+	}
+	if c.replacePodLocked(ps.pod, pod) {
 		return nil
 	}
 	if err := c.removePodLocked(ps.pod); err != nil {

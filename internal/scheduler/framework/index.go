@@ -29,6 +29,12 @@ const maxCounters = 4096
 
 type labelKV struct{ key, value string }
 
+// indexedPod is an indexed pod's current PodInfo and location.
+type indexedPod struct {
+	pi  *PodInfo
+	loc podLoc
+}
+
 // podLoc is where an indexed pod sits: its node, that node's labels at
 // indexing time (node objects are immutable, so the map is stable) and the
 // snapshot's NodeInfo for it (stable while the node is in the snapshot).
@@ -90,8 +96,12 @@ type Index struct {
 	// domainNodes[key], kept so NodesWithKey is O(1) and not O(domains):
 	// a hostname key has one domain per node).
 	keyNodes map[string]int
-	pods     map[*PodInfo]podLoc
-	byLabel  map[labelKV]map[*PodInfo]struct{}
+	// pods and byLabel key pods by their PodInfo's identity (see
+	// PodInfo.ident), which an in-place replacement keeps: rekeying then
+	// rewrites one pods entry instead of the pod's entries in every label
+	// set (the sets of a 10,000-pod ReplicaSet's labels are large maps).
+	pods    map[*podIdent]indexedPod
+	byLabel map[labelKV]map[*podIdent]struct{}
 
 	counters        map[string]*counter
 	countersByLabel map[labelKV][]*counter
@@ -108,8 +118,8 @@ func newIndex() *Index {
 	ix := &Index{
 		domainNodes:     map[string]map[string]int{},
 		keyNodes:        map[string]int{},
-		pods:            map[*PodInfo]podLoc{},
-		byLabel:         map[labelKV]map[*PodInfo]struct{}{},
+		pods:            map[*podIdent]indexedPod{},
+		byLabel:         map[labelKV]map[*podIdent]struct{}{},
 		counters:        map[string]*counter{},
 		countersByLabel: map[labelKV][]*counter{},
 		groups:          map[string]*termGroup{},
@@ -225,6 +235,9 @@ func (ix *Index) replaceNode(ni *NodeInfo, oldNode *v1.Node, oldPods []*PodInfo,
 	if len(oldTail) == 0 && len(newTail) == 0 {
 		return
 	}
+	if ix.rekeyReplaced(oldTail, newTail) {
+		return
+	}
 	loc := podLoc{node: newNode.Name, labels: newNode.Labels, ni: ni}
 	in := make(map[*PodInfo]bool, len(newTail))
 	for _, pi := range newTail {
@@ -244,6 +257,40 @@ func (ix *Index) replaceNode(ni *NodeInfo, oldNode *v1.Node, oldPods []*PodInfo,
 	}
 }
 
+// rekeyReplaced handles lists of equal length whose differing entries are
+// PodInfos replaced in place by equivalent ones for the same pod, which
+// keep its identity (NodeInfo.ReplacePodInfo: an assigned pod's status
+// write or binding confirmation): every label set, counter and term group
+// stays as it is, only the pod's entry points to the new PodInfo. It
+// reports false, changing nothing, when some difference is anything else.
+func (ix *Index) rekeyReplaced(oldPods, newPods []*PodInfo) bool {
+	if len(oldPods) != len(newPods) {
+		return false
+	}
+	for i, o := range oldPods {
+		n := newPods[i]
+		if o == n {
+			continue
+		}
+		// A shared identity means ReplacePodInfo found the two
+		// Equivalent (labels, namespace, deletion, no terms).
+		if o.ident != n.ident {
+			return false
+		}
+		if e, ok := ix.pods[o.ident]; !ok || e.pi != o {
+			return false
+		}
+	}
+	for i, o := range oldPods {
+		if n := newPods[i]; o != n {
+			e := ix.pods[o.ident]
+			e.pi = n
+			ix.pods[o.ident] = e
+		}
+	}
+	return true
+}
+
 func equalStringMaps(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
@@ -257,22 +304,23 @@ func equalStringMaps(a, b map[string]string) bool {
 }
 
 func (ix *Index) addPod(pi *PodInfo, loc podLoc, sign int64) {
+	id := pi.ident
 	if sign > 0 {
-		ix.pods[pi] = loc
+		ix.pods[id] = indexedPod{pi, loc}
 	} else {
-		delete(ix.pods, pi)
+		delete(ix.pods, id)
 	}
 	for k, v := range pi.Pod.Labels {
 		kv := labelKV{k, v}
 		m := ix.byLabel[kv]
 		if sign > 0 {
 			if m == nil {
-				m = map[*PodInfo]struct{}{}
+				m = map[*podIdent]struct{}{}
 				ix.byLabel[kv] = m
 			}
-			m[pi] = struct{}{}
+			m[id] = struct{}{}
 		} else if m != nil {
-			delete(m, pi)
+			delete(m, id)
 			if len(m) == 0 {
 				delete(ix.byLabel, kv)
 			}
@@ -447,7 +495,9 @@ func (ix *Index) ForEachMatchingExistingTerm(kind TermKind, pod *v1.Pod, nsLabel
 // DomainCounts returns, per value of topologyKey, how many indexed pods
 // match (match must imply sel, which is used to look candidates up). key
 // identifies the predicate: the same key must always mean the same
-// predicate. The counter is kept up to date from then on.
+// predicate. match may read only the pod's namespace, labels and deletion
+// timestamp (a PodInfo replaced by one equal in these is not recounted).
+// The counter is kept up to date from then on.
 func (ix *Index) DomainCounts(key, topologyKey string, sel labels.Selector, match func(*v1.Pod) bool) map[string]int64 {
 	return ix.counter(key, topologyKey, sel, match).domains
 }
@@ -524,13 +574,14 @@ func (ix *Index) evictCounters() {
 
 func (ix *Index) forEachCandidate(kv labelKV, indexed bool, fn func(pi *PodInfo, loc podLoc)) {
 	if indexed {
-		for pi := range ix.byLabel[kv] {
-			fn(pi, ix.pods[pi])
+		for id := range ix.byLabel[kv] {
+			e := ix.pods[id]
+			fn(e.pi, e.loc)
 		}
 		return
 	}
-	for pi, loc := range ix.pods {
-		fn(pi, loc)
+	for _, e := range ix.pods {
+		fn(e.pi, e.loc)
 	}
 }
 

@@ -174,6 +174,33 @@ func (n *NodeInfo) RemovePod(pod *v1.Pod) error {
 	return nil
 }
 
+// ReplacePodInfo puts pi in place of the node's PodInfo for the same pod
+// (same UID) when the two are Equivalent, leaving every aggregate as it
+// is, and reports whether it did; otherwise the caller removes and adds.
+// An assigned pod's status writes and its binding's confirmation keep
+// its labels, requests and ports: a replacement instead of a removal and
+// an addition skips redoing the accounting and, in the snapshot's Index,
+// the pod's counters (see Index.replaceNode).
+func (n *NodeInfo) ReplacePodInfo(pi *PodInfo) bool {
+	for i, p := range n.Pods {
+		if p.Pod.UID != pi.Pod.UID {
+			continue
+		}
+		if !p.Equivalent(pi) {
+			return false
+		}
+		// The replacement keeps the pod's Index identity (pi is the
+		// caller's new PodInfo, not yet shared).
+		pi.ident = p.ident
+		// Copy so that clones sharing the backing array are untouched.
+		pods := append([]*PodInfo(nil), n.Pods...)
+		pods[i] = pi
+		n.Pods = pods
+		return true
+	}
+	return false
+}
+
 func (n *NodeInfo) nodeName() string {
 	if n.node == nil {
 		return "<nil>"

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"maps"
+
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -19,6 +21,13 @@ type Resource struct {
 	AllowedPodNumber int64
 	// Scalar holds extended resources (and hugepages); nil when none.
 	Scalar map[v1.ResourceName]int64
+}
+
+// equal reports whether r and o hold the same amounts (a nil and an empty
+// Scalar map are equal).
+func (r *Resource) equal(o *Resource) bool {
+	return r.MilliCPU == o.MilliCPU && r.Memory == o.Memory && r.EphemeralStorage == o.EphemeralStorage &&
+		r.AllowedPodNumber == o.AllowedPodNumber && maps.Equal(r.Scalar, o.Scalar)
 }
 
 // NewResource converts a ResourceList.

@@ -2,6 +2,8 @@ package framework
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -114,6 +116,27 @@ type PodInfo struct {
 	// ParseError is set when a term could not be compiled; plugins then
 	// reject the pod as unresolvable.
 	ParseError error
+
+	// ident is the identity the snapshot's Index keys the pod by: new for
+	// every PodInfo built (NewPodInfo, Update, WithNewIdentity), carried
+	// over only by NodeInfo.ReplacePodInfo to the in-place replacement of
+	// the same pod on the same node. Two PodInfos held by the cache at
+	// once never share one otherwise.
+	ident *podIdent
+}
+
+// podIdent is a PodInfo identity (non-zero size: distinct allocations
+// have distinct addresses).
+type podIdent struct{ _ byte }
+
+// WithNewIdentity returns a copy of pi with an identity of its own (a
+// copy of a PodInfo otherwise shares its identity, as an in-place
+// replacement does): for a PodInfo that may be indexed while its source
+// is, or later is again (the assumed copy of a queued pod).
+func (pi *PodInfo) WithNewIdentity() *PodInfo {
+	c := *pi
+	c.ident = &podIdent{}
+	return &c
 }
 
 // NewPodInfo precomputes a PodInfo.
@@ -125,7 +148,7 @@ func NewPodInfo(pod *v1.Pod) *PodInfo {
 
 // Update recomputes the PodInfo for a new version of the pod.
 func (pi *PodInfo) Update(pod *v1.Pod) {
-	*pi = PodInfo{Pod: pod, Requests: PodRequests(pod)}
+	*pi = PodInfo{Pod: pod, Requests: PodRequests(pod), ident: &podIdent{}}
 	pi.NonZeroCPU, pi.NonZeroMem = NonZeroRequests(pod, &pi.Requests)
 	aff := pod.Spec.Affinity
 	if aff == nil {
@@ -166,6 +189,35 @@ func (pi *PodInfo) Update(pod *v1.Pod) {
 		pi.RequiredAntiAffinityTerms = compile(a.RequiredDuringSchedulingIgnoredDuringExecution)
 		pi.PreferredAntiAffinityTerms = compileW(a.PreferredDuringSchedulingIgnoredDuringExecution)
 	}
+}
+
+// Equivalent reports whether a NodeInfo and an Index account pi and o
+// alike, so one may replace the other in place (NodeInfo.ReplacePodInfo):
+// the same pod (UID, namespace, node), equal labels, the same deletion
+// timestamp, equal requests (and scoring requests) and host ports, and
+// no pod (anti-)affinity terms or parse error on either (terms are
+// indexed per PodInfo; such pods take the remove-and-add path).
+func (pi *PodInfo) Equivalent(o *PodInfo) bool {
+	a, b := pi.Pod, o.Pod
+	if a.UID != b.UID || a.Namespace != b.Namespace || a.Spec.NodeName != b.Spec.NodeName ||
+		pi.HasAffinity() || o.HasAffinity() || pi.ParseError != nil || o.ParseError != nil ||
+		!indexEquivalent(a, b) || pi.NonZeroCPU != o.NonZeroCPU || pi.NonZeroMem != o.NonZeroMem ||
+		!pi.Requests.equal(&o.Requests) {
+		return false
+	}
+	return slices.Equal(HostPorts(a), HostPorts(b))
+}
+
+// indexEquivalent reports whether the Index's label sets and counters
+// see a and b alike: same namespace, equal labels (nil equals empty, as
+// selectors see them) and the same deletion timestamp. Counter predicates
+// read only these (see DomainCounts).
+func indexEquivalent(a, b *v1.Pod) bool {
+	if a.Namespace != b.Namespace || !maps.Equal(a.Labels, b.Labels) {
+		return false
+	}
+	da, db := a.DeletionTimestamp, b.DeletionTimestamp
+	return (da == nil) == (db == nil) && (da == nil || da.Equal(db))
 }
 
 // HasAffinity reports whether the pod has any pod (anti-)affinity term.

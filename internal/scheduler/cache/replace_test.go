@@ -37,7 +37,7 @@ func TestInPlaceReplacementMatchesRebuild(t *testing.T) {
 	}
 	snap := &framework.Snapshot{}
 	c.UpdateSnapshot(snap)
-	snap.Index() // built now, then kept current incrementally
+	snap.Index()                 // built now, then kept current incrementally
 	want := map[string]*v1.Pod{} // uid -> the version the cache must hold
 	ns := []string{"default", "other"}
 	appLabels := []map[string]string{{"app": "x"}, {"app": "y"}, {"app": "x", "tier": "web"}, nil}

@@ -516,7 +516,7 @@ func (n *Nodes) putStatus(ctx context.Context, pod *v1.Pod, metaSpec []byte) err
 	alloc := statusBufs.Get().(*runtime.Allocator)
 	var enc lastWrite
 	if metaSpec != nil {
-		b, err := encodeWithStatus(alloc.Allocate(0), metaSpec, &pod.Status)
+		b, err := encodeWithStatus(alloc, metaSpec, &pod.Status)
 		if err != nil {
 			statusBufs.Put(alloc)
 			return fmt.Errorf("encoding pod %s/%s: %w", pod.Namespace, pod.Name, err)

@@ -169,17 +169,14 @@ var podEnvelope = []byte("k8s\x00\x0a\x09\x0a\x02v1\x12\x03Pod")
 
 var podEnvelopeTail = []byte{0x1a, 0x00, 0x22, 0x00}
 
-// encodeWithStatus writes into buf (grown if short) the body the client's
+// encodeWithStatus returns, in a buffer from alloc, the body the client's
 // protobuf serializer writes for the pod whose metadata and spec are
-// metaSpec and whose status is status, and returns it.
-func encodeWithStatus(buf []byte, metaSpec []byte, status *v1.PodStatus) ([]byte, error) {
+// metaSpec and whose status is status.
+func encodeWithStatus(alloc runtime.MemoryAllocator, metaSpec []byte, status *v1.PodStatus) ([]byte, error) {
 	ss := status.Size()
 	rawLen := len(metaSpec) + 1 + protowire.SizeVarint(uint64(ss)) + ss
 	total := len(podEnvelope) + 1 + protowire.SizeVarint(uint64(rawLen)) + rawLen + len(podEnvelopeTail)
-	if cap(buf) < total {
-		buf = make([]byte, 0, total)
-	}
-	out := append(buf[:0], podEnvelope...)
+	out := append(alloc.Allocate(uint64(total))[:0], podEnvelope...)
 	out = append(out, 0x12)
 	out = protowire.AppendVarint(out, uint64(rawLen))
 	out = append(out, metaSpec...)

@@ -50,6 +50,10 @@ type FieldManagers struct {
 	// skippable remembers which managedFields entries a status update
 	// cannot change (see splitForStatus).
 	skippable skippableCache
+
+	// leaseSets holds the decoded managedFields sets of Lease renewals
+	// (see ownedLeaseUpdate).
+	leaseSets fieldSetCache
 }
 
 // NewFieldManagers builds the set from a type converter (for built-in types
@@ -200,6 +204,11 @@ func (f *FieldManagers) Update(r *registry.Resource, subresource string, live, o
 	fm, err := f.Get(r, subresource)
 	if err != nil {
 		return obj
+	}
+	if f.trimEqual && subresource == "" {
+		if out, ok := f.ownedLeaseUpdate(r, live, obj, manager); ok {
+			return out
+		}
 	}
 	key, ok := f.createKey(r, subresource, live, obj, manager)
 	if !ok {

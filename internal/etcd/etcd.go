@@ -73,11 +73,6 @@ type Config struct {
 	// WatchProgressNotifyInterval is how often etcd sends progress
 	// notifications to idle watchers that asked for them (0 = etcd default).
 	WatchProgressNotifyInterval time.Duration
-	// BackendBatchInterval is the longest etcd holds applied writes in
-	// its backend transaction before committing it to the database file
-	// (0 = etcd's default, 100 ms). The WAL, not the backend commit,
-	// makes a write durable.
-	BackendBatchInterval time.Duration
 	// LogLevel of etcd's zap logger; default "error".
 	LogLevel string
 	// StartTimeout bounds the wait for readiness.
@@ -174,9 +169,6 @@ func embedConfig(cfg Config) (*embed.Config, *closingGate, error) {
 	}
 	if cfg.WatchProgressNotifyInterval != 0 {
 		ec.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
-	}
-	if cfg.BackendBatchInterval != 0 {
-		ec.BackendBatchInterval = cfg.BackendBatchInterval
 	}
 	// The API server's object size limit is 1.5 MiB of encoded object; allow
 	// a little room for the request envelope.

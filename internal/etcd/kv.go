@@ -106,6 +106,9 @@ func isPlainCAS(r *pb.TxnRequest) bool {
 // ProgressNotifyInterval, what etcd3.LocalWatchable asks for.
 func (k *directTxnKV) NewWatchStream() mvcc.WatchStream { return k.srv.KV().NewWatchStream() }
 
+// StopNotify is closed once the member has stopped.
+func (k *directTxnKV) StopNotify() <-chan struct{} { return k.srv.StopNotify() }
+
 // ProgressNotifyInterval is the member's progress report interval
 // (Config.WatchProgressNotifyInterval, else etcd's default).
 func (k *directTxnKV) ProgressNotifyInterval() time.Duration {

@@ -26,6 +26,9 @@ type LocalWatchable interface {
 	// ProgressNotifyInterval is the member's interval of periodic
 	// progress notifications (v3rpc's progress report interval).
 	ProgressNotifyInterval() time.Duration
+	// StopNotify is closed when the member has stopped: a watch on its
+	// streams then ends with an error, as a clientv3 watch would.
+	StopNotify() <-chan struct{}
 }
 
 // localWatches is the set of a store's watches on its member's watch
@@ -96,6 +99,7 @@ func (w *watcher) runLocal(startRev int64) {
 	}
 	quiet := true // no events since the last tick
 	ch := ws.Chan()
+	stopped := w.s.local.StopNotify()
 	// queue holds converted events the consumer has not taken yet. The
 	// member's channel is drained meanwhile, as clientv3's watch client
 	// (which buffers without bound) drains v3rpc's: a watcher whose
@@ -134,6 +138,9 @@ func (w *watcher) runLocal(startRev int64) {
 			quiet = true
 			continue
 		case <-w.ctx.Done():
+			return
+		case <-stopped:
+			finish(fmt.Errorf("watching %s: etcd member stopped", w.prefix))
 			return
 		}
 		if !ok {

@@ -253,3 +253,32 @@ func TestLocalWatchSlowConsumer(t *testing.T) {
 		}
 	}
 }
+
+// stoppable is a LocalWatchable whose member "stops" when told.
+type stoppable struct {
+	LocalWatchable
+	stop chan struct{}
+}
+
+func (s stoppable) StopNotify() <-chan struct{} { return s.stop }
+
+// A local watch whose member stops ends with an error event and closes,
+// as a clientv3 watch whose client goes away does.
+func TestLocalWatchEndsWhenTheMemberStops(t *testing.T) {
+	local, _ := localAndClient(t)
+	st := stoppable{LocalWatchable: local.local, stop: make(chan struct{})}
+	local.local = st
+	w, err := local.Watch(ctx(t), prefix, storage.WatchOptions{Recursive: true, ResourceVersion: "1", ForCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	close(st.stop)
+	ev := next(t, w)
+	if s, ok := ev.Object.(*metav1.Status); ev.Type != watch.Error || !ok || !strings.Contains(s.Message, "member stopped") {
+		t.Fatalf("got %s %+v, want an error event", ev.Type, ev.Object)
+	}
+	if _, open := <-w.ResultChan(); open {
+		t.Fatal("watch still open after the member stopped")
+	}
+}

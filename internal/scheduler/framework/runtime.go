@@ -307,6 +307,15 @@ func (f *Framework) RunScorePluginsInto(ctx context.Context, state *CycleState, 
 	for j := range errs {
 		errs[j].Store(nil)
 	}
+	// Only a plugin that normalizes reads its row's names: the others'
+	// rows get the scores alone (a name is a pointer, and storing one
+	// while the GC marks costs a write barrier, per node and plugin).
+	var named uint64
+	for j, p := range active {
+		if j >= 64 || p.ScoreExtensions() != nil {
+			named |= 1 << min(j, 63)
+		}
+	}
 	f.par.Until(ctx, len(nodes), func(i int) {
 		for j, p := range active {
 			s, st := p.Score(ctx, state, pi, nodes[i])
@@ -314,7 +323,11 @@ func (f *Framework) RunScorePluginsInto(ctx context.Context, state *CycleState, 
 				errs[j].Store(st)
 				continue
 			}
-			scores[j][i] = NodeScore{Name: totals[i].Name, Score: s}
+			if named&(1<<min(j, 63)) != 0 {
+				scores[j][i] = NodeScore{Name: totals[i].Name, Score: s}
+			} else {
+				scores[j][i].Score = s
+			}
 		}
 	})
 	for j, p := range active {

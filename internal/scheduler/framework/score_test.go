@@ -51,6 +51,13 @@ func (p *hashScore) ScoreExtensions() ScoreExtensions {
 }
 
 func (p *hashScore) NormalizeScore(_ context.Context, _ *CycleState, _ *PodInfo, scores []NodeScore) *Status {
+	// A normalizing plugin may read the names (PodTopologySpread does):
+	// they must be the nodes', in order (scoreNodes names node i node-i).
+	for i, s := range scores {
+		if want := fmt.Sprintf("node-%d", i); s.Name != want {
+			return AsStatus(fmt.Errorf("plugin %s normalizing: score %d is named %q, not %q", p.name, i, s.Name, want))
+		}
+	}
 	DefaultNormalizeScore(MaxNodeScore, false, scores)
 	return nil
 }

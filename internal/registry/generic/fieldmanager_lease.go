@@ -44,13 +44,13 @@ func (f *FieldManagers) ownedLeaseUpdate(r *registry.Resource, live, obj any, ma
 	// The metadata the field manager tracks must not change (the rest is
 	// stripped from every entry).
 	lm, om := &l.ObjectMeta, &o.ObjectMeta
-	if lm.GenerateName != om.GenerateName || !equalJSONish(lm.Labels, om.Labels) || !equalJSONish(lm.Annotations, om.Annotations) ||
-		!equalJSONish(lm.OwnerReferences, om.OwnerReferences) || !equalJSONish(lm.Finalizers, om.Finalizers) ||
+	if lm.GenerateName != om.GenerateName || !strictEqual(lm.Labels, om.Labels) || !strictEqual(lm.Annotations, om.Annotations) ||
+		!strictEqual(lm.OwnerReferences, om.OwnerReferences) || !strictEqual(lm.Finalizers, om.Finalizers) ||
 		!equalTimePtr(lm.DeletionTimestamp, om.DeletionTimestamp) || !equalInt64Ptr(lm.DeletionGracePeriodSeconds, om.DeletionGracePeriodSeconds) {
 		return nil, false
 	}
 	// The client may send managedFields; upstream then starts from them.
-	if len(om.ManagedFields) > 0 && !equalJSONish(om.ManagedFields, lm.ManagedFields) {
+	if len(om.ManagedFields) > 0 && !strictEqual(om.ManagedFields, lm.ManagedFields) {
 		return nil, false
 	}
 	changed, ok := changedLeaseSpec(&l.Spec, &o.Spec)
@@ -173,10 +173,10 @@ func equalInt64Ptr(a, b *int64) bool {
 	return *a == *b
 }
 
-// equalJSONish compares metadata values strictly: DeepEqual, so that
+// strictEqual compares metadata values by DeepEqual, so that
 // even a nil and an empty value (alike to the field manager) count as a
 // change and leave the decision to it.
-func equalJSONish(a, b any) bool { return reflect.DeepEqual(a, b) }
+func strictEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
 
 // fieldSetCache remembers the sets of managedFields entries by their raw
 // JSON when the slow path would leave the entry's bytes as they are: the

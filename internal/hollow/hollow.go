@@ -389,7 +389,13 @@ func (n *Nodes) Run(ctx context.Context) error {
 		}
 	}
 	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
+		// A pod SyncPod would leave alone (Running, or finished, and not
+		// being deleted: the echo of our own status write) is not queued.
+		AddFunc: enqueue, UpdateFunc: func(_, o any) {
+			if sp, ok := o.(*storedPod); !ok || !settled(sp.Pod) {
+				enqueue(o)
+			}
+		}, DeleteFunc: enqueue,
 	}); err != nil {
 		return fmt.Errorf("adding pod handler: %w", err)
 	}
@@ -605,7 +611,7 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 		n.releaseIP(pod.Spec.NodeName, key)
 		return nil
 	}
-	if pod.Status.Phase == v1.PodRunning || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+	if settled(pod) {
 		return nil
 	}
 	st := withStatus(pod)
@@ -626,6 +632,13 @@ func (n *Nodes) SyncPod(ctx context.Context, key string) error {
 		return fmt.Errorf("reporting pod %s running: %w", key, err)
 	}
 	return nil
+}
+
+// settled says a pod not being deleted needs nothing more from its node:
+// it was reported Running, or it finished.
+func settled(pod *v1.Pod) bool {
+	return pod.DeletionTimestamp == nil &&
+		(pod.Status.Phase == v1.PodRunning || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed)
 }
 
 // killedByDeletion is the state a kubelet reports for a container it

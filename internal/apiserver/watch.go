@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"skiff.dev/skiff/internal/registry/generic"
@@ -93,24 +93,19 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 	// batched, once per 16 KiB record. The bytes and their order are
 	// the same.
 	var batch bytes.Buffer
-	var fw io.Writer = &batch
 	if sf := mc.info.StreamSerializer; protobuf && sf != nil {
-		f.streamEnc = sf.Serializer
-		fw = sf.Framer.NewFrameWriter(&batch)
+		f.streamEnc, f.framer = sf.Serializer, sf.Framer
 	}
-	var scratch bytes.Buffer
 	first := true
 	add := func(ev watch.Event) bool {
-		b, err := s.encodeWatchEvent(r, &f, st, ev, first, &scratch)
-		if err != nil {
+		if err := s.appendWatchEvent(r, &f, st, ev, first, &batch); err != nil {
 			s.log.Error("encoding watch event", "err", err)
 			return false
 		}
 		if ev.Type != watch.Bookmark && ev.Type != watch.Error {
 			first = false
 		}
-		_, err = fw.Write(b)
-		return err == nil
+		return true
 	}
 	send := func() bool {
 		_, err := w.Write(batch.Bytes())
@@ -167,37 +162,46 @@ const maxWatchBatch = 64 << 10
 // watchFormat is how a watch stream encodes its events.
 type watchFormat struct {
 	mc mediaChoice
-	// streamEnc encodes a protobuf stream's metav1.WatchEvent (nil: the
-	// stream is JSON lines).
+	// streamEnc encodes a protobuf stream's metav1.WatchEvent and framer
+	// frames it (both nil: the stream is JSON lines).
 	streamEnc runtime.Encoder
+	framer    runtime.Framer
 }
 
-// encodeWatchEvent returns ev as the stream carries it: a protobuf
-// WatchEvent (for the length-prefix framer) or a JSON line. Object events
-// in a watcher-independent form (not Tables) are encoded once and shared
-// by every watcher (the result must not be modified); others are encoded
-// into scratch.
-func (s *Server) encodeWatchEvent(r *http.Request, f *watchFormat, st *generic.Store, ev watch.Event, first bool, scratch *bytes.Buffer) ([]byte, error) {
-	switch ev.Type {
-	case watch.Added, watch.Modified, watch.Deleted:
-		if f.mc.kind != outputTable {
-			k := encodeKey{obj: ev.Object, ct: f.mc.info.MediaType, kind: f.mc.kind, event: ev.Type}
-			return watchEncodeCache.encode(k, func(b *bytes.Buffer) error {
-				raw, err := s.encodeWatchObject(r, f.mc, st, ev, first)
-				if err != nil {
-					return err
-				}
-				return f.frame(b, ev.Type, raw)
-			})
-		}
-	}
+// appendWatchEvent appends ev to dst as the stream carries it: a framed
+// protobuf WatchEvent or a JSON line. The object is encoded once per
+// content type and shared by every watcher where its form does not depend
+// on the watcher (not a Table, see encodeWatchObject); the event around
+// it is framed straight into dst, without a copy of its own.
+func (s *Server) appendWatchEvent(r *http.Request, f *watchFormat, st *generic.Store, ev watch.Event, first bool, dst *bytes.Buffer) error {
 	raw, err := s.encodeWatchObject(r, f.mc, st, ev, first)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	scratch.Reset()
-	err = f.frame(scratch, ev.Type, raw)
-	return scratch.Bytes(), err
+	return f.appendFrame(dst, ev.Type, raw)
+}
+
+// appendFrame appends the event of type t with the encoded object raw to
+// dst, framed.
+func (f *watchFormat) appendFrame(dst *bytes.Buffer, t watch.EventType, raw []byte) error {
+	if f.streamEnc == nil {
+		return f.frame(dst, t, raw)
+	}
+	if raw != nil && f.framer == protobuf.LengthDelimitedFramer {
+		// The length-delimited framer's frame: a big-endian uint32
+		// length, then the message.
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(watchEventProtoSize(string(t), len(raw))))
+		dst.Write(n[:])
+		appendWatchEventProto(dst, string(t), raw)
+		return nil
+	}
+	var msg bytes.Buffer
+	if err := f.frame(&msg, t, raw); err != nil {
+		return err
+	}
+	_, err := f.framer.NewFrameWriter(dst).Write(msg.Bytes())
+	return err
 }
 
 // frame writes the event of type t with the encoded object raw to b.
@@ -225,7 +229,7 @@ func (f *watchFormat) frame(b *bytes.Buffer, t watch.EventType, raw []byte) erro
 // is all a copy of raw.
 func appendWatchEventProto(b *bytes.Buffer, t string, raw []byte) {
 	ext := 1 + uvarintLen(len(raw)) + len(raw) // RawExtension{Raw: raw}
-	b.Grow(1 + uvarintLen(len(t)) + len(t) + 1 + uvarintLen(ext) + ext)
+	b.Grow(watchEventProtoSize(t, len(raw)))
 	var tmp [binary.MaxVarintLen64]byte
 	b.WriteByte(1<<3 | 2) // WatchEvent.type
 	b.Write(binary.AppendUvarint(tmp[:0], uint64(len(t))))
@@ -235,6 +239,12 @@ func appendWatchEventProto(b *bytes.Buffer, t string, raw []byte) {
 	b.WriteByte(1<<3 | 2) // RawExtension.raw
 	b.Write(binary.AppendUvarint(tmp[:0], uint64(len(raw))))
 	b.Write(raw)
+}
+
+// watchEventProtoSize is the size of what appendWatchEventProto writes.
+func watchEventProtoSize(t string, rawLen int) int {
+	ext := 1 + uvarintLen(rawLen) + rawLen
+	return 1 + uvarintLen(len(t)) + len(t) + 1 + uvarintLen(ext) + ext
 }
 
 func uvarintLen(n int) int {
@@ -313,12 +323,11 @@ func objectRV(obj runtime.Object) string {
 	return ""
 }
 
-// encodeCache remembers the encoding of recently seen watch objects, and
-// of the events carrying them, by pointer identity: the watch cache hands
-// the same object to every watcher, so the first watcher encodes and the
-// others copy. An object has an entry of its own (shared by the events of
-// different types that carry it: a pod leaving one watcher's selector is
-// a DELETED there and a MODIFIED elsewhere) and one per event type.
+// encodeCache remembers the encoding of recently seen watch objects by
+// pointer identity: the watch cache hands the same object to every
+// watcher, so the first watcher encodes and the others copy it into
+// their events (of whatever type: a pod leaving one watcher's selector is
+// a DELETED there and a MODIFIED elsewhere).
 type encodeCache struct {
 	mu    sync.Mutex
 	m     map[encodeKey][]byte
@@ -330,12 +339,9 @@ type encodeKey struct {
 	obj  runtime.Object
 	ct   string     // media type
 	kind outputKind // outputObject or outputPartialMetadata
-	// event is the event type for an event's encoding, "" for the
-	// object's.
-	event watch.EventType
 }
 
-// watchEncodeCache holds about 4096 objects with one event each.
+// watchEncodeCache holds the encodings of the last 8192 objects.
 var watchEncodeCache = newEncodeCache(8192)
 
 func newEncodeCache(n int) *encodeCache {

@@ -37,19 +37,19 @@ func TestEncodeWatchEventShared(t *testing.T) {
 	}
 	formats := map[string]watchFormat{
 		"json":     {mc: mediaChoice{info: s.neg.byType[mediaJSON]}},
-		"protobuf": {mc: mediaChoice{info: s.neg.byType[mediaProtobuf]}, streamEnc: s.neg.byType[mediaProtobuf].StreamSerializer.Serializer},
+		"protobuf": protobufWatchFormat(s),
 		"partial":  {mc: mediaChoice{info: s.neg.byType[mediaJSON], kind: outputPartialMetadata}},
 	}
 	r := httptest.NewRequest("GET", "/api/v1/pods?watch=true", nil)
 	for round := 0; round < 2; round++ {
 		for name, f := range formats {
 			for _, et := range []watch.EventType{watch.Added, watch.Modified, watch.Deleted} {
-				var scratch bytes.Buffer
-				got, err := s.encodeWatchEvent(r, &f, st, watch.Event{Type: et, Object: pod}, false, &scratch)
-				if err != nil {
+				var b bytes.Buffer
+				b.WriteString("before")
+				if err := s.appendWatchEvent(r, &f, st, watch.Event{Type: et, Object: pod}, false, &b); err != nil {
 					t.Fatal(err)
 				}
-				want := slowWatchEvent(t, f, et, pod)
+				got, want := b.Bytes(), append([]byte("before"), slowFramedEvent(t, f, et, pod)...)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("round %d %s %s:\n got %q\nwant %q", round, name, et, got, want)
 				}
@@ -57,9 +57,10 @@ func TestEncodeWatchEventShared(t *testing.T) {
 		}
 	}
 	// A JSON line carries its type and the object.
-	var scratch bytes.Buffer
+	var b bytes.Buffer
 	f := formats["json"]
-	line, _ := s.encodeWatchEvent(r, &f, st, watch.Event{Type: watch.Deleted, Object: pod}, false, &scratch)
+	_ = s.appendWatchEvent(r, &f, st, watch.Event{Type: watch.Deleted, Object: pod}, false, &b)
+	line := b.Bytes()
 	var ev struct {
 		Type   string
 		Object corev1.Pod
@@ -67,6 +68,24 @@ func TestEncodeWatchEventShared(t *testing.T) {
 	if err := json.Unmarshal(line, &ev); err != nil || ev.Type != "DELETED" || ev.Object.Name != "p" || ev.Object.Spec.NodeName != "n1" {
 		t.Fatalf("JSON event %q: %+v %v", line, ev, err)
 	}
+}
+
+func protobufWatchFormat(s *Server) watchFormat {
+	info := s.neg.byType[mediaProtobuf]
+	return watchFormat{mc: mediaChoice{info: info}, streamEnc: info.StreamSerializer.Serializer, framer: info.StreamSerializer.Framer}
+}
+
+// slowFramedEvent is slowWatchEvent framed as the stream carries it.
+func slowFramedEvent(t *testing.T, f watchFormat, et watch.EventType, obj runtime.Object) []byte {
+	raw := slowWatchEvent(t, f, et, obj)
+	if f.streamEnc == nil {
+		return raw
+	}
+	var b bytes.Buffer
+	if _, err := f.framer.NewFrameWriter(&b).Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 // slowWatchEvent is the event encoded from scratch, without the cache.
@@ -98,48 +117,29 @@ func slowWatchEvent(t *testing.T, f watchFormat, et watch.EventType, obj runtime
 }
 
 // BenchmarkWatchEventFanout is one pod event sent to 5 protobuf watchers:
-// "shared" encodes the event once (encodeWatchEvent); "perWatcher" shares
-// only the object's bytes and frames the event for each watcher, as
-// before.
+// the object is encoded once and each watcher frames the event into its
+// stream's buffer.
 func BenchmarkWatchEventFanout(b *testing.B) {
 	s := newPanickyServer(&testing.T{})
 	st := s.Store(corev1.SchemeGroupVersion, "pods")
-	f := watchFormat{mc: mediaChoice{info: s.neg.byType[mediaProtobuf]}, streamEnc: s.neg.byType[mediaProtobuf].StreamSerializer.Serializer}
+	f := protobufWatchFormat(s)
 	r := httptest.NewRequest("GET", "/api/v1/pods?watch=true", nil)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", ResourceVersion: "7", Labels: map[string]string{"app": "bench"}},
 		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "app", Image: "bench:v1"}}},
 	}
 	const watchers = 5
-	run := func(b *testing.B, send func(ev watch.Event, scratch *bytes.Buffer)) {
-		var scratch bytes.Buffer
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			ev := watch.Event{Type: watch.Modified, Object: pod.DeepCopy()}
-			for w := 0; w < watchers; w++ {
-				send(ev, &scratch)
+	var bufs [watchers]bytes.Buffer
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev := watch.Event{Type: watch.Modified, Object: pod.DeepCopy()}
+		for w := range bufs {
+			bufs[w].Reset()
+			if err := s.appendWatchEvent(r, &f, st, ev, false, &bufs[w]); err != nil {
+				b.Fatal(err)
 			}
 		}
 	}
-	b.Run("shared", func(b *testing.B) {
-		run(b, func(ev watch.Event, scratch *bytes.Buffer) {
-			if _, err := s.encodeWatchEvent(r, &f, st, ev, false, scratch); err != nil {
-				b.Fatal(err)
-			}
-		})
-	})
-	b.Run("perWatcher", func(b *testing.B) {
-		run(b, func(ev watch.Event, scratch *bytes.Buffer) {
-			raw, err := s.encodeWatchObject(r, f.mc, st, ev, false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			scratch.Reset()
-			if err := f.frame(scratch, ev.Type, raw); err != nil {
-				b.Fatal(err)
-			}
-		})
-	})
 }
 
 // watchStorage is memStorage whose watches are w, fed by the test.
@@ -229,13 +229,13 @@ func TestServeWatchBatchesWaitingEvents(t *testing.T) {
 			}
 			f := watchFormat{mc: mediaChoice{info: s.neg.byType[mediaJSON]}}
 			if strings.HasPrefix(tc.accept, mediaProtobuf) {
-				info := s.neg.byType[mediaProtobuf]
-				f = watchFormat{mc: mediaChoice{info: info}, streamEnc: info.StreamSerializer.Serializer}
+				f = protobufWatchFormat(s)
 			}
 			var want bytes.Buffer
 			for _, ev := range evs {
 				raw := slowWatchEvent(t, f, ev.Type, ev.Object)
 				if f.streamEnc != nil {
+					// The length-delimited framer, by hand.
 					var n [4]byte
 					binary.BigEndian.PutUint32(n[:], uint32(len(raw)))
 					want.Write(n[:])

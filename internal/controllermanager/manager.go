@@ -242,11 +242,13 @@ func (m *ControllerManager) runControllers(ctx context.Context) error {
 	// drops before building the repeat patch upstream builds for them.
 	controller.StartRecordingToSink(ctx, broadcaster, &typedcorev1.EventSinkImpl{Interface: m.clients.Kube.CoreV1().Events("")}, m.logger)
 	defer broadcaster.Shutdown()
+	// The pod handlers the constructors add become one registration.
+	mux := newMuxFactory(factory)
 	cctx := Context{
 		Client:    m.clients.Kube,
 		Metadata:  m.clients.Metadata,
 		Discovery: m.clients.Discovery,
-		Informers: factory,
+		Informers: mux,
 		Clock:     m.cfg.Clock,
 		Logger:    m.logger,
 		Config:    m.cfg,
@@ -271,6 +273,9 @@ func (m *ControllerManager) runControllers(ctx context.Context) error {
 			workers = w
 		}
 		runners = append(runners, started{name, r, max(workers, 1)})
+	}
+	if err := mux.pods.seal(); err != nil {
+		return fmt.Errorf("registering the controllers' pod handlers: %w", err)
 	}
 	// Informers requested by the constructors start together: one watch
 	// per resource for the whole process.

@@ -204,16 +204,19 @@ func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleStat
 	if cap(a.feasibleBuf) < want {
 		a.feasibleBuf = make([]*framework.NodeInfo, want)
 	}
+	// Entries [0, found) are written before they are read; the rest are
+	// never read (and the NodeInfos they may still point to are the
+	// snapshot's, alive anyway).
 	feasible := a.feasibleBuf[:want]
-	clear(feasible)
 	// Rejections go into a slice indexed by search position (no lock, no
 	// map insert per node); the NodeToStatus map is only built when no
-	// node fits, the one case that reads it.
+	// node fits, the one case that reads it. The slice is all nil between
+	// cycles: the pass below clears what it reads, instead of clearing
+	// all n pointers up front (a bulk write barrier while the GC marks).
 	if cap(a.statusBuf) < n {
 		a.statusBuf = make([]*framework.Status, n)
 	}
 	statuses := a.statusBuf[:n]
-	clear(statuses)
 	var found atomic.Int64
 	var errOnce sync.Once
 	var firstErr error
@@ -244,6 +247,7 @@ func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleStat
 		statuses[i] = st
 	})
 	if firstErr != nil {
+		clear(statuses)
 		return nil, fmt.Errorf("running filter plugins: %w", firstErr)
 	}
 	numFeasible := min(int(found.Load()), want)
@@ -252,6 +256,7 @@ func (a *Algorithm) findFeasible(ctx context.Context, state *framework.CycleStat
 		if st == nil {
 			continue
 		}
+		statuses[i] = nil
 		rejected++
 		if numFeasible == 0 {
 			diag.NodeToStatus[nodes[(start+i)%n].Node().Name] = st

@@ -12,6 +12,10 @@
 //   - UpdateSnapshot copies into a framework.Snapshot only the nodes changed
 //     since the snapshot's generation: nodes sit in a list ordered by last
 //     change, so the cost is O(changed nodes), not O(nodes).
+//   - A confirmed or updated pod whose new version counts the same
+//     (framework.PodInfo.Equivalent: labels, requests, ports, no affinity
+//     terms) replaces the cached one in place: nothing is re-accounted,
+//     and the snapshot's Index only repoints the pod's entry.
 //   - The cache is safe for concurrent use; a Snapshot is not and belongs to
 //     the scheduling goroutine. One cache feeds one snapshot (the
 //     removed-node and list-dirty bookkeeping is per cache).

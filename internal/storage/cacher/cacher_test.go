@@ -585,3 +585,32 @@ func TestGuaranteedUpdateStartsFromCache(t *testing.T) {
 		t.Fatalf("a key the cache does not hold was updated from a guess (%d)", n)
 	}
 }
+
+// A read at a revision the cache has not seen returns as soon as the
+// event bringing it is processed: the event wakes the waiter (the fake
+// clock never fires the retry timer that would otherwise end the wait).
+func TestReadAtRevisionWokenByEvent(t *testing.T) {
+	fc := testingclock.NewFakeClock(time.Now())
+	e := newEnv(t, Config{Clock: fc})
+	c := tctx(t)
+	rv0 := create(t, e.c, "ns", "a", nil)
+	got := make(chan error, 1)
+	go func() {
+		_, err := e.c.Get(c, key("ns", "b"), storage.GetOptions{ResourceVersion: fmt.Sprint(rv0 + 1)})
+		got <- err
+	}()
+	waitFor(t, "the reader to wait", func() bool {
+		e.c.mu.Lock()
+		defer e.c.mu.Unlock()
+		return e.c.rvCh != nil && e.c.rv >= rv0
+	})
+	create(t, e.c, "ns", "b", nil)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("read at %d: %v", rv0+1, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader not woken by the event")
+	}
+}

@@ -131,25 +131,22 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *RequestI
 			if !ok {
 				return
 			}
-			if !add(ev) {
-				return
-			}
-			open := true
+			// go on: the stream goes on after this batch (false when
+			// the channel closed or an event failed to encode: the
+			// events before it are still sent).
+			goOn := add(ev)
 		more:
-			for batch.Len() < maxWatchBatch {
+			for goOn && batch.Len() < maxWatchBatch {
 				select {
-				case ev, open = <-ch:
-					if !open {
-						break more
-					}
-					if !add(ev) {
-						return
+				case ev, goOn = <-ch:
+					if goOn {
+						goOn = add(ev)
 					}
 				default:
 					break more
 				}
 			}
-			if !send() || !open {
+			if !send() || !goOn {
 				return
 			}
 		}

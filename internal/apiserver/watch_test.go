@@ -11,9 +11,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -260,4 +262,49 @@ func trunc(b []byte) []byte {
 		return b[:300]
 	}
 	return b
+}
+
+// An event that fails to encode ends the stream after the events before
+// it in its batch, which are still sent.
+func TestServeWatchSendsBatchBeforeEncodeError(t *testing.T) {
+	fw := watch.NewFakeWithChanSize(10, false)
+	var stores []*generic.Store
+	for _, r := range core.Resources() {
+		gvr := r.StorageGVR()
+		var si storage.Interface = newMemStorage()
+		if gvr.Resource == "pods" {
+			si = watchStorage{newMemStorage(), fw}
+		}
+		stores = append(stores, generic.NewStore(r, si, "/registry/"+gvr.Group+"/"+gvr.Resource))
+	}
+	s, err := New(Config{Scheme: registry.NewScheme(), Stores: stores, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := protobufWatchFormat(s)
+	var want bytes.Buffer
+	for i := range 3 {
+		pod := &corev1.Pod{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%d", i), Namespace: "ns", ResourceVersion: fmt.Sprint(10 + i)},
+		}
+		fw.Add(pod)
+		want.Write(slowFramedEvent(t, f, watch.Added, pod))
+	}
+	// Not a protobuf message: the protobuf serializer refuses it.
+	fw.Add(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "bad"}}})
+	fw.Add(&corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "after", Namespace: "ns", ResourceVersion: "20"}})
+	r := httptest.NewRequest("GET", "/api/v1/namespaces/ns/pods?watch=true", nil)
+	r.Header.Set("Accept", mediaProtobuf+";stream=watch")
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { s.Handler().ServeHTTP(rec, r); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end at the event it could not encode")
+	}
+	if !bytes.Equal(rec.Body.Bytes(), want.Bytes()) {
+		t.Fatalf("stream: got %d bytes, want the %d bytes of the 3 events before the bad one", rec.Body.Len(), want.Len())
+	}
 }

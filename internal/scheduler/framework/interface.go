@@ -186,6 +186,15 @@ type ScoreExtensions interface {
 	NormalizeScore(ctx context.Context, state *CycleState, pod *PodInfo, scores []NodeScore) *Status
 }
 
+// ScoreNamesUnused is implemented by ScoreExtensions whose NormalizeScore
+// reads and writes only each entry's Score, never its Name: their score
+// rows are filled without names, like those of plugins that do not
+// normalize (a name is a pointer; storing one per node costs a write
+// barrier while the GC marks).
+type ScoreNamesUnused interface {
+	NormalizeScoreIgnoresNames()
+}
+
 // ReservePlugin is told when a node has been chosen (Reserve) and when the
 // choice is abandoned (Unreserve).
 type ReservePlugin interface {

@@ -307,12 +307,13 @@ func (f *Framework) RunScorePluginsInto(ctx context.Context, state *CycleState, 
 	for j := range errs {
 		errs[j].Store(nil)
 	}
-	// Only a plugin that normalizes reads its row's names: the others'
-	// rows get the scores alone (a name is a pointer, and storing one
-	// while the GC marks costs a write barrier, per node and plugin).
+	// Only a plugin that normalizes, and reads names doing so, reads its
+	// row's names: the others' rows get the scores alone (a name is a
+	// pointer, and storing one while the GC marks costs a write barrier,
+	// per node and plugin).
 	var named uint64
 	for j, p := range active {
-		if j >= 64 || p.ScoreExtensions() != nil {
+		if j >= 64 || readsNames(p.ScoreExtensions()) {
 			named |= 1 << min(j, 63)
 		}
 	}
@@ -349,6 +350,15 @@ func (f *Framework) RunScorePluginsInto(ctx context.Context, state *CycleState, 
 		}
 	}
 	return totals, nil
+}
+
+// readsNames reports whether a plugin's NormalizeScore may read names.
+func readsNames(ext ScoreExtensions) bool {
+	if ext == nil {
+		return false
+	}
+	_, unused := ext.(ScoreNamesUnused)
+	return !unused
 }
 
 // grow returns s resized to n, reallocated only when too small.

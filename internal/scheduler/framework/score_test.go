@@ -62,6 +62,17 @@ func (p *hashScore) NormalizeScore(_ context.Context, _ *CycleState, _ *PodInfo,
 	return nil
 }
 
+// namelessScore is a normalizing hashScore whose NormalizeScore declares
+// it reads no names (its row is filled without them).
+type namelessScore struct{ hashScore }
+
+func (p *namelessScore) ScoreExtensions() ScoreExtensions { return p }
+func (p *namelessScore) NormalizeScoreIgnoresNames()      {}
+func (p *namelessScore) NormalizeScore(_ context.Context, _ *CycleState, _ *PodInfo, scores []NodeScore) *Status {
+	DefaultNormalizeScore(MaxNodeScore, true, scores)
+	return nil
+}
+
 func scoreNodes(n int) []*NodeInfo {
 	out := make([]*NodeInfo, n)
 	for i := range out {
@@ -80,6 +91,7 @@ func TestRunScorePluginsIntoReuse(t *testing.T) {
 		&hashScore{name: "a"},
 		&hashScore{name: "b", norm: true, skipPods: skip},
 		&hashScore{name: "c", norm: true},
+		&namelessScore{hashScore{name: "d", norm: true}},
 	}
 	for _, workers := range []int{1, 2} {
 		f := NewFramework(plugins, map[string]int64{"a": 2, "c": 3}, Parallelizer{Workers: workers})

@@ -394,6 +394,9 @@ func (p *InterPodAffinity) Score(_ context.Context, cs *framework.CycleState, _ 
 func (p *InterPodAffinity) ScoreExtensions() framework.ScoreExtensions { return p }
 
 // NormalizeScore min-max scales into [0, 100] (scores may be negative).
+// NormalizeScoreIgnoresNames: NormalizeScore reads scores only.
+func (p *InterPodAffinity) NormalizeScoreIgnoresNames() {}
+
 func (p *InterPodAffinity) NormalizeScore(_ context.Context, cs *framework.CycleState, _ *framework.PodInfo, scores []framework.NodeScore) *framework.Status {
 	if _, ok := cs.Read(preScoreKey); !ok {
 		return nil

@@ -294,6 +294,9 @@ func (*NodeAffinity) Score(_ context.Context, cs *framework.CycleState, _ *frame
 func (p *NodeAffinity) ScoreExtensions() framework.ScoreExtensions { return p }
 
 // NormalizeScore scales to [0, 100].
+// NormalizeScoreIgnoresNames: NormalizeScore reads scores only.
+func (*NodeAffinity) NormalizeScoreIgnoresNames() {}
+
 func (*NodeAffinity) NormalizeScore(_ context.Context, _ *framework.CycleState, _ *framework.PodInfo, scores []framework.NodeScore) *framework.Status {
 	framework.DefaultNormalizeScore(framework.MaxNodeScore, false, scores)
 	return nil

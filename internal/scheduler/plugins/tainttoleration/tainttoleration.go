@@ -105,6 +105,9 @@ func (*TaintToleration) Score(_ context.Context, _ *framework.CycleState, pi *fr
 func (p *TaintToleration) ScoreExtensions() framework.ScoreExtensions { return p }
 
 // NormalizeScore makes fewer untolerated taints score higher.
+// NormalizeScoreIgnoresNames: NormalizeScore reads scores only.
+func (*TaintToleration) NormalizeScoreIgnoresNames() {}
+
 func (*TaintToleration) NormalizeScore(_ context.Context, _ *framework.CycleState, _ *framework.PodInfo, scores []framework.NodeScore) *framework.Status {
 	framework.DefaultNormalizeScore(framework.MaxNodeScore, true, scores)
 	return nil

@@ -114,7 +114,17 @@ type entry struct {
 	data []byte
 }
 
-func lessEntry(a, b *entry) bool { return a.key < b.key }
+// item is an entry as the B-tree holds it: its key beside the pointer, so
+// a search compares keys without loading every entry it passes (a cache
+// miss each; they were most of a write's cost in the cacher).
+type item struct {
+	key string
+	e   *entry
+}
+
+func lessItem(a, b item) bool { return a.key < b.key }
+
+func newTree() *btree.BTreeG[item] { return btree.NewG(32, lessItem) }
 
 // event is one change, shared by every watcher it is sent to.
 type event struct {
@@ -158,7 +168,7 @@ type Cacher struct {
 	readyCh   chan struct{}
 
 	mu   sync.Mutex
-	tree *btree.BTreeG[*entry]
+	tree *btree.BTreeG[item]
 	// byKey indexes tree's entries for point reads: every event and every
 	// update looks its key up, and a string-keyed B-tree search costs
 	// about twenty key comparisons, each a pointer chase.
@@ -233,7 +243,7 @@ func New(cfg Config) (*Cacher, error) {
 		cancel:   cancel,
 		done:     make(chan struct{}),
 		readyCh:  make(chan struct{}),
-		tree:     btree.NewG(32, lessEntry),
+		tree:     newTree(),
 		byKey:    map[string]*entry{},
 		ring:     make([]*event, cfg.EventBufferSize),
 		watchers: map[int]*cacheWatcher{},
@@ -293,7 +303,7 @@ func (c *Cacher) listAndWatch() error {
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", c.cfg.Prefix, err)
 	}
-	tree := btree.NewG(32, lessEntry)
+	tree := newTree()
 	byKey := make(map[string]*entry, len(list.Items))
 	for _, obj := range list.Items {
 		key, err := c.cfg.KeyFunc(obj)
@@ -305,7 +315,7 @@ func (c *Cacher) listAndWatch() error {
 			return fmt.Errorf("reading the resourceVersion of %s: %w", key, err)
 		}
 		e := &entry{key: key, obj: obj, rv: rv}
-		tree.ReplaceOrInsert(e)
+		tree.ReplaceOrInsert(item{key, e})
 		byKey[key] = e
 	}
 	c.mu.Lock()
@@ -448,7 +458,7 @@ func (c *Cacher) process(ev watch.Event) error {
 		}
 		e.typ, e.obj = watch.Deleted, obj
 		if old != nil {
-			c.tree.Delete(old)
+			c.tree.Delete(item{key: key})
 			delete(c.byKey, key)
 		}
 	} else {
@@ -460,7 +470,7 @@ func (c *Cacher) process(ev watch.Event) error {
 			e.typ = watch.Modified
 		}
 		ne := &entry{key: key, obj: obj, rv: rv, data: data}
-		c.tree.ReplaceOrInsert(ne)
+		c.tree.ReplaceOrInsert(item{key, ne})
 		c.byKey[key] = ne
 		if data != nil {
 			c.stored.add(obj, data)
@@ -693,8 +703,8 @@ func (c *Cacher) List(ctx context.Context, prefix string, opts storage.ListOptio
 		return true
 	}
 	if !opts.Recursive {
-		if e, ok := snap.Get(&entry{key: prefix}); ok {
-			visit(e)
+		if it, ok := snap.Get(item{key: prefix}); ok {
+			visit(it.e)
 		}
 		return out, nil
 	}
@@ -702,12 +712,13 @@ func (c *Cacher) List(ctx context.Context, prefix string, opts storage.ListOptio
 	return out, nil
 }
 
-func ascendPrefix(t *btree.BTreeG[*entry], prefix string, visit func(*entry) bool) {
-	start := &entry{key: prefix}
+func ascendPrefix(t *btree.BTreeG[item], prefix string, visit func(*entry) bool) {
+	start := item{key: prefix}
+	v := func(it item) bool { return visit(it.e) }
 	if end := prefixEnd(prefix); end != "" {
-		t.AscendRange(start, &entry{key: end}, visit)
+		t.AscendRange(start, item{key: end}, v)
 	} else {
-		t.AscendGreaterOrEqual(start, visit)
+		t.AscendGreaterOrEqual(start, v)
 	}
 }
 

@@ -38,7 +38,7 @@ type cacheWatcher struct {
 
 	// Sent before anything from in: the initial state (a private tree
 	// snapshot), then the replayed events.
-	initial    *btree.BTreeG[*entry]
+	initial    *btree.BTreeG[item]
 	initialRV  int64
 	initialEnd bool
 	replay     []*event
@@ -174,8 +174,8 @@ func (w *cacheWatcher) run() {
 		}
 		if w.recursive {
 			ascendPrefix(w.initial, w.prefix, visit)
-		} else if e, found := w.initial.Get(&entry{key: w.prefix}); found {
-			visit(e)
+		} else if it, found := w.initial.Get(item{key: w.prefix}); found {
+			visit(it.e)
 		}
 		w.initial = nil
 		if !ok {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -460,9 +461,21 @@ func (n *Nodes) podIP(node, key string) string {
 	}
 	a.used[host/64] |= 1 << (host % 64)
 	i := n.index[node]
-	ip := fmt.Sprintf("10.%d.%d.%d", (i>>8)&255, i&255, host)
+	ip := podIPString(i, host)
 	a.byKey[key] = ip
 	return ip
+}
+
+// podIPString is "10.<i>>8&255>.<i&255>.<host>" without fmt.
+func podIPString(i, host int) string {
+	b := make([]byte, 0, 15)
+	b = append(b, "10."...)
+	b = strconv.AppendInt(b, int64((i>>8)&255), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(i&255), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(host), 10)
+	return string(b)
 }
 
 func (n *Nodes) releaseIP(node, key string) {

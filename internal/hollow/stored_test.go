@@ -3,6 +3,7 @@ package hollow
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"reflect"
 	"testing"
@@ -138,5 +139,17 @@ func TestStoredPodOtherEncodings(t *testing.T) {
 	}
 	if sp := obj.(*storedPod); sp.ResourceVersion != "9" || sp.Annotations[metav1.InitialEventsAnnotationKey] != "true" {
 		t.Fatalf("bookmark %+v", sp.ObjectMeta)
+	}
+}
+
+// TestPodIPString: the pod IP text is fmt's for every node index byte
+// and host part.
+func TestPodIPString(t *testing.T) {
+	for _, i := range []int{0, 1, 255, 256, 999, 65535, 70000} {
+		for _, host := range []int{2, 9, 10, 99, 100, 255} {
+			if got, want := podIPString(i, host), fmt.Sprintf("10.%d.%d.%d", (i>>8)&255, i&255, host); got != want {
+				t.Fatalf("podIPString(%d, %d) = %q, want %q", i, host, got, want)
+			}
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -222,7 +221,7 @@ func PodSummary(t watch.EventType, b []byte) (runtime.Object, error) {
 		var err error
 		switch num {
 		case 1:
-			err = summaryMeta(&pod.ObjectMeta, v, t == watch.Bookmark)
+			err = readMeta(&pod.ObjectMeta, v, t == watch.Bookmark, false)
 		case 2:
 			err = summarySpec(&pod.Spec, v)
 		case 3:
@@ -235,54 +234,6 @@ func PodSummary(t watch.EventType, b []byte) (runtime.Object, error) {
 		}
 	}
 	return pod, nil
-}
-
-func summaryMeta(m *metav1.ObjectMeta, b []byte, annotations bool) error {
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod metadata")
-		}
-		b = b[l:]
-		if typ != protowire.BytesType {
-			if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
-				return fmt.Errorf("malformed pod metadata")
-			}
-			b = b[l:]
-			continue
-		}
-		v, l := protowire.ConsumeBytes(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod metadata")
-		}
-		b = b[l:]
-		switch num {
-		case 1:
-			m.Name = string(v)
-		case 3:
-			m.Namespace = string(v)
-		case 5:
-			m.UID = types.UID(v)
-		case 6:
-			m.ResourceVersion = string(v)
-		case 9:
-			ts := &metav1.Time{}
-			if err := ts.Unmarshal(v); err != nil {
-				return fmt.Errorf("decoding deletionTimestamp: %w", err)
-			}
-			m.DeletionTimestamp = ts
-		case 12:
-			if annotations {
-				k, _ := fieldBytes(v, 1)
-				val, _ := fieldBytes(v, 2)
-				if m.Annotations == nil {
-					m.Annotations = map[string]string{}
-				}
-				m.Annotations[string(k)] = string(val)
-			}
-		}
-	}
-	return nil
 }
 
 func summarySpec(s *v1.PodSpec, b []byte) error {

@@ -89,7 +89,7 @@ func decodeStoredPod(t watch.EventType, b []byte) (runtime.Object, error) {
 		}
 		return &storedPod{Pod: pod}, nil
 	}
-	if err := storedMeta(&pod.ObjectMeta, meta, t == watch.Bookmark); err != nil {
+	if err := readMeta(&pod.ObjectMeta, meta, t == watch.Bookmark, true); err != nil {
 		return nil, err
 	}
 	if err := summarySpec(&pod.Spec, spec); err != nil {
@@ -101,16 +101,17 @@ func decodeStoredPod(t watch.EventType, b []byte) (runtime.Object, error) {
 	return &storedPod{Pod: pod, metaSpec: append([]byte(nil), b[:statusAt]...)}, nil
 }
 
-// storedMeta reads what SyncPod uses of a pod's metadata (and the
-// annotations of a bookmark).
-func storedMeta(m *metav1.ObjectMeta, b []byte, annotations bool) error {
+// readMeta reads the metadata a PodSummary holds (name, namespace, uid,
+// resourceVersion, deletionTimestamp; the annotations of a bookmark) and,
+// with grace, deletionGracePeriodSeconds, which SyncPod also uses.
+func readMeta(m *metav1.ObjectMeta, b []byte, annotations, grace bool) error {
 	for len(b) > 0 {
 		num, typ, l := protowire.ConsumeTag(b)
 		if l < 0 {
 			return fmt.Errorf("malformed pod metadata")
 		}
 		b = b[l:]
-		if num == 10 && typ == protowire.VarintType {
+		if grace && num == 10 && typ == protowire.VarintType {
 			v, l := protowire.ConsumeVarint(b)
 			if l < 0 {
 				return fmt.Errorf("malformed pod metadata")

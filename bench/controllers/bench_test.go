@@ -416,6 +416,22 @@ func run(b *testing.B) {
 		fmt.Printf("| all pods Running               | %9v | %6.0f | %11v |\n", upTime.Round(time.Millisecond), float64(total)/upTime.Seconds(), upCPU.Round(time.Second))
 		fmt.Printf("(to Running: CPU %.2f ms per pod; threads waited %v on the machine's run queues)\n", float64(upCPU.Microseconds())/1000/float64(total), upWait.Round(100*time.Millisecond))
 		printRequests(reqs0, reqs1, total)
+		// Per pod, under this load: what the scheduler and the hollow
+		// kubelets add after the ReplicaSet controller created the pod.
+		lat := map[string][]time.Duration{}
+		tr.mu.Lock()
+		for k, ct := range tr.created {
+			bt, ok := tr.bound[k]
+			if !ok {
+				continue
+			}
+			lat["created -> bound"] = append(lat["created -> bound"], bt.Sub(ct))
+			if rt, ok := tr.running[k]; ok {
+				lat["bound -> Running"] = append(lat["bound -> Running"], rt.Sub(bt))
+			}
+		}
+		tr.mu.Unlock()
+		stageLatencies("Per-pod latency during the scale-up (seen by the benchmark's pod watch)", []string{"created -> bound", "bound -> Running"}, lat)
 	}
 	if !*rollout {
 		b.StopTimer()

@@ -200,61 +200,33 @@ func fieldBytes(b []byte, num protowire.Number) ([]byte, bool) {
 // to be written back.
 func PodSummary(t watch.EventType, b []byte) (runtime.Object, error) {
 	pod := &v1.Pod{}
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return nil, fmt.Errorf("malformed pod")
-		}
-		b = b[l:]
+	err := eachField(b, "pod", func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if typ != protowire.BytesType {
-			if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
-				return nil, fmt.Errorf("malformed pod")
-			}
-			b = b[l:]
-			continue
+			return nil
 		}
-		v, l := protowire.ConsumeBytes(b)
-		if l < 0 {
-			return nil, fmt.Errorf("malformed pod")
-		}
-		b = b[l:]
-		var err error
 		switch num {
 		case 1:
-			err = readMeta(&pod.ObjectMeta, v, t == watch.Bookmark, false)
+			return readMeta(&pod.ObjectMeta, v, t == watch.Bookmark, false)
 		case 2:
-			err = summarySpec(&pod.Spec, v)
+			return summarySpec(&pod.Spec, v)
 		case 3:
 			if phase, ok := fieldBytes(v, 1); ok {
 				pod.Status.Phase = v1.PodPhase(phase)
 			}
 		}
-		if err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return pod, nil
 }
 
 func summarySpec(s *v1.PodSpec, b []byte) error {
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod spec")
-		}
-		b = b[l:]
+	return eachField(b, "pod spec", func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if typ != protowire.BytesType {
-			if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
-				return fmt.Errorf("malformed pod spec")
-			}
-			b = b[l:]
-			continue
+			return nil
 		}
-		v, l := protowire.ConsumeBytes(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod spec")
-		}
-		b = b[l:]
 		switch num {
 		case 2:
 			name, _ := fieldBytes(v, 1)
@@ -262,6 +234,39 @@ func summarySpec(s *v1.PodSpec, b []byte) error {
 			s.Containers = append(s.Containers, v1.Container{Name: string(name), Image: string(image)})
 		case 10:
 			s.NodeName = string(v)
+		}
+		return nil
+	})
+}
+
+// eachField calls fn for every length-delimited field of message b (v: its
+// contents) and every varint field (x: its value), in order, skipping the
+// other wire types; what names the message in errors.
+func eachField(b []byte, what string, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return fmt.Errorf("malformed %s", what)
+		}
+		b = b[l:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, l = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, l = protowire.ConsumeVarint(b)
+		default:
+			l = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if l < 0 {
+			return fmt.Errorf("malformed %s", what)
+		}
+		b = b[l:]
+		if typ == protowire.BytesType || typ == protowire.VarintType {
+			if err := fn(num, typ, v, x); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

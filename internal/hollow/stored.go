@@ -105,34 +105,14 @@ func decodeStoredPod(t watch.EventType, b []byte) (runtime.Object, error) {
 // resourceVersion, deletionTimestamp; the annotations of a bookmark) and,
 // with grace, deletionGracePeriodSeconds, which SyncPod also uses.
 func readMeta(m *metav1.ObjectMeta, b []byte, annotations, grace bool) error {
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod metadata")
-		}
-		b = b[l:]
-		if grace && num == 10 && typ == protowire.VarintType {
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return fmt.Errorf("malformed pod metadata")
+	return eachField(b, "pod metadata", func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		if typ == protowire.VarintType {
+			if grace && num == 10 {
+				g := int64(x)
+				m.DeletionGracePeriodSeconds = &g
 			}
-			b = b[l:]
-			g := int64(v)
-			m.DeletionGracePeriodSeconds = &g
-			continue
+			return nil
 		}
-		if typ != protowire.BytesType {
-			if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
-				return fmt.Errorf("malformed pod metadata")
-			}
-			b = b[l:]
-			continue
-		}
-		v, l := protowire.ConsumeBytes(b)
-		if l < 0 {
-			return fmt.Errorf("malformed pod metadata")
-		}
-		b = b[l:]
 		switch num {
 		case 1:
 			m.Name = string(v)
@@ -158,8 +138,8 @@ func readMeta(m *metav1.ObjectMeta, b []byte, annotations, grace bool) error {
 				m.Annotations[string(k)] = string(val)
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // podEnvelope starts the protobuf of a Pod as the client's serializer
